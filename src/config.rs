@@ -1,0 +1,421 @@
+//! Settings: read once at start-up from the environment (and `.env`), validated, immutable.
+//! Variable names are the operations guide's.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+
+pub const DEFAULT_SECRET_KEY: &str = "change-me-in-production";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Test,
+    Production,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// A connection URL whose password never reaches a log line.
+#[derive(Clone)]
+pub struct ConnectionUrl(SecretString);
+
+impl ConnectionUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(SecretString::from(url.into()))
+    }
+
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+
+    /// The URL with any password replaced by `***`.
+    pub fn redacted(&self) -> String {
+        match url::Url::parse(self.expose()) {
+            Ok(mut u) => {
+                if u.password().is_some() {
+                    let _ = u.set_password(Some("***"));
+                }
+                u.to_string()
+            }
+            Err(_) => "<unparseable url>".to_owned(),
+        }
+    }
+}
+
+impl fmt::Debug for ConnectionUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+/// Queue and worker tuning.
+#[derive(Debug, Clone)]
+pub struct QueueSettings {
+    /// Prepended to every Redis key; isolates deployments and parallel tests.
+    pub key_prefix: String,
+    pub max_retries: u32,
+    /// Base of the exponential backoff.
+    pub retry_delay: Duration,
+    /// Longest wait between two attempts.
+    pub max_retry_delay: Duration,
+    /// Entries read from the streams per fetch.
+    pub batch_size: usize,
+    /// Messages a worker sends at once.
+    pub worker_concurrency: usize,
+    /// A claim older than this is considered abandoned by a dead worker.
+    pub visibility_timeout: Duration,
+    pub sweep_interval: Duration,
+    /// A `pending` message older than this without a worker's claim is enqueued again.
+    pub sweep_age: Duration,
+    /// How long a blocking stream read waits before looping.
+    pub block: Duration,
+}
+
+/// Mock provider behaviour (the development default).
+#[derive(Debug, Clone)]
+pub struct MockProviderSettings {
+    pub latency: Duration,
+    pub error_rate: f64,
+    pub rate_429: f64,
+    pub rate_500: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub environment: Environment,
+    pub debug: bool,
+    pub log_level: String,
+    pub log_format: LogFormat,
+    pub host: String,
+    pub port: u16,
+    pub database_url: ConnectionUrl,
+    pub db_max_connections: u32,
+    pub redis_url: ConnectionUrl,
+    pub sync_message_processing: bool,
+    pub secret_key: SecretString,
+    pub queue: QueueSettings,
+    pub mock_provider: MockProviderSettings,
+    /// Send requests committed together in one transaction, at most.
+    pub ingest_batch_size: usize,
+    /// Transactions the send path keeps in flight at once.
+    pub ingest_writers: usize,
+    pub request_timeout: Duration,
+    pub shutdown_grace: Duration,
+}
+
+/// A bad configuration value; the message names the variable.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(String);
+
+/// Reads variables from a map: the process environment overlaid on `.env`.
+pub struct Env(HashMap<String, String>);
+
+impl Env {
+    /// The process environment, with `.env` (if present) filling in what is unset.
+    pub fn load() -> Self {
+        let mut vars: HashMap<String, String> = HashMap::new();
+        if let Ok(iter) = dotenvy::dotenv_iter() {
+            for (k, v) in iter.flatten() {
+                vars.insert(k, v);
+            }
+        }
+        vars.extend(std::env::vars());
+        Self(vars)
+    }
+
+    pub fn from_pairs<I, K, V>(pairs: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        Self(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        )
+    }
+
+    fn raw(&self, name: &str) -> Option<&str> {
+        self.0
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.trim().is_empty())
+    }
+
+    fn string(&self, name: &str, default: &str) -> String {
+        self.raw(name).unwrap_or(default).to_owned()
+    }
+
+    fn parse<T: FromStr>(&self, name: &str, default: T, expected: &str) -> Result<T, ConfigError> {
+        match self.raw(name) {
+            None => Ok(default),
+            Some(v) => v
+                .trim()
+                .parse()
+                .map_err(|_| ConfigError(format!("{name}={v:?} is not {expected}"))),
+        }
+    }
+
+    fn flag(&self, name: &str, default: bool) -> Result<bool, ConfigError> {
+        match self.raw(name).map(|v| v.trim().to_ascii_lowercase()) {
+            None => Ok(default),
+            Some(v) => match v.as_str() {
+                "1" | "true" | "yes" | "on" => Ok(true),
+                "0" | "false" | "no" | "off" => Ok(false),
+                _ => Err(ConfigError(format!(
+                    "{name}={v:?} is not a boolean (true/false)"
+                ))),
+            },
+        }
+    }
+
+    fn seconds(&self, name: &str, default: f64) -> Result<Duration, ConfigError> {
+        let secs: f64 = self.parse(name, default, "a number of seconds")?;
+        if !secs.is_finite() || secs < 0.0 {
+            return Err(ConfigError(format!(
+                "{name}={secs} must be a non-negative number of seconds"
+            )));
+        }
+        Ok(Duration::from_secs_f64(secs))
+    }
+
+    fn rate(&self, name: &str) -> Result<f64, ConfigError> {
+        let r: f64 = self.parse(name, 0.0, "a number between 0 and 1")?;
+        if !(0.0..=1.0).contains(&r) {
+            return Err(ConfigError(format!("{name}={r} must be between 0 and 1")));
+        }
+        Ok(r)
+    }
+
+    fn positive(&self, name: &str, default: usize) -> Result<usize, ConfigError> {
+        let n: usize = self.parse(name, default, "a positive integer")?;
+        if n == 0 {
+            return Err(ConfigError(format!("{name} must be at least 1")));
+        }
+        Ok(n)
+    }
+}
+
+impl Settings {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let environment = match env
+            .string("ENVIRONMENT", "development")
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "development" | "dev" | "local" => Environment::Development,
+            "test" | "testing" => Environment::Test,
+            "production" | "prod" => Environment::Production,
+            other => {
+                return Err(ConfigError(format!(
+                    "ENVIRONMENT={other:?} must be development, test or production"
+                )));
+            }
+        };
+        let log_format = match env
+            .raw("LOG_FORMAT")
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            None if environment == Environment::Production => LogFormat::Json,
+            None | Some("text") | Some("pretty") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "LOG_FORMAT={other:?} must be text or json"
+                )));
+            }
+        };
+        let log_level = env.string("LOG_LEVEL", "info").to_ascii_lowercase();
+        if !["trace", "debug", "info", "warn", "warning", "error"].contains(&log_level.as_str()) {
+            return Err(ConfigError(format!(
+                "LOG_LEVEL={log_level:?} must be one of trace, debug, info, warn, error"
+            )));
+        }
+
+        let database_url = match env.raw("DATABASE_URL") {
+            Some(url) => url.to_owned(),
+            None => {
+                let port: u16 = env.parse("POSTGRES_PORT", 5432, "a port number")?;
+                format!(
+                    "postgres://{}:{}@{}:{}/{}",
+                    encode(&env.string("POSTGRES_USER", "messaging_user")),
+                    encode(&env.string("POSTGRES_PASSWORD", "messaging_password")),
+                    env.string("POSTGRES_HOST", "localhost"),
+                    port,
+                    env.string("POSTGRES_DB", "messaging_service"),
+                )
+            }
+        };
+        check_url("DATABASE_URL", &database_url, &["postgres", "postgresql"])?;
+
+        let redis_url = match env.raw("REDIS_URL") {
+            Some(url) => url.to_owned(),
+            None => {
+                let port: u16 = env.parse("REDIS_PORT", 6379, "a port number")?;
+                let db: u32 = env.parse("REDIS_DB", 0, "a database number")?;
+                let auth = env
+                    .raw("REDIS_PASSWORD")
+                    .map(|p| format!(":{}@", encode(p)))
+                    .unwrap_or_default();
+                format!(
+                    "redis://{auth}{}:{port}/{db}",
+                    env.string("REDIS_HOST", "localhost")
+                )
+            }
+        };
+        check_url("REDIS_URL", &redis_url, &["redis", "rediss"])?;
+
+        let secret_key = env.string("SECRET_KEY", DEFAULT_SECRET_KEY);
+        if environment == Environment::Production && secret_key == DEFAULT_SECRET_KEY {
+            return Err(ConfigError(
+                "SECRET_KEY must be set to a strong secret when ENVIRONMENT=production".into(),
+            ));
+        }
+
+        let queue = QueueSettings {
+            key_prefix: env.string("QUEUE_KEY_PREFIX", ""),
+            max_retries: env.parse("QUEUE_MAX_RETRIES", 3, "a non-negative integer")?,
+            retry_delay: env.seconds("QUEUE_RETRY_DELAY", 1.0)?,
+            max_retry_delay: env.seconds("QUEUE_MAX_RETRY_DELAY", 300.0)?,
+            batch_size: env.positive("QUEUE_BATCH_SIZE", 100)?,
+            worker_concurrency: env.positive("WORKER_CONCURRENCY", 256)?,
+            visibility_timeout: env.seconds("QUEUE_VISIBILITY_TIMEOUT", 60.0)?,
+            sweep_interval: env.seconds("QUEUE_SWEEP_INTERVAL", 10.0)?,
+            sweep_age: env.seconds("QUEUE_SWEEP_AGE", 30.0)?,
+            block: env.seconds("QUEUE_BLOCK", 1.0)?,
+        };
+        if queue.visibility_timeout.is_zero() {
+            return Err(ConfigError(
+                "QUEUE_VISIBILITY_TIMEOUT must be greater than 0".into(),
+            ));
+        }
+
+        let mock_provider = MockProviderSettings {
+            latency: Duration::from_millis(env.parse(
+                "MOCK_PROVIDER_LATENCY_MS",
+                100,
+                "a number of milliseconds",
+            )?),
+            error_rate: env.rate("PROVIDER_ERROR_RATE")?,
+            rate_429: env.rate("PROVIDER_429_RATE")?,
+            rate_500: env.rate("PROVIDER_500_RATE")?,
+        };
+        if mock_provider.error_rate + mock_provider.rate_429 + mock_provider.rate_500 > 1.0 {
+            return Err(ConfigError(
+                "PROVIDER_ERROR_RATE + PROVIDER_429_RATE + PROVIDER_500_RATE must not exceed 1"
+                    .into(),
+            ));
+        }
+
+        Ok(Self {
+            environment,
+            debug: env.flag("DEBUG", false)?,
+            log_level,
+            log_format,
+            host: env.string("HOST", "0.0.0.0"),
+            port: env.parse("PORT", 8080, "a port number")?,
+            database_url: ConnectionUrl::new(database_url),
+            db_max_connections: env.parse("DB_MAX_CONNECTIONS", 20, "a positive integer")?,
+            redis_url: ConnectionUrl::new(redis_url),
+            sync_message_processing: env.flag("SYNC_MESSAGE_PROCESSING", false)?,
+            secret_key: SecretString::from(secret_key),
+            queue,
+            mock_provider,
+            ingest_batch_size: env.positive("INGEST_BATCH_SIZE", 256)?,
+            ingest_writers: env.positive("INGEST_WRITERS", 4)?,
+            request_timeout: env.seconds("REQUEST_TIMEOUT", 30.0)?,
+            shutdown_grace: env.seconds("SHUTDOWN_GRACE", 25.0)?,
+        })
+    }
+}
+
+fn check_url(name: &str, raw: &str, schemes: &[&str]) -> Result<(), ConfigError> {
+    let parsed = url::Url::parse(raw)
+        .map_err(|e| ConfigError(format!("{name} is not a valid URL ({e})")))?;
+    if !schemes.contains(&parsed.scheme()) {
+        return Err(ConfigError(format!(
+            "{name} must use one of the schemes {}",
+            schemes.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// Percent-encodes user info so passwords with `@` or `:` survive URL assembly.
+fn encode(raw: &str) -> String {
+    url::form_urlencoded::byte_serialize(raw.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_operations_guide() {
+        let s = Settings::from_env(&Env::from_pairs::<_, &str, &str>([])).unwrap();
+        assert_eq!(s.port, 8080);
+        assert_eq!(
+            s.database_url.expose(),
+            "postgres://messaging_user:messaging_password@localhost:5432/messaging_service"
+        );
+        assert_eq!(s.redis_url.expose(), "redis://localhost:6379/0");
+        assert!(!s.sync_message_processing);
+        assert_eq!(s.queue.max_retries, 3);
+    }
+
+    #[test]
+    fn parts_compose_the_urls_and_passwords_are_redacted() {
+        let s = Settings::from_env(&Env::from_pairs([
+            ("POSTGRES_HOST", "db.internal"),
+            ("POSTGRES_PASSWORD", "p@ss:word"),
+            ("REDIS_HOST", "cache"),
+            ("REDIS_PASSWORD", "sekret"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            s.database_url.expose(),
+            "postgres://messaging_user:p%40ss%3Aword@db.internal:5432/messaging_service"
+        );
+        assert!(!format!("{:?}", s.database_url).contains("p%40ss"));
+        assert!(!format!("{:?}", s.redis_url).contains("sekret"));
+    }
+
+    #[test]
+    fn a_bad_value_names_its_variable() {
+        for (name, value) in [
+            ("PORT", "eighty"),
+            ("SYNC_MESSAGE_PROCESSING", "maybe"),
+            ("QUEUE_MAX_RETRIES", "-1"),
+            ("PROVIDER_429_RATE", "2"),
+            ("DATABASE_URL", "mysql://x/y"),
+            ("ENVIRONMENT", "staging"),
+            ("LOG_LEVEL", "loud"),
+        ] {
+            let err = Settings::from_env(&Env::from_pairs([(name, value)]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(name), "{err} should name {name}");
+        }
+    }
+
+    #[test]
+    fn production_refuses_the_default_secret_key() {
+        let err =
+            Settings::from_env(&Env::from_pairs([("ENVIRONMENT", "production")])).unwrap_err();
+        assert!(err.to_string().contains("SECRET_KEY"));
+    }
+}

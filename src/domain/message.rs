@@ -1,0 +1,537 @@
+//! Messages, their validation rules and the status lifecycle.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::address::{Address, ChannelFamily, EmailAddress, PhoneNumber};
+
+/// Largest SMS/MMS body Twilio accepts, in characters.
+pub const MAX_SMS_BODY_CHARS: usize = 1600;
+/// Largest email body we accept, in bytes (HTML included).
+pub const MAX_EMAIL_BODY_BYTES: usize = 1_000_000;
+pub const MAX_ATTACHMENTS: usize = 10;
+pub const MAX_SUBJECT_CHARS: usize = 998;
+pub const MAX_ATTACHMENT_URL_CHARS: usize = 2048;
+
+/// A client mistake in a message, naming the offending field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct ValidationError {
+    pub field: std::borrow::Cow<'static, str>,
+    pub reason: String,
+}
+
+impl ValidationError {
+    pub fn new(
+        field: impl Into<std::borrow::Cow<'static, str>>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Self {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            pub fn parse(raw: &str) -> Option<Self> {
+                match raw { $($text => Some($name::$variant),)+ _ => None }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+string_enum!(
+    /// The channel a message travels on.
+    MessageType { Sms => "sms", Mms => "mms", Email => "email" }
+);
+string_enum!(
+    Direction { Outbound => "outbound", Inbound => "inbound" }
+);
+string_enum!(
+    /// Where a message is in its life. Outbound: `pending → sending → sent → delivered`,
+    /// with `sending → retry → sending` and `→ failed`. Inbound messages are `received`.
+    MessageStatus {
+        Pending => "pending",
+        Sending => "sending",
+        Retry => "retry",
+        Sent => "sent",
+        Delivered => "delivered",
+        Failed => "failed",
+        Received => "received",
+    }
+);
+
+impl MessageType {
+    pub fn family(self) -> ChannelFamily {
+        match self {
+            Self::Sms | Self::Mms => ChannelFamily::Phone,
+            Self::Email => ChannelFamily::Email,
+        }
+    }
+}
+
+/// An attempted status change the lifecycle does not allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a message cannot move from {from} to {to}")]
+pub struct TransitionError {
+    pub from: MessageStatus,
+    pub to: MessageStatus,
+}
+
+impl MessageStatus {
+    /// The one table of legal transitions. Everything that writes a status asks it.
+    fn allows(self, next: MessageStatus) -> bool {
+        use MessageStatus::*;
+        matches!(
+            (self, next),
+            (Pending, Sending | Failed)
+                // A reclaimed message is claimed again by another worker.
+                | (Sending, Sending | Sent | Retry | Failed)
+                | (Retry, Sending | Failed)
+                // A receipt may report a late failure (undelivered) after the send.
+                | (Sent, Delivered | Failed)
+                // A manual retry or dead-letter redrive puts a failed message back in line.
+                | (Failed, Pending)
+        )
+    }
+
+    pub fn transition_to(self, next: MessageStatus) -> Result<MessageStatus, TransitionError> {
+        if self.allows(next) {
+            Ok(next)
+        } else {
+            Err(TransitionError {
+                from: self,
+                to: next,
+            })
+        }
+    }
+
+    /// Every status from which `next` may be reached: the guard of conditional updates.
+    pub fn predecessors(next: MessageStatus) -> Vec<MessageStatus> {
+        Self::ALL
+            .iter()
+            .copied()
+            .filter(|s| s.allows(next))
+            .collect()
+    }
+
+    /// A resting status needs no further work from a worker.
+    pub fn is_resting(self) -> bool {
+        matches!(
+            self,
+            Self::Sent | Self::Delivered | Self::Failed | Self::Received
+        )
+    }
+}
+
+/// A provider or delivery error kept on a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorInfo {
+    pub code: String,
+    pub message: String,
+}
+
+/// A stored message, as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Message {
+    pub id: Uuid,
+    pub conversation_id: Uuid,
+    pub direction: Direction,
+    #[serde(rename = "type")]
+    pub kind: MessageType,
+    pub from: String,
+    pub to: String,
+    pub body: Option<String>,
+    pub subject: Option<String>,
+    pub attachments: Vec<String>,
+    pub status: MessageStatus,
+    pub provider: Option<String>,
+    pub provider_message_id: Option<String>,
+    pub retry_count: i32,
+    pub error: Option<ErrorInfo>,
+    pub metadata: Value,
+    pub idempotency_key: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub sent_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub delivered_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub failed_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub next_attempt_at: Option<OffsetDateTime>,
+}
+
+/// One entry of a message's audit trail.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MessageEvent {
+    pub id: i64,
+    pub message_id: Uuid,
+    pub event: String,
+    pub from_status: Option<MessageStatus>,
+    pub to_status: Option<MessageStatus>,
+    pub detail: Value,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+/// What a client asked to send, before validation.
+#[derive(Debug, Clone, Default)]
+pub struct OutboundContent {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub kind: Option<String>,
+    pub body: Option<String>,
+    pub subject: Option<String>,
+    pub attachments: Vec<String>,
+    pub metadata: Option<Value>,
+}
+
+/// A validated message ready to be stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewMessage {
+    pub id: Uuid,
+    pub direction: Direction,
+    pub kind: MessageType,
+    pub from: Address,
+    pub to: Address,
+    pub body: Option<String>,
+    pub subject: Option<String>,
+    pub attachments: Vec<String>,
+    pub metadata: Value,
+    pub status: MessageStatus,
+    pub idempotency_key: Option<String>,
+    /// Fingerprint of the request, so a reused idempotency key with other content is caught.
+    pub request_hash: Option<String>,
+    pub created_at: OffsetDateTime,
+}
+
+impl NewMessage {
+    /// Validates an outbound request; the first broken rule is reported with its field.
+    pub fn outbound(content: OutboundContent) -> Result<Self, ValidationError> {
+        let to_raw = non_empty(content.to.as_deref())
+            .ok_or_else(|| ValidationError::new("to", "is required"))?;
+        let from_raw = non_empty(content.from.as_deref())
+            .ok_or_else(|| ValidationError::new("from", "is required"))?;
+
+        let kind = match content.kind.as_deref().map(str::trim) {
+            Some(t) if !t.is_empty() => MessageType::parse(&t.to_ascii_lowercase())
+                .ok_or_else(|| ValidationError::new("type", "must be one of sms, mms, email"))?,
+            _ if to_raw.contains('@') => MessageType::Email,
+            _ if content.attachments.is_empty() => MessageType::Sms,
+            _ => MessageType::Mms,
+        };
+
+        let (to, from) = match kind.family() {
+            ChannelFamily::Phone => (
+                PhoneNumber::parse(to_raw)
+                    .map(Address::Phone)
+                    .map_err(|r| ValidationError::new("to", r))?,
+                PhoneNumber::parse(from_raw)
+                    .map(Address::Phone)
+                    .map_err(|r| ValidationError::new("from", r))?,
+            ),
+            ChannelFamily::Email => (
+                EmailAddress::parse(to_raw)
+                    .map(Address::Email)
+                    .map_err(|r| ValidationError::new("to", r))?,
+                EmailAddress::parse(from_raw)
+                    .map(Address::Email)
+                    .map_err(|r| ValidationError::new("from", r))?,
+            ),
+        };
+
+        let body = content.body.filter(|b| !b.trim().is_empty());
+        if body.is_none() && content.attachments.is_empty() {
+            return Err(ValidationError::new(
+                "body",
+                "a body or at least one attachment is required",
+            ));
+        }
+        if let Some(b) = &body {
+            match kind {
+                MessageType::Sms | MessageType::Mms if b.chars().count() > MAX_SMS_BODY_CHARS => {
+                    return Err(ValidationError::new(
+                        "body",
+                        format!("must be at most {MAX_SMS_BODY_CHARS} characters"),
+                    ));
+                }
+                MessageType::Email if b.len() > MAX_EMAIL_BODY_BYTES => {
+                    return Err(ValidationError::new(
+                        "body",
+                        format!("must be at most {MAX_EMAIL_BODY_BYTES} bytes"),
+                    ));
+                }
+                _ => {}
+            }
+        }
+
+        let subject = content.subject.filter(|s| !s.trim().is_empty());
+        if let Some(s) = &subject {
+            if kind != MessageType::Email {
+                return Err(ValidationError::new("subject", "is only allowed for email"));
+            }
+            if s.chars().count() > MAX_SUBJECT_CHARS || s.contains(['\r', '\n']) {
+                return Err(ValidationError::new(
+                    "subject",
+                    format!("must be one line of at most {MAX_SUBJECT_CHARS} characters"),
+                ));
+            }
+        }
+
+        validate_attachments(kind, &content.attachments)?;
+
+        let metadata = match content.metadata {
+            None | Some(Value::Null) => Value::Object(Default::default()),
+            Some(v @ Value::Object(_)) => v,
+            Some(_) => return Err(ValidationError::new("metadata", "must be a JSON object")),
+        };
+
+        Ok(Self {
+            id: Uuid::now_v7(),
+            direction: Direction::Outbound,
+            kind,
+            from,
+            to,
+            body,
+            subject,
+            attachments: content.attachments,
+            metadata,
+            status: MessageStatus::Pending,
+            idempotency_key: None,
+            request_hash: None,
+            created_at: OffsetDateTime::now_utc(),
+        })
+    }
+
+    /// The conversation this message threads into: the unordered pair plus the family.
+    pub fn conversation_key(&self) -> (ChannelFamily, String, String) {
+        let (a, b) = (self.from.as_str(), self.to.as_str());
+        let (low, high) = if a <= b { (a, b) } else { (b, a) };
+        (self.kind.family(), low.to_owned(), high.to_owned())
+    }
+}
+
+fn non_empty(raw: Option<&str>) -> Option<&str> {
+    raw.map(str::trim).filter(|s| !s.is_empty())
+}
+
+fn validate_attachments(kind: MessageType, attachments: &[String]) -> Result<(), ValidationError> {
+    if attachments.is_empty() {
+        return Ok(());
+    }
+    if kind == MessageType::Sms {
+        return Err(ValidationError::new(
+            "attachments",
+            "sms messages cannot carry attachments; use type mms",
+        ));
+    }
+    if attachments.len() > MAX_ATTACHMENTS {
+        return Err(ValidationError::new(
+            "attachments",
+            format!("at most {MAX_ATTACHMENTS} attachments are allowed"),
+        ));
+    }
+    for raw in attachments {
+        let ok = raw.len() <= MAX_ATTACHMENT_URL_CHARS
+            && url::Url::parse(raw)
+                .map(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+                .unwrap_or(false);
+        if !ok {
+            return Err(ValidationError::new(
+                "attachments",
+                "every attachment must be an http(s) URL",
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sms(body: &str) -> OutboundContent {
+        OutboundContent {
+            from: Some("+15551234567".into()),
+            to: Some("+15559876543".into()),
+            kind: Some("sms".into()),
+            body: Some(body.into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_lifecycle_allows_the_happy_path_and_retries() {
+        use MessageStatus::*;
+        for (a, b) in [
+            (Pending, Sending),
+            (Sending, Sent),
+            (Sent, Delivered),
+            (Sending, Retry),
+            (Retry, Sending),
+            (Sending, Failed),
+            (Failed, Pending),
+        ] {
+            assert_eq!(a.transition_to(b), Ok(b), "{a} -> {b}");
+        }
+    }
+
+    #[test]
+    fn the_lifecycle_refuses_going_backwards() {
+        use MessageStatus::*;
+        for (a, b) in [
+            (Delivered, Sending),
+            (Sent, Sending),
+            (Delivered, Sent),
+            (Received, Sending),
+            (Sent, Pending),
+            (Delivered, Failed),
+        ] {
+            assert!(a.transition_to(b).is_err(), "{a} -> {b} must be refused");
+        }
+    }
+
+    #[test]
+    fn predecessors_of_sending_are_pending_sending_and_retry() {
+        let mut p = MessageStatus::predecessors(MessageStatus::Sending);
+        p.sort_by_key(|s| s.as_str());
+        assert_eq!(
+            p,
+            vec![
+                MessageStatus::Pending,
+                MessageStatus::Retry,
+                MessageStatus::Sending
+            ]
+        );
+    }
+
+    #[test]
+    fn type_is_inferred_from_the_recipient_and_attachments() {
+        let mut c = sms("hi");
+        c.kind = None;
+        assert_eq!(
+            NewMessage::outbound(c.clone()).unwrap().kind,
+            MessageType::Sms
+        );
+        c.attachments = vec!["https://example.com/a.png".into()];
+        assert_eq!(NewMessage::outbound(c).unwrap().kind, MessageType::Mms);
+        let e = OutboundContent {
+            from: Some("a@example.com".into()),
+            to: Some("b@Example.com".into()),
+            body: Some("x".into()),
+            ..Default::default()
+        };
+        let m = NewMessage::outbound(e).unwrap();
+        assert_eq!(m.kind, MessageType::Email);
+        assert_eq!(m.to.as_str(), "b@example.com");
+    }
+
+    #[test]
+    fn each_rule_names_its_field() {
+        let cases: Vec<(OutboundContent, &str)> = vec![
+            (
+                OutboundContent {
+                    to: None,
+                    ..sms("x")
+                },
+                "to",
+            ),
+            (
+                OutboundContent {
+                    from: None,
+                    ..sms("x")
+                },
+                "from",
+            ),
+            (
+                OutboundContent {
+                    to: Some("555".into()),
+                    ..sms("x")
+                },
+                "to",
+            ),
+            (
+                OutboundContent {
+                    kind: Some("fax".into()),
+                    ..sms("x")
+                },
+                "type",
+            ),
+            (sms(""), "body"),
+            (sms(&"a".repeat(1601)), "body"),
+            (
+                OutboundContent {
+                    kind: Some("mms".into()),
+                    attachments: vec!["ftp://x.com/a".into()],
+                    ..sms("x")
+                },
+                "attachments",
+            ),
+            (
+                OutboundContent {
+                    kind: Some("mms".into()),
+                    attachments: vec!["https://x.com/a".into(); 11],
+                    ..sms("x")
+                },
+                "attachments",
+            ),
+            (
+                OutboundContent {
+                    subject: Some("s".into()),
+                    ..sms("x")
+                },
+                "subject",
+            ),
+            (
+                OutboundContent {
+                    metadata: Some(Value::from(3)),
+                    ..sms("x")
+                },
+                "metadata",
+            ),
+        ];
+        for (content, field) in cases {
+            assert_eq!(NewMessage::outbound(content).unwrap_err().field, field);
+        }
+    }
+
+    #[test]
+    fn a_body_of_exactly_1600_characters_is_accepted() {
+        assert!(NewMessage::outbound(sms(&"é".repeat(1600))).is_ok());
+    }
+
+    #[test]
+    fn conversation_key_is_the_same_in_both_directions() {
+        let a = NewMessage::outbound(sms("x")).unwrap();
+        let mut reply = sms("y");
+        std::mem::swap(&mut reply.from, &mut reply.to);
+        let b = NewMessage::outbound(reply).unwrap();
+        assert_eq!(a.conversation_key(), b.conversation_key());
+    }
+}

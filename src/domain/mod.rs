@@ -1,0 +1,11 @@
+//! Domain types: validated addresses, message content and the status lifecycle.
+//! Nothing here knows about HTTP, SQL or Redis.
+
+mod address;
+mod message;
+
+pub use address::{Address, ChannelFamily, EmailAddress, PhoneNumber, mask as address_mask};
+pub use message::{
+    Direction, ErrorInfo, Message, MessageEvent, MessageStatus, MessageType, NewMessage,
+    OutboundContent, TransitionError, ValidationError,
+};

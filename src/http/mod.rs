@@ -1,0 +1,100 @@
+//! The HTTP API: routing, shared state and the middleware stack.
+
+pub mod error;
+pub mod extract;
+mod health;
+mod messages;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{HeaderName, StatusCode};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use tracing::info_span;
+
+use crate::config::Settings;
+use crate::domain::Message;
+use crate::ingest::Ingestor;
+use crate::queue::Queue;
+use crate::store::Store;
+use crate::worker::Deliverer;
+use error::ApiError;
+
+/// Largest request body accepted (an email body may be up to 1 MB of HTML).
+pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub queue: Arc<dyn Queue>,
+    pub ingest: Ingestor,
+    pub deliverer: Deliverer,
+    pub settings: Arc<Settings>,
+}
+
+impl AppState {
+    /// Synchronous mode: send a just-stored message now and return its resulting state.
+    pub async fn deliver_now(&self, message: Message) -> Result<Message, ApiError> {
+        let stale_before = time::OffsetDateTime::now_utc() - self.settings.queue.visibility_timeout;
+        let claim = self.store.claim(&[message.id], stale_before).await?;
+        let outcomes = self.deliverer.send_all(&claim.messages).await;
+        self.deliverer
+            .settle(&claim, &outcomes)
+            .await
+            .map_err(ApiError::Internal)?;
+        self.store
+            .get_message(message.id)
+            .await?
+            .ok_or(ApiError::NotFound {
+                resource: "message",
+            })
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    let timeout = state.settings.request_timeout.max(Duration::from_millis(1));
+    Router::new()
+        .merge(health::router())
+        .merge(messages::router())
+        .fallback(|| async { ApiError::NotFound { resource: "route" } })
+        .method_not_allowed_fallback(|| async {
+            (
+                StatusCode::METHOD_NOT_ALLOWED,
+                axum::Json(serde_json::json!({
+                    "error": "method_not_allowed",
+                    "message": "this method is not allowed on this route",
+                    "details": {}
+                })),
+            )
+        })
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let route = req
+                .extensions()
+                .get::<MatchedPath>()
+                .map(|p| p.as_str().to_owned());
+            let request_id = req
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
+            info_span!(
+                "request",
+                method = %req.method(),
+                route = route.as_deref().unwrap_or("unmatched"),
+                request_id = %request_id,
+            )
+        }))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}

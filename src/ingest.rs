@@ -1,0 +1,178 @@
+//! The send path's group commit. Concurrent requests hand their validated message to a
+//! few writer tasks; each writer stores everything waiting in one transaction, enqueues the
+//! new messages with one pipelined round trip, and only then answers every request. Under
+//! load batches grow by themselves, so throughput follows the database's commit rate times
+//! the batch size instead of one commit per request.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokio::sync::{Mutex, mpsc, oneshot};
+use tracing::{error, info, warn};
+
+use crate::domain::NewMessage;
+use crate::queue::{Queue, Task};
+use crate::store::{Inserted, Store, StoreError};
+
+/// How long the send path waits for Redis before leaving the message to the sweeper.
+const ENQUEUE_TIMEOUT: Duration = Duration::from_secs(1);
+/// After an enqueue failure, skip Redis for this long so requests do not each wait a timeout.
+const ENQUEUE_BACKOFF_MS: i64 = 1000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum IngestError {
+    #[error("the database is unavailable")]
+    Unavailable,
+    #[error("the service is shutting down")]
+    ShuttingDown,
+    #[error("storing the message failed")]
+    Failed,
+}
+
+struct Job {
+    message: NewMessage,
+    reply: oneshot::Sender<Result<Inserted, IngestError>>,
+}
+
+#[derive(Clone)]
+pub struct Ingestor {
+    tx: mpsc::Sender<Job>,
+}
+
+struct Writer {
+    store: Arc<dyn Store>,
+    queue: Arc<dyn Queue>,
+    rx: Arc<Mutex<mpsc::Receiver<Job>>>,
+    max_batch: usize,
+    enqueue: bool,
+    queue_down_until_ms: Arc<AtomicI64>,
+}
+
+impl Ingestor {
+    /// Starts `writers` writer tasks. With `enqueue` false (synchronous mode) messages are
+    /// stored but not queued: the caller delivers them itself.
+    pub fn start(
+        store: Arc<dyn Store>,
+        queue: Arc<dyn Queue>,
+        max_batch: usize,
+        writers: usize,
+        enqueue: bool,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel(max_batch * writers * 4);
+        let rx = Arc::new(Mutex::new(rx));
+        let queue_down_until_ms = Arc::new(AtomicI64::new(0));
+        for _ in 0..writers {
+            let writer = Writer {
+                store: store.clone(),
+                queue: queue.clone(),
+                rx: rx.clone(),
+                max_batch,
+                enqueue,
+                queue_down_until_ms: queue_down_until_ms.clone(),
+            };
+            tokio::spawn(writer.run());
+        }
+        Self { tx }
+    }
+
+    /// Stores one message (with others arriving at the same moment) and returns once the
+    /// transaction holding it has committed.
+    pub async fn submit(&self, message: NewMessage) -> Result<Inserted, IngestError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Job { message, reply })
+            .await
+            .map_err(|_| IngestError::ShuttingDown)?;
+        rx.await.map_err(|_| IngestError::Failed)?
+    }
+}
+
+fn now_ms() -> i64 {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+impl Writer {
+    async fn run(self) {
+        let mut jobs = Vec::with_capacity(self.max_batch);
+        loop {
+            {
+                let mut rx = self.rx.lock().await;
+                match rx.recv().await {
+                    Some(job) => jobs.push(job),
+                    None => return,
+                }
+                while jobs.len() < self.max_batch {
+                    match rx.try_recv() {
+                        Ok(job) => jobs.push(job),
+                        Err(_) => break,
+                    }
+                }
+            }
+            self.write(&mut jobs).await;
+        }
+    }
+
+    async fn write(&self, jobs: &mut Vec<Job>) {
+        let messages: Vec<NewMessage> = jobs.iter().map(|j| j.message.clone()).collect();
+        let result = self.store.insert_messages(&messages).await;
+        let results = match result {
+            Ok(results) => results,
+            Err(e) => {
+                let reply = match &e {
+                    StoreError::Unavailable(_) => IngestError::Unavailable,
+                    StoreError::Other(_) => IngestError::Failed,
+                };
+                error!(error = %format!("{:#}", anyhow::Error::from(e)), batch = jobs.len(), "storing a batch of messages failed");
+                for job in jobs.drain(..) {
+                    let _ = job.reply.send(Err(reply));
+                }
+                return;
+            }
+        };
+
+        if self.enqueue {
+            let tasks: Vec<Task> = results
+                .iter()
+                .filter_map(|r| match r {
+                    Inserted::Created(m) => Some(Task {
+                        message_id: m.id,
+                        kind: m.kind,
+                    }),
+                    Inserted::Existing { .. } => None,
+                })
+                .collect();
+            self.enqueue(&tasks).await;
+        }
+
+        for (job, result) in jobs.drain(..).zip(results) {
+            let _ = job.reply.send(Ok(result));
+        }
+    }
+
+    /// Best effort: the messages are already safe in the database, and the sweeper enqueues
+    /// any that miss the queue here.
+    async fn enqueue(&self, tasks: &[Task]) {
+        if tasks.is_empty() || now_ms() < self.queue_down_until_ms.load(Ordering::Relaxed) {
+            return;
+        }
+        let result = tokio::time::timeout(ENQUEUE_TIMEOUT, self.queue.enqueue(tasks)).await;
+        let error = match result {
+            Ok(Ok(())) => {
+                if self.queue_down_until_ms.swap(0, Ordering::Relaxed) != 0 {
+                    info!("queue reachable again");
+                }
+                return;
+            }
+            Ok(Err(e)) => format!("{e:#}"),
+            Err(_) => "timed out".to_owned(),
+        };
+        let previous = self
+            .queue_down_until_ms
+            .swap(now_ms() + ENQUEUE_BACKOFF_MS, Ordering::Relaxed);
+        if previous == 0 {
+            warn!(error = %error, count = tasks.len(), "could not enqueue messages; they stay pending and the sweeper will enqueue them");
+        }
+    }
+}

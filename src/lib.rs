@@ -1,0 +1,13 @@
+//! A self-hosted messaging service: one HTTP API to send and receive SMS, MMS and email,
+//! backed by PostgreSQL (the truth) and Redis Streams (the work queue).
+
+pub mod app;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod ingest;
+pub mod provider;
+pub mod queue;
+pub mod store;
+pub mod telemetry;
+pub mod worker;

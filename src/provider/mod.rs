@@ -1,0 +1,66 @@
+//! Providers deliver messages to the outside world. Each adapter classifies its own errors
+//! into transient (retry later) and permanent (give up now).
+
+pub mod mock;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::domain::{Message, MessageType};
+
+/// What a provider says when it accepts a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    pub provider_message_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProviderError {
+    /// Worth retrying: rate limits, server errors, timeouts, connection failures.
+    #[error("transient provider error {code}: {message}")]
+    Transient {
+        code: String,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// Retrying cannot help: the request itself was refused.
+    #[error("permanent provider error {code}: {message}")]
+    Permanent { code: String, message: String },
+}
+
+#[async_trait]
+pub trait Provider: Send + Sync + 'static {
+    /// Short stable name stored on the message (`mock`, `twilio`, `sendgrid`, `smtp`).
+    fn name(&self) -> &str;
+
+    async fn send(&self, message: &Message) -> Result<Receipt, ProviderError>;
+}
+
+/// The provider used for each message type.
+#[derive(Clone)]
+pub struct Providers {
+    pub sms: Arc<dyn Provider>,
+    pub mms: Arc<dyn Provider>,
+    pub email: Arc<dyn Provider>,
+}
+
+impl Providers {
+    /// Every type served by one provider (tests, simple set-ups).
+    pub fn all(provider: Arc<dyn Provider>) -> Self {
+        Self {
+            sms: provider.clone(),
+            mms: provider.clone(),
+            email: provider,
+        }
+    }
+
+    pub fn for_type(&self, kind: MessageType) -> &Arc<dyn Provider> {
+        match kind {
+            MessageType::Sms => &self.sms,
+            MessageType::Mms => &self.mms,
+            MessageType::Email => &self.email,
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! The `Store` trait: everything the API and the worker need from the database, with no
+//! SQL dialect showing through. One implementation per backend lives beside it.
+
+pub mod postgres;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::domain::{
+    Direction, ErrorInfo, Message, MessageEvent, MessageStatus, MessageType, NewMessage,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached or did not answer in time.
+    #[error("the database is unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The result of inserting one message of a batch.
+#[derive(Debug, Clone)]
+pub enum Inserted {
+    Created(Message),
+    /// The idempotency key was already used; the first message and its request fingerprint.
+    Existing {
+        message: Message,
+        request_hash: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct MessageFilter {
+    pub conversation_id: Option<Uuid>,
+    pub status: Option<MessageStatus>,
+    pub direction: Option<Direction>,
+    pub kind: Option<MessageType>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// Messages a worker now owns, with the token that proves it when recording outcomes.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub token: Uuid,
+    pub messages: Vec<Message>,
+}
+
+/// What happened when a worker tried to send a claimed message.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Sent {
+        id: Uuid,
+        provider: String,
+        provider_message_id: String,
+    },
+    Retry {
+        id: Uuid,
+        provider: String,
+        error: ErrorInfo,
+        next_attempt_at: OffsetDateTime,
+    },
+    Failed {
+        id: Uuid,
+        provider: Option<String>,
+        error: ErrorInfo,
+    },
+}
+
+impl Outcome {
+    pub fn id(&self) -> Uuid {
+        match self {
+            Self::Sent { id, .. } | Self::Retry { id, .. } | Self::Failed { id, .. } => *id,
+        }
+    }
+
+    pub fn status(&self) -> MessageStatus {
+        match self {
+            Self::Sent { .. } => MessageStatus::Sent,
+            Self::Retry { .. } => MessageStatus::Retry,
+            Self::Failed { .. } => MessageStatus::Failed,
+        }
+    }
+}
+
+/// A message the sweeper found stranded and is about to enqueue again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stranded {
+    pub id: Uuid,
+    pub kind: MessageType,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct SweepQuery {
+    /// How long a message may wait in `pending` (or overdue in `retry`) before it counts as lost.
+    pub age: std::time::Duration,
+    /// Claims older than this belong to a dead worker.
+    pub visibility_timeout: std::time::Duration,
+    pub limit: i64,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Name of the backend, for start-up logs and `/ready`.
+    fn backend(&self) -> &'static str;
+
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Stores a batch of new messages in one transaction, threading each into its
+    /// conversation. Messages whose idempotency key was already used are not stored again.
+    /// The result is in the order of `batch`.
+    async fn insert_messages(&self, batch: &[NewMessage]) -> StoreResult<Vec<Inserted>>;
+
+    async fn get_message(&self, id: Uuid) -> StoreResult<Option<Message>>;
+
+    /// A page of messages, newest first, with the total matching the filter.
+    async fn list_messages(
+        &self,
+        filter: &MessageFilter,
+        page: Page,
+    ) -> StoreResult<(Vec<Message>, i64)>;
+
+    async fn message_events(&self, id: Uuid) -> StoreResult<Vec<MessageEvent>>;
+
+    /// Moves the claimable ones among `ids` to `sending` (pending, due retries, and claims
+    /// older than `stale_before`) and returns them. Others are left untouched.
+    async fn claim(&self, ids: &[Uuid], stale_before: OffsetDateTime) -> StoreResult<Claim>;
+
+    /// Those among `ids` currently held by some worker (`sending`).
+    async fn in_flight(&self, ids: &[Uuid]) -> StoreResult<Vec<Uuid>>;
+
+    /// Records send outcomes for messages still held under `token`; returns the ids applied.
+    async fn record_outcomes(&self, token: Uuid, outcomes: &[Outcome]) -> StoreResult<Vec<Uuid>>;
+
+    /// Finds messages that should be in the queue but may not be, and marks them as
+    /// enqueued now so that concurrent sweepers do not repeat the work.
+    async fn sweep(&self, query: SweepQuery) -> StoreResult<Vec<Stranded>>;
+}

@@ -1,0 +1,267 @@
+//! The worker: reads tasks from the queue, claims their messages, sends them through the
+//! providers and settles the outcomes. Also runs the queue's housekeeping: promoting due
+//! retries, reclaiming tasks abandoned by dead workers, and sweeping stranded messages.
+
+mod backoff;
+mod deliver;
+
+pub use backoff::retry_delay;
+pub use deliver::Deliverer;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+use uuid::Uuid;
+
+use crate::queue::{Delivery, Task};
+use crate::store::SweepQuery;
+
+#[derive(Clone)]
+pub struct Worker {
+    deliverer: Deliverer,
+    consumer: String,
+    permits: Arc<Semaphore>,
+}
+
+impl Worker {
+    pub fn new(deliverer: Deliverer) -> Self {
+        let consumer = format!(
+            "{}-{}-{}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into()),
+            std::process::id(),
+            &Uuid::new_v4().simple().to_string()[..8]
+        );
+        let permits = Arc::new(Semaphore::new(deliverer.settings.worker_concurrency));
+        Self {
+            deliverer,
+            consumer,
+            permits,
+        }
+    }
+
+    pub fn consumer(&self) -> &str {
+        &self.consumer
+    }
+
+    /// Runs until `shutdown` is cancelled, then stops taking work and lets in-flight
+    /// messages finish for up to `grace`. Whatever is still unfinished stays claimed and
+    /// is reclaimed by another worker after the visibility timeout.
+    pub async fn run(self, shutdown: CancellationToken, grace: Duration) -> anyhow::Result<()> {
+        info!(consumer = %self.consumer, "Starting message processor...");
+        let housekeeping = tokio::spawn(self.clone().housekeeping(shutdown.clone()));
+        let settings = self.deliverer.settings.clone();
+        let mut in_flight = JoinSet::new();
+        let mut failures = 0u32;
+
+        while !shutdown.is_cancelled() {
+            // Reap finished batches so the set does not grow.
+            while in_flight.try_join_next().is_some() {}
+
+            let want = settings.batch_size.min(settings.worker_concurrency) as u32;
+            let permits = tokio::select! {
+                () = shutdown.cancelled() => break,
+                p = self.permits.clone().acquire_many_owned(want) => match p {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+            };
+            let fetched = tokio::select! {
+                () = shutdown.cancelled() => break,
+                r = self.deliverer.queue.fetch(&self.consumer, want as usize, settings.block) => r,
+            };
+            let deliveries = match fetched {
+                Ok(d) => {
+                    if failures > 0 {
+                        info!("queue reachable again; resuming");
+                    }
+                    failures = 0;
+                    d
+                }
+                Err(e) => {
+                    failures += 1;
+                    if failures == 1 || failures % 30 == 0 {
+                        error!(error = %format!("{e:#}"), "cannot read from the queue; retrying");
+                    }
+                    drop(permits);
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                    continue;
+                }
+            };
+            if deliveries.is_empty() {
+                continue;
+            }
+            let worker = self.clone();
+            in_flight.spawn(async move {
+                worker.process(deliveries).await;
+                drop(permits);
+            });
+        }
+
+        info!(
+            in_flight = in_flight.len(),
+            "Stopping message processor: finishing in-flight messages"
+        );
+        let drained = tokio::time::timeout(grace, async {
+            while in_flight.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            warn!(
+                abandoned = in_flight.len(),
+                "grace period over; unfinished messages will be reclaimed by another worker"
+            );
+            in_flight.abort_all();
+        }
+        housekeeping.abort();
+        info!("Message processor stopped");
+        Ok(())
+    }
+
+    /// One deterministic step for tests and tools: promote due retries, read what is
+    /// waiting (without blocking), process it to the end. Returns the tasks handled.
+    pub async fn process_once(&self) -> anyhow::Result<usize> {
+        self.deliverer.queue.promote_due(1000).await?;
+        let max = self.deliverer.settings.batch_size;
+        let deliveries = self
+            .deliverer
+            .queue
+            .fetch(&self.consumer, max, Duration::ZERO)
+            .await?;
+        let n = deliveries.len();
+        self.process(deliveries).await;
+        Ok(n)
+    }
+
+    /// Takes over tasks idle past the visibility timeout and processes them.
+    pub async fn reclaim_once(&self) -> anyhow::Result<usize> {
+        let s = &self.deliverer.settings;
+        let deliveries = self
+            .deliverer
+            .queue
+            .reclaim(&self.consumer, s.visibility_timeout, s.batch_size)
+            .await?;
+        let n = deliveries.len();
+        if n > 0 {
+            info!(count = n, "Reclaimed messages abandoned by another worker");
+            self.process(deliveries).await;
+        }
+        Ok(n)
+    }
+
+    /// Re-enqueues messages the database says are unfinished but the queue may have lost.
+    pub async fn sweep_once(&self) -> anyhow::Result<usize> {
+        let s = &self.deliverer.settings;
+        let stranded = self
+            .deliverer
+            .store
+            .sweep(SweepQuery {
+                age: s.sweep_age,
+                visibility_timeout: s.visibility_timeout,
+                limit: 1000,
+            })
+            .await?;
+        if stranded.is_empty() {
+            return Ok(0);
+        }
+        let tasks: Vec<Task> = stranded
+            .iter()
+            .map(|s| Task {
+                message_id: s.id,
+                kind: s.kind,
+            })
+            .collect();
+        self.deliverer.queue.enqueue(&tasks).await?;
+        info!(count = tasks.len(), "Sweeper re-enqueued stranded messages");
+        Ok(tasks.len())
+    }
+
+    async fn housekeeping(self, shutdown: CancellationToken) {
+        let s = self.deliverer.settings.clone();
+        let mut promote = tokio::time::interval(Duration::from_millis(250));
+        let mut reclaim =
+            tokio::time::interval((s.visibility_timeout / 4).max(Duration::from_millis(100)));
+        let mut sweep = tokio::time::interval(s.sweep_interval.max(Duration::from_millis(100)));
+        for t in [&mut promote, &mut reclaim, &mut sweep] {
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        }
+        loop {
+            let result = tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = promote.tick() => self.deliverer.queue.promote_due(1000).await.map(|_| ()),
+                _ = reclaim.tick() => self.reclaim_once().await.map(|_| ()),
+                _ = sweep.tick() => self.sweep_once().await.map(|_| ()),
+            };
+            if let Err(e) = result {
+                debug!(error = %format!("{e:#}"), "housekeeping step failed; will try again");
+            }
+        }
+    }
+
+    /// Claims, sends and settles one batch of deliveries, then acknowledges what is done.
+    async fn process(&self, deliveries: Vec<Delivery>) {
+        let d = &self.deliverer;
+        let ids: Vec<Uuid> = deliveries.iter().filter_map(|x| x.message_id).collect();
+        let stale_before = OffsetDateTime::now_utc() - d.settings.visibility_timeout;
+        let claim = match d.store.claim(&ids, stale_before).await {
+            Ok(c) => c,
+            Err(e) => {
+                // Left unacknowledged: the tasks come back after the visibility timeout.
+                error!(error = %format!("{e:#}"), count = ids.len(), "could not claim messages");
+                return;
+            }
+        };
+        for m in &claim.messages {
+            info!(message_id = %m.id, queue = %format!("message_queue:{}", m.kind), "Processing message from queue: message_queue:{}", m.kind);
+        }
+
+        let claimed: HashSet<Uuid> = claim.messages.iter().map(|m| m.id).collect();
+        let unclaimed: Vec<Uuid> = ids
+            .iter()
+            .copied()
+            .filter(|id| !claimed.contains(id))
+            .collect();
+        // A message another worker is sending keeps its task pending here as insurance: if
+        // that worker dies, the task is reclaimed; if it finishes, its ack clears the task.
+        let held: HashSet<Uuid> = if unclaimed.is_empty() {
+            HashSet::new()
+        } else {
+            match d.store.in_flight(&unclaimed).await {
+                Ok(v) => v.into_iter().collect(),
+                Err(e) => {
+                    error!(error = %format!("{e:#}"), "could not check unclaimed messages");
+                    return;
+                }
+            }
+        };
+
+        let outcomes = d.send_all(&claim.messages).await;
+        let applied: HashSet<Uuid> = match d.settle(&claim, &outcomes).await {
+            Ok(a) => a.into_iter().collect(),
+            Err(e) => {
+                error!(error = %format!("{e:#}"), "could not record outcomes; tasks will be reclaimed");
+                HashSet::new()
+            }
+        };
+
+        let done: Vec<Delivery> = deliveries
+            .into_iter()
+            .filter(|x| match x.message_id {
+                None => true,
+                Some(id) if claimed.contains(&id) => applied.contains(&id),
+                Some(id) => !held.contains(&id),
+            })
+            .collect();
+        if let Err(e) = d.queue.ack(&done).await {
+            warn!(error = %format!("{e:#}"), count = done.len(), "could not acknowledge tasks; they will be re-examined");
+        }
+    }
+}
