@@ -70,13 +70,26 @@ impl PgStore {
     }
 }
 
+/// Separates "the database is not there" (503, try later) from everything else.
 fn classify(err: sqlx::Error) -> StoreError {
-    match err {
+    let unavailable = match &err {
         sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_) => StoreError::Unavailable(err.into()),
-        other => StoreError::Other(other.into()),
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => true,
+        // Class 08: connection exception; 57P: operator intervention (shutdown, restart);
+        // 53: insufficient resources (too many connections, disk full).
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c.starts_with("53")),
+        _ => false,
+    };
+    if unavailable {
+        StoreError::Unavailable(err.into())
+    } else {
+        StoreError::Other(err.into())
     }
 }
 

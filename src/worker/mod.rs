@@ -63,17 +63,27 @@ impl Worker {
             // Reap finished batches so the set does not grow.
             while in_flight.try_join_next().is_some() {}
 
-            let want = settings.batch_size.min(settings.worker_concurrency) as u32;
-            let permits = tokio::select! {
+            // Wait for one free slot, then take as many more as are free (up to a batch).
+            let mut permits = tokio::select! {
                 () = shutdown.cancelled() => break,
-                p = self.permits.clone().acquire_many_owned(want) => match p {
+                p = self.permits.clone().acquire_owned() => match p {
                     Ok(p) => p,
                     Err(_) => break,
                 },
             };
+            let free = self
+                .permits
+                .available_permits()
+                .min(settings.batch_size.saturating_sub(1));
+            if free > 0
+                && let Ok(more) = self.permits.clone().try_acquire_many_owned(free as u32)
+            {
+                permits.merge(more);
+            }
+            let want = permits.num_permits();
             let fetched = tokio::select! {
                 () = shutdown.cancelled() => break,
-                r = self.deliverer.queue.fetch(&self.consumer, want as usize, settings.block) => r,
+                r = self.deliverer.queue.fetch(&self.consumer, want, settings.block) => r,
             };
             let deliveries = match fetched {
                 Ok(d) => {
@@ -85,7 +95,7 @@ impl Worker {
                 }
                 Err(e) => {
                     failures += 1;
-                    if failures == 1 || failures % 30 == 0 {
+                    if failures == 1 || failures.is_multiple_of(30) {
                         error!(error = %format!("{e:#}"), "cannot read from the queue; retrying");
                     }
                     drop(permits);
@@ -98,6 +108,22 @@ impl Worker {
             };
             if deliveries.is_empty() {
                 continue;
+            }
+            // The read's COUNT applies per stream, so it may return more than we hold
+            // slots for: wait for the difference (backpressure), or give back the surplus.
+            let n = deliveries.len();
+            if n > want {
+                match self
+                    .permits
+                    .clone()
+                    .acquire_many_owned((n - want) as u32)
+                    .await
+                {
+                    Ok(more) => permits.merge(more),
+                    Err(_) => break,
+                }
+            } else if n < want {
+                drop(permits.split(want - n));
             }
             let worker = self.clone();
             in_flight.spawn(async move {
@@ -144,10 +170,13 @@ impl Worker {
     /// Takes over tasks idle past the visibility timeout and processes them.
     pub async fn reclaim_once(&self) -> anyhow::Result<usize> {
         let s = &self.deliverer.settings;
+        // A claim is written a moment after its task was read, so wait a little longer than
+        // the visibility timeout before taking a task over: by then its claim is surely stale.
+        let min_idle = s.visibility_timeout + s.visibility_timeout / 4;
         let deliveries = self
             .deliverer
             .queue
-            .reclaim(&self.consumer, s.visibility_timeout, s.batch_size)
+            .reclaim(&self.consumer, min_idle, s.batch_size)
             .await?;
         let n = deliveries.len();
         if n > 0 {

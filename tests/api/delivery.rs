@@ -1,0 +1,113 @@
+use messaging_service::domain::MessageStatus;
+
+use crate::helpers::{TestApp, permanent, sms_body, spawn_app, transient};
+
+#[tokio::test]
+async fn transient_errors_are_retried_then_sent() {
+    let app = spawn_app().await;
+    app.provider.fail_next([transient("429"), transient("500")]);
+    let id = app.send(&sms_body()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let sent = app.drain_until(&id, MessageStatus::Sent).await;
+    assert_eq!(sent["retry_count"], 2);
+    assert!(sent["error"].is_null(), "a later success clears the error");
+    assert_eq!(app.provider.calls_for(id.parse().unwrap()), 3);
+    let statuses: Vec<String> = app
+        .events(&id)
+        .await
+        .iter()
+        .map(|e| e["to_status"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            "pending", "sending", "retry", "sending", "retry", "sending", "sent"
+        ]
+    );
+    assert!(app.dead_letters().await.is_empty());
+}
+
+#[tokio::test]
+async fn exhausted_retries_fail_the_message_and_dead_letter_it() {
+    let app = TestApp::builder()
+        .env("QUEUE_MAX_RETRIES", "2")
+        .spawn()
+        .await;
+    app.provider.fail_next([
+        transient("503"),
+        transient("503"),
+        transient("503"),
+        transient("503"),
+    ]);
+    let id = app.send(&sms_body()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let failed = app.drain_until(&id, MessageStatus::Failed).await;
+    assert_eq!(failed["retry_count"], 2);
+    assert_eq!(failed["error"]["code"], "503");
+    assert!(failed["failed_at"].is_string());
+    assert_eq!(
+        app.provider.calls_for(id.parse().unwrap()),
+        3,
+        "first attempt plus two retries"
+    );
+    assert_eq!(app.dead_letters().await, vec![id]);
+    assert_eq!(app.xlen("message_queue:sms").await, 0);
+}
+
+#[tokio::test]
+async fn permanent_errors_fail_at_once() {
+    let app = spawn_app().await;
+    app.provider.fail_next([permanent("21610")]);
+    let id = app.send(&sms_body()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let failed = app.drain_until(&id, MessageStatus::Failed).await;
+    assert_eq!(failed["retry_count"], 0);
+    assert_eq!(failed["error"]["code"], "21610");
+    assert_eq!(app.provider.calls_for(id.parse().unwrap()), 1);
+    assert_eq!(app.dead_letters().await, vec![id]);
+}
+
+#[tokio::test]
+async fn the_mock_providers_injected_429s_are_retried_until_dead_lettered() {
+    let app = TestApp::builder()
+        .mock_provider()
+        .env("PROVIDER_429_RATE", "1")
+        .env("QUEUE_MAX_RETRIES", "1")
+        .spawn()
+        .await;
+    let id = app.send(&sms_body()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let failed = app.drain_until(&id, MessageStatus::Failed).await;
+    assert_eq!(failed["error"]["code"], "20429");
+    assert_eq!(failed["retry_count"], 1);
+    assert_eq!(app.dead_letters().await, vec![id]);
+}
+
+#[tokio::test]
+async fn the_mock_provider_returns_twilio_and_sendgrid_shaped_ids() {
+    let app = TestApp::builder().mock_provider().spawn().await;
+    let sms = app.send(&sms_body()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let sent = app.drain_until(&sms, MessageStatus::Sent).await;
+    let sid = sent["provider_message_id"].as_str().unwrap();
+    assert!(sid.starts_with("SM") && sid.len() == 34, "{sid}");
+    assert_eq!(sent["provider"], "mock");
+    let email = app
+        .send(&serde_json::json!({"from": "a@example.com", "to": "b@example.com", "body": "x"}))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let sent = app.drain_until(&email, MessageStatus::Sent).await;
+    assert_eq!(sent["provider_message_id"].as_str().unwrap().len(), 22);
+}

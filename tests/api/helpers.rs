@@ -1,0 +1,488 @@
+//! The test harness: `TestApp` runs the real API in-process on port 0 against a fresh
+//! PostgreSQL database and its own Redis key prefix, with a scripted provider, and offers
+//! a typed method per endpoint plus deterministic queue draining.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use messaging_service::app::{Application, Components};
+use messaging_service::config::{ConnectionUrl, Env, Settings};
+use messaging_service::domain::{Message, MessageStatus};
+use messaging_service::provider::{Provider, ProviderError, Providers, Receipt};
+use messaging_service::queue::redis::RedisQueue;
+use messaging_service::store::postgres::PgStore;
+use messaging_service::worker::Worker;
+use serde_json::{Value, json};
+use sqlx::Connection;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub const REDIS_ADDR: &str = "127.0.0.1:6379";
+pub const PG_ADDR: &str = "127.0.0.1:5432";
+
+fn admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| {
+        "postgres://messaging_user:messaging_password@127.0.0.1:5432/postgres".into()
+    })
+}
+
+fn db_url(name: &str, addr: &str) -> String {
+    let mut url = url::Url::parse(&admin_url()).expect("TEST_DATABASE_URL is a URL");
+    let (host, port) = addr.split_once(':').expect("host:port");
+    url.set_host(Some(host)).expect("host");
+    url.set_port(Some(port.parse().expect("port")))
+        .expect("port");
+    url.set_path(name);
+    url.to_string()
+}
+
+/// A provider whose answers a test scripts, and which counts every call.
+#[derive(Default)]
+pub struct FakeProvider {
+    script: Mutex<VecDeque<Result<(), ProviderError>>>,
+    calls: Mutex<Vec<Uuid>>,
+}
+
+impl FakeProvider {
+    /// Next calls fail with these errors, in order; afterwards calls succeed.
+    pub fn fail_next(&self, errors: impl IntoIterator<Item = ProviderError>) {
+        self.script
+            .lock()
+            .unwrap()
+            .extend(errors.into_iter().map(Err));
+    }
+
+    pub fn calls_for(&self, id: Uuid) -> usize {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| **c == id)
+            .count()
+    }
+
+    pub fn total_calls(&self) -> usize {
+        self.calls.lock().unwrap().len()
+    }
+}
+
+pub fn transient(code: &str) -> ProviderError {
+    ProviderError::Transient {
+        code: code.into(),
+        message: format!("fake transient {code}"),
+        retry_after: None,
+    }
+}
+
+pub fn permanent(code: &str) -> ProviderError {
+    ProviderError::Permanent {
+        code: code.into(),
+        message: format!("fake permanent {code}"),
+    }
+}
+
+#[async_trait]
+impl Provider for FakeProvider {
+    fn name(&self) -> &str {
+        "fake"
+    }
+
+    async fn send(&self, message: &Message) -> Result<Receipt, ProviderError> {
+        self.calls.lock().unwrap().push(message.id);
+        let next = self.script.lock().unwrap().pop_front();
+        match next {
+            Some(Err(e)) => Err(e),
+            _ => Ok(Receipt {
+                provider_message_id: format!("FAKE{}", Uuid::new_v4().simple()),
+            }),
+        }
+    }
+}
+
+/// A TCP proxy the test can cut and restore, standing between the service and a dependency.
+pub struct Proxy {
+    pub addr: String,
+    open: Arc<AtomicBool>,
+    generation: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl Proxy {
+    pub async fn start(upstream: &'static str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let open = Arc::new(AtomicBool::new(true));
+        let (tx, _) = tokio::sync::watch::channel(0u64);
+        let generation = Arc::new(tx);
+        let (o, g) = (open.clone(), generation.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    continue;
+                };
+                if !o.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let mut cut = g.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        Self {
+            addr,
+            open,
+            generation,
+        }
+    }
+
+    /// Refuses new connections and kills the open ones.
+    pub fn cut(&self) {
+        self.open.store(false, Ordering::SeqCst);
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    pub fn restore(&self) {
+        self.open.store(true, Ordering::SeqCst);
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub settings: Settings,
+    pub components: Components,
+    pub provider: Arc<FakeProvider>,
+    pub worker: Worker,
+    pub prefix: String,
+    pub db_name: String,
+    pub redis_proxy: Option<Proxy>,
+    pub db_proxy: Option<Proxy>,
+    shutdown: CancellationToken,
+}
+
+#[derive(Default)]
+pub struct TestAppBuilder {
+    env: HashMap<String, String>,
+    redis_proxy: bool,
+    db_proxy: bool,
+    mock_provider: bool,
+}
+
+impl TestAppBuilder {
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.env.insert(k.into(), v.into());
+        self
+    }
+
+    /// Route Redis traffic of the service through a proxy the test controls.
+    pub fn redis_proxy(mut self) -> Self {
+        self.redis_proxy = true;
+        self
+    }
+
+    pub fn db_proxy(mut self) -> Self {
+        self.db_proxy = true;
+        self
+    }
+
+    /// Use the built-in mock provider (configured by env) instead of the scripted fake.
+    pub fn mock_provider(mut self) -> Self {
+        self.mock_provider = true;
+        self
+    }
+
+    pub async fn spawn(self) -> TestApp {
+        // `TEST_LOG=1 cargo test ...` shows the service's logs while debugging a test.
+        if std::env::var("TEST_LOG").is_ok() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter("info,sqlx=warn")
+                .with_test_writer()
+                .try_init();
+        }
+        let db_name = format!("test_{}", Uuid::new_v4().simple());
+        let mut admin = sqlx::PgConnection::connect(&admin_url())
+            .await
+            .expect("connect to PostgreSQL as the test admin");
+        sqlx::query(sqlx::AssertSqlSafe(format!("create database {db_name}")))
+            .execute(&mut admin)
+            .await
+            .expect("create test database");
+        let _ = admin.close().await;
+
+        let redis_proxy = if self.redis_proxy {
+            Some(Proxy::start(REDIS_ADDR).await)
+        } else {
+            None
+        };
+        let db_proxy = if self.db_proxy {
+            Some(Proxy::start(PG_ADDR).await)
+        } else {
+            None
+        };
+        let redis_addr = redis_proxy
+            .as_ref()
+            .map(|p| p.addr.clone())
+            .unwrap_or_else(|| REDIS_ADDR.into());
+        let db_addr = db_proxy
+            .as_ref()
+            .map(|p| p.addr.clone())
+            .unwrap_or_else(|| PG_ADDR.into());
+        let prefix = format!("test-{}:", Uuid::new_v4().simple());
+
+        let mut env: HashMap<String, String> = [
+            ("HOST", "127.0.0.1".to_owned()),
+            ("PORT", "0".to_owned()),
+            ("DATABASE_URL", db_url(&db_name, &db_addr)),
+            ("REDIS_URL", format!("redis://{redis_addr}/0")),
+            ("QUEUE_KEY_PREFIX", prefix.clone()),
+            ("MOCK_PROVIDER_LATENCY_MS", "0".to_owned()),
+            ("QUEUE_RETRY_DELAY", "0.01".to_owned()),
+            ("QUEUE_MAX_RETRY_DELAY", "0.05".to_owned()),
+            ("QUEUE_BLOCK", "0.05".to_owned()),
+            ("DB_MAX_CONNECTIONS", "5".to_owned()),
+            ("INGEST_WRITERS", "2".to_owned()),
+            ("LOG_LEVEL", "warn".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        env.extend(self.env);
+        let settings = Settings::from_env(&Env::from_pairs(env)).expect("test settings are valid");
+
+        let store = PgStore::connect_lazy(&settings.database_url, settings.db_max_connections)
+            .expect("pool");
+        store.migrate().await.expect("migrate test database");
+        let queue = RedisQueue::new(&settings.redis_url, &prefix).expect("redis queue");
+        queue.ensure_groups().await.expect("consumer groups");
+        let provider = Arc::new(FakeProvider::default());
+        let providers = if self.mock_provider {
+            Providers::all(Arc::new(
+                messaging_service::provider::mock::MockProvider::new(
+                    settings.mock_provider.clone(),
+                ),
+            ))
+        } else {
+            Providers::all(provider.clone())
+        };
+        let components = Components {
+            store: Arc::new(store.clone()),
+            queue: Arc::new(queue),
+            providers,
+        };
+        let worker = components.worker(&settings);
+
+        let app = Application::build(settings.clone(), components.clone())
+            .await
+            .expect("build app");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        let shutdown = CancellationToken::new();
+        tokio::spawn(app.run_until_stopped(shutdown.clone()));
+
+        TestApp {
+            address,
+            client: reqwest::Client::new(),
+            settings,
+            components,
+            provider,
+            worker,
+            prefix,
+            db_name,
+            redis_proxy,
+            db_proxy,
+            shutdown,
+        }
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    TestApp::builder().spawn().await
+}
+
+pub fn sms_body() -> Value {
+    json!({"from": "+15551234567", "to": "+15559876543", "type": "sms", "body": "Test"})
+}
+
+impl TestApp {
+    pub fn builder() -> TestAppBuilder {
+        TestAppBuilder::default()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn post_send(&self, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url("/api/v1/messages/send"))
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn post_send_with_key(&self, body: &Value, key: &str) -> reqwest::Response {
+        self.client
+            .post(self.url("/api/v1/messages/send"))
+            .header("Idempotency-Key", key)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: Option<&str>,
+        body: &str,
+    ) -> reqwest::Response {
+        let mut req = self.client.post(self.url(path)).body(body.to_owned());
+        if let Some(ct) = content_type {
+            req = req.header("Content-Type", ct);
+        }
+        req.send().await.expect("request")
+    }
+
+    /// Sends and returns the created message's JSON, asserting 201.
+    pub async fn send(&self, body: &Value) -> Value {
+        let resp = self.post_send(body).await;
+        assert_eq!(resp.status(), 201, "send should be accepted");
+        resp.json().await.expect("json")
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let resp = self.get(path).await;
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn message(&self, id: &str) -> Value {
+        let (status, body) = self.get_json(&format!("/api/v1/messages/{id}")).await;
+        assert_eq!(status, 200, "message {id} should exist");
+        body
+    }
+
+    pub async fn events(&self, id: &str) -> Vec<Value> {
+        let (status, body) = self
+            .get_json(&format!("/api/v1/messages/{id}/events"))
+            .await;
+        assert_eq!(status, 200);
+        body["events"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Runs the worker step by step until the message reaches `status` (or panics after 15 s).
+    pub async fn drain_until(&self, id: &str, status: MessageStatus) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let handled = self.worker.process_once().await.expect("worker step");
+            let m = self.message(id).await;
+            if m["status"] == status.as_str() {
+                return m;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "message {id} never reached {status}; last: {m}"
+            );
+            if handled == 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+
+    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(format!("redis://{REDIS_ADDR}/0"))
+            .expect("client")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("direct redis connection")
+    }
+
+    pub async fn xlen(&self, stream: &str) -> u64 {
+        let mut conn = self.redis().await;
+        redis::cmd("XLEN")
+            .arg(format!("{}{stream}", self.prefix))
+            .query_async(&mut conn)
+            .await
+            .expect("XLEN")
+    }
+
+    /// The message ids recorded in the dead-letter stream.
+    pub async fn dead_letters(&self) -> Vec<String> {
+        let mut conn = self.redis().await;
+        let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(format!("{}message_queue:dead_letter", self.prefix))
+            .arg("-")
+            .arg("+")
+            .query_async(&mut conn)
+            .await
+            .expect("XRANGE");
+        reply
+            .ids
+            .iter()
+            .filter_map(|e| e.get::<String>("id"))
+            .collect()
+    }
+
+    pub fn database_url(&self) -> &ConnectionUrl {
+        &self.settings.database_url
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        let db = self.db_name.clone();
+        let prefix = self.prefix.clone();
+        // Dropping needs async I/O; do it on a thread of its own so it works from any context.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                if let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url()).await {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "drop database if exists {db} with (force)"
+                    )))
+                    .execute(&mut admin)
+                    .await;
+                }
+                if let Ok(client) = redis::Client::open(format!("redis://{REDIS_ADDR}/0"))
+                    && let Ok(mut conn) = client.get_multiplexed_async_connection().await
+                {
+                    let keys: Vec<String> = redis::cmd("KEYS")
+                        .arg(format!("{prefix}*"))
+                        .query_async(&mut conn)
+                        .await
+                        .unwrap_or_default();
+                    if !keys.is_empty() {
+                        let _: redis::RedisResult<()> =
+                            redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
+                    }
+                }
+            });
+        })
+        .join();
+    }
+}

@@ -1,0 +1,99 @@
+use messaging_service::domain::MessageStatus;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, sms_body, spawn_app};
+
+async fn seed(app: &TestApp) -> (Vec<String>, String) {
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let m = app
+            .send(&json!({"from": "+15551234567", "to": "+15559876543", "body": format!("s{i}")}))
+            .await;
+        ids.push(m["id"].as_str().unwrap().to_owned());
+    }
+    let email = app
+        .send(&json!({"from": "a@example.com", "to": "b@example.com", "body": "e"}))
+        .await;
+    ids.push(email["id"].as_str().unwrap().to_owned());
+    (ids, email["conversation_id"].as_str().unwrap().to_owned())
+}
+
+fn ids_of(list: &Value) -> Vec<String> {
+    list["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn list_pages_newest_first_with_total_limit_and_offset() {
+    let app = spawn_app().await;
+    let (ids, _) = seed(&app).await;
+    let (status, page1) = app.get_json("/api/v1/messages?limit=4").await;
+    assert_eq!(status, 200);
+    assert_eq!(page1["total"], 6);
+    assert_eq!(page1["limit"], 4);
+    assert_eq!(page1["offset"], 0);
+    let mut newest_first = ids.clone();
+    newest_first.reverse();
+    assert_eq!(ids_of(&page1), newest_first[..4]);
+    let (_, page2) = app.get_json("/api/v1/messages/?limit=4&offset=4").await;
+    assert_eq!(ids_of(&page2), newest_first[4..]);
+    let (_, past_end) = app.get_json("/api/v1/messages?offset=100").await;
+    assert_eq!(ids_of(&past_end).len(), 0);
+    assert_eq!(past_end["total"], 6);
+    let (_, default) = app.get_json("/api/v1/messages").await;
+    assert_eq!(default["limit"], 50);
+}
+
+#[tokio::test]
+async fn list_filters_by_type_status_direction_and_conversation() {
+    let app = spawn_app().await;
+    let (ids, email_conversation) = seed(&app).await;
+    app.drain_until(&ids[0], MessageStatus::Sent).await;
+    let (_, email) = app.get_json("/api/v1/messages?type=email").await;
+    assert_eq!(email["total"], 1);
+    let (_, conv) = app
+        .get_json(&format!(
+            "/api/v1/messages?conversation_id={email_conversation}"
+        ))
+        .await;
+    assert_eq!(ids_of(&conv), vec![ids[5].clone()]);
+    let (_, sent) = app.get_json("/api/v1/messages?status=sent").await;
+    let (_, pending) = app.get_json("/api/v1/messages?status=pending").await;
+    assert_eq!(
+        sent["total"].as_i64().unwrap() + pending["total"].as_i64().unwrap(),
+        6
+    );
+    assert!(sent["total"].as_i64().unwrap() >= 1);
+    let (_, outbound) = app
+        .get_json("/api/v1/messages?direction=outbound&type=sms")
+        .await;
+    assert_eq!(outbound["total"], 5);
+    let (_, inbound) = app.get_json("/api/v1/messages?direction=inbound").await;
+    assert_eq!(inbound["total"], 0);
+}
+
+#[tokio::test]
+async fn bad_list_parameters_are_422_naming_the_parameter() {
+    let app = spawn_app().await;
+    app.send(&sms_body()).await;
+    for (query, field) in [
+        ("limit=0", "limit"),
+        ("limit=101", "limit"),
+        ("limit=abc", "limit"),
+        ("offset=-1", "offset"),
+        ("status=lost", "status"),
+        ("type=fax", "type"),
+        ("direction=sideways", "direction"),
+        ("conversation_id=1", "conversation_id"),
+    ] {
+        let (status, body) = app.get_json(&format!("/api/v1/messages?{query}")).await;
+        assert_eq!(status, 422, "{query}");
+        assert_eq!(body["details"]["field"], field, "{query}");
+    }
+    let (status, _) = app.get_json("/api/v1/messages?limit=100").await;
+    assert_eq!(status, 200);
+}
