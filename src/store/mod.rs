@@ -1,15 +1,16 @@
 //! The `Store` trait: everything the API and the worker need from the database, with no
 //! SQL dialect showing through. One implementation per backend lives beside it.
 
+mod messages;
 pub mod postgres;
+
+pub use messages::MessageStore;
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::domain::{
-    Direction, ErrorInfo, Message, MessageEvent, MessageStatus, MessageType, NewMessage,
-};
+use crate::domain::{Direction, ErrorInfo, Message, MessageStatus, MessageType};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -107,40 +108,12 @@ pub struct SweepQuery {
     pub limit: i64,
 }
 
+/// Everything the service needs from its database. Each aggregate has its own trait (one
+/// file per aggregate); a backend implements them all and is then a `Store`.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: MessageStore + Send + Sync + 'static {
     /// Name of the backend, for start-up logs and `/ready`.
     fn backend(&self) -> &'static str;
 
     async fn ping(&self) -> StoreResult<()>;
-
-    /// Stores a batch of new messages in one transaction, threading each into its
-    /// conversation. Messages whose idempotency key was already used are not stored again.
-    /// The result is in the order of `batch`.
-    async fn insert_messages(&self, batch: &[NewMessage]) -> StoreResult<Vec<Inserted>>;
-
-    async fn get_message(&self, id: Uuid) -> StoreResult<Option<Message>>;
-
-    /// A page of messages, newest first, with the total matching the filter.
-    async fn list_messages(
-        &self,
-        filter: &MessageFilter,
-        page: Page,
-    ) -> StoreResult<(Vec<Message>, i64)>;
-
-    async fn message_events(&self, id: Uuid) -> StoreResult<Vec<MessageEvent>>;
-
-    /// Moves the claimable ones among `ids` to `sending` (pending, due retries, and claims
-    /// older than `stale_before`) and returns them. Others are left untouched.
-    async fn claim(&self, ids: &[Uuid], stale_before: OffsetDateTime) -> StoreResult<Claim>;
-
-    /// Those among `ids` currently held by some worker (`sending`).
-    async fn in_flight(&self, ids: &[Uuid]) -> StoreResult<Vec<Uuid>>;
-
-    /// Records send outcomes for messages still held under `token`; returns the ids applied.
-    async fn record_outcomes(&self, token: Uuid, outcomes: &[Outcome]) -> StoreResult<Vec<Uuid>>;
-
-    /// Finds messages that should be in the queue but may not be, and marks them as
-    /// enqueued now so that concurrent sweepers do not repeat the work.
-    async fn sweep(&self, query: SweepQuery) -> StoreResult<Vec<Stranded>>;
 }

@@ -1,104 +1,30 @@
-//! PostgreSQL implementation of `Store`. Writes are batched: one transaction stores many
-//! messages (group commit), and worker outcomes are recorded many at a time, because a
-//! durable commit costs about a millisecond whatever its size.
+//! Messages on PostgreSQL: group-committed inserts, listing, and the worker's claim and
+//! outcome statements (each a single round trip).
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::PgRow;
 use sqlx::{AssertSqlSafe, Postgres, QueryBuilder, Row};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{
-    Claim, Inserted, MessageFilter, Outcome, Page, Store, StoreError, StoreResult, Stranded,
-    SweepQuery,
-};
-use crate::config::ConnectionUrl;
+use super::{PgStore, classify, parse_enum};
 use crate::domain::{
     ChannelFamily, Direction, ErrorInfo, Message, MessageEvent, MessageStatus, MessageType,
     NewMessage,
 };
+use crate::store::{
+    Claim, Inserted, MessageFilter, MessageStore, Outcome, Page, StoreError, StoreResult, Stranded,
+    SweepQuery,
+};
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
-
-const MESSAGE_COLUMNS: &str = "id, conversation_id, direction, type, from_address, to_address, body, subject, \
+pub(super) const MESSAGE_COLUMNS: &str = "id, conversation_id, direction, type, from_address, to_address, body, subject, \
      attachments, status, provider, provider_message_id, retry_count, error_code, error_message, metadata, \
      idempotency_key, created_at, updated_at, sent_at, delivered_at, failed_at, next_attempt_at";
 
-#[derive(Clone)]
-pub struct PgStore {
-    pool: PgPool,
-}
-
-impl PgStore {
-    /// A pool that connects on first use, so the API can start (and report through
-    /// `/ready`) while the database is still coming up.
-    pub fn connect_lazy(url: &ConnectionUrl, max_connections: u32) -> anyhow::Result<Self> {
-        let options: PgConnectOptions = url
-            .expose()
-            .parse()
-            .context("DATABASE_URL is not a valid PostgreSQL URL")?;
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_lazy_with(options.application_name("messaging-service"));
-        Ok(Self { pool })
-    }
-
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
-    /// Applies pending migrations (serialised across processes by an advisory lock).
-    pub async fn migrate(&self) -> anyhow::Result<()> {
-        MIGRATOR
-            .run(&self.pool)
-            .await
-            .context("running PostgreSQL migrations")
-    }
-
-    /// Drops every table and applies the migrations again.
-    pub async fn reset(&self) -> anyhow::Result<()> {
-        sqlx::raw_sql("drop schema public cascade; create schema public;")
-            .execute(&self.pool)
-            .await
-            .context("dropping the public schema")?;
-        self.migrate().await
-    }
-}
-
-/// Separates "the database is not there" (503, try later) from everything else.
-fn classify(err: sqlx::Error) -> StoreError {
-    let unavailable = match &err {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::WorkerCrashed => true,
-        // Class 08: connection exception; 57P: operator intervention (shutdown, restart);
-        // 53: insufficient resources (too many connections, disk full).
-        sqlx::Error::Database(db) => db
-            .code()
-            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c.starts_with("53")),
-        _ => false,
-    };
-    if unavailable {
-        StoreError::Unavailable(err.into())
-    } else {
-        StoreError::Other(err.into())
-    }
-}
-
-fn parse_enum<T>(row: &PgRow, column: &str, parse: fn(&str) -> Option<T>) -> anyhow::Result<T> {
-    let raw: String = row.try_get(column)?;
-    parse(&raw).with_context(|| format!("unexpected {column} {raw:?} in the database"))
-}
-
-fn message_from_row(row: &PgRow) -> anyhow::Result<Message> {
+pub(super) fn message_from_row(row: &PgRow) -> anyhow::Result<Message> {
     let error_code: Option<String> = row.try_get("error_code")?;
     let error_message: Option<String> = row.try_get("error_message")?;
     let sqlx::types::Json(attachments): sqlx::types::Json<Vec<String>> =
@@ -403,19 +329,7 @@ impl PgStore {
 }
 
 #[async_trait]
-impl Store for PgStore {
-    fn backend(&self) -> &'static str {
-        "postgresql"
-    }
-
-    async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("select 1")
-            .execute(&self.pool)
-            .await
-            .map_err(classify)?;
-        Ok(())
-    }
-
+impl MessageStore for PgStore {
     #[tracing::instrument(skip_all, fields(batch = batch.len()))]
     async fn insert_messages(&self, batch: &[NewMessage]) -> StoreResult<Vec<Inserted>> {
         // Each retry sees the keys the racing batch committed, so two rounds suffice;
