@@ -15,8 +15,12 @@ pub fn init(settings: &Settings) {
             "{level},sqlx=warn,tower_http=warn,h2=warn,hyper=warn"
         ))
     });
+    // Colours only for a terminal: log files must stay greppable.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout())
+        && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stdout);
     let result = match settings.log_format {
         LogFormat::Json => builder
