@@ -45,7 +45,7 @@ run-bg: build ## Run the API in the background (PID in run/app.pid, log logs/app
 worker: build ## Run the worker in the foreground (`make worker &` for background; logs/worker.log)
 	@$(RUN_ENV) SKIP_BUILD=1 bin/start.sh worker
 
-dev: build ## Run API and worker in one process in the foreground (`all` mode)
+dev: services build ## Run API and worker in one process in the foreground (`all` mode)
 	@$(RUN_ENV) SKIP_BUILD=1 bin/start.sh all
 
 stop: ## Stop the API and the worker (by their PID files only)
