@@ -295,8 +295,10 @@ impl ConversationStore for PgStore {
              order by s.rank desc, c.last_message_at desc nulls last, c.id
              limit $4"
         );
+        // An address is searched in its normalised form, the form it takes in message text.
+        let words = query.address.as_deref().unwrap_or(&query.text);
         let rows = sqlx::query(AssertSqlSafe(sql))
-            .bind(&query.text)
+            .bind(words)
             .bind(&query.address)
             .bind(prefix)
             .bind(limit)
