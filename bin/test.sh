@@ -21,15 +21,15 @@ command -v curl >/dev/null || { echo "FAIL: curl is required"; exit 1; }
 
 # check NAME EXPECTED_STATUS METHOD PATH [JSON]: one call; the answer is kept in LAST_BODY.
 check() {
-  local name=$1 expected=$2 method=$3 path=$4 data=${5:-} out code
+  local name=$1 expected=$2 method=$3 path=$4 data=${5:-} out err code
   out=$(mktemp)
-  if [ -n "$data" ]; then
-    code=$(curl -sS --max-time 10 -o "$out" -w '%{http_code}' -X "$method" "$API_URL$path" \
-      -H 'Content-Type: application/json' -d "$data" 2>&1) || code="curl error: $code"
-  else
-    code=$(curl -sS --max-time 10 -o "$out" -w '%{http_code}' -X "$method" "$API_URL$path" 2>&1) ||
-      code="curl error: $code"
+  err=$(mktemp)
+  local args=(-sS --max-time 10 -o "$out" -w '%{http_code}' -X "$method" "$API_URL$path")
+  [ -n "$data" ] && args+=(-H 'Content-Type: application/json' -d "$data")
+  if ! code=$(curl "${args[@]}" 2>"$err"); then
+    code="no answer ($(head -n 1 "$err"))"
   fi
+  rm -f "$err"
   LAST_BODY=$(cat "$out")
   rm -f "$out"
   if [ "$code" = "$expected" ]; then
