@@ -1,8 +1,10 @@
 //! The HTTP API: routing, shared state and the middleware stack.
 
+mod conversations;
 pub mod error;
 pub mod extract;
 mod health;
+mod legacy;
 mod messages;
 
 use std::sync::Arc;
@@ -61,6 +63,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(health::router())
         .merge(messages::router())
+        .merge(conversations::router())
+        .merge(legacy::router())
         .fallback(|| async { ApiError::NotFound { resource: "route" } })
         .method_not_allowed_fallback(|| async {
             (
