@@ -574,10 +574,19 @@ pub async fn run(args: FakeProvidersArgs, shutdown: CancellationToken) -> anyhow
     let addr = listener.local_addr()?;
     let app = router(args)?;
     info!(%addr, "fake providers listening");
-    println!("fake providers listening on http://{addr}");
-    println!("  Twilio:   TWILIO_API_BASE=http://{addr}");
-    println!("  SendGrid: SENDGRID_API_BASE=http://{addr}");
-    println!("  recorded: GET http://{addr}/_fake/requests, GET http://{addr}/_fake/callbacks");
+    // Whoever started us may stop reading after the first line: a closed stdout is fine.
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "fake providers listening on http://{addr}");
+        let _ = writeln!(out, "  Twilio:   TWILIO_API_BASE=http://{addr}");
+        let _ = writeln!(out, "  SendGrid: SENDGRID_API_BASE=http://{addr}");
+        let _ = writeln!(
+            out,
+            "  recorded: GET http://{addr}/_fake/requests, GET http://{addr}/_fake/callbacks"
+        );
+        let _ = out.flush();
+    }
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await?;
