@@ -11,27 +11,34 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Settings;
 use crate::http::{AppState, router};
 use crate::ingest::Ingestor;
-use crate::provider::Providers;
-use crate::provider::mock::MockProvider;
+use crate::provider::build_providers;
+use crate::provider::pacing::RedisPacer;
 use crate::queue::Queue;
 use crate::queue::redis::RedisQueue;
 use crate::store::Store;
 use crate::store::postgres::PgStore;
 use crate::worker::{Deliverer, Worker};
 
-/// How long one provider call may take before it counts as a transient timeout.
-pub const PROVIDER_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest one delivery attempt may take, all providers of the channel tried: each
+/// provider request (and attachment fetch) has its own `PROVIDER_TIMEOUT`, plus the wait
+/// for a pacing slot. A safety net around the adapters' own timeouts.
+pub fn delivery_timeout(settings: &Settings) -> Duration {
+    let p = &settings.providers;
+    let longest_chain = p.sms.len().max(p.email.len()) as u32;
+    p.request_timeout * (2 * longest_chain) + p.pacing.max_wait + Duration::from_secs(1)
+}
 
 /// The backends a process runs on.
 #[derive(Clone)]
 pub struct Components {
     pub store: Arc<dyn Store>,
     pub queue: Arc<dyn Queue>,
-    pub providers: Providers,
+    pub providers: crate::provider::Providers,
 }
 
 impl Components {
-    /// PostgreSQL and Redis from the settings (migrated), with the mock providers.
+    /// PostgreSQL and Redis from the settings (migrated), with the configured providers
+    /// paced through Redis.
     pub async fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
         let store = PgStore::connect_lazy(&settings.database_url, settings.db_max_connections)?;
         store.migrate().await.with_context(|| {
@@ -41,7 +48,8 @@ impl Components {
             )
         })?;
         let queue = RedisQueue::new(&settings.redis_url, &settings.queue.key_prefix)?;
-        let providers = Providers::all(Arc::new(MockProvider::new(settings.mock_provider.clone())));
+        let pacer = RedisPacer::new(&settings.redis_url, &settings.queue.key_prefix)?;
+        let providers = build_providers(settings, Arc::new(pacer))?;
         Ok(Self {
             store: Arc::new(store),
             queue: Arc::new(queue),
@@ -55,7 +63,7 @@ impl Components {
             queue: self.queue.clone(),
             providers: self.providers.clone(),
             settings: settings.queue.clone(),
-            provider_timeout: PROVIDER_TIMEOUT,
+            provider_timeout: delivery_timeout(settings),
         }
     }
 

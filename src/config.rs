@@ -109,12 +109,14 @@ pub struct Settings {
     pub ingest_writers: usize,
     pub request_timeout: Duration,
     pub shutdown_grace: Duration,
+    /// Real providers, their selection per channel, failover and pacing.
+    pub providers: crate::provider::settings::ProviderSettings,
 }
 
 /// A bad configuration value; the message names the variable.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {0}")]
-pub struct ConfigError(String);
+pub struct ConfigError(pub(crate) String);
 
 /// Reads variables from a map: the process environment overlaid on `.env`.
 pub struct Env(HashMap<String, String>);
@@ -146,18 +148,23 @@ impl Env {
         )
     }
 
-    fn raw(&self, name: &str) -> Option<&str> {
+    pub(crate) fn raw(&self, name: &str) -> Option<&str> {
         self.0
             .get(name)
             .map(String::as_str)
             .filter(|v| !v.trim().is_empty())
     }
 
-    fn string(&self, name: &str, default: &str) -> String {
+    pub(crate) fn string(&self, name: &str, default: &str) -> String {
         self.raw(name).unwrap_or(default).to_owned()
     }
 
-    fn parse<T: FromStr>(&self, name: &str, default: T, expected: &str) -> Result<T, ConfigError> {
+    pub(crate) fn parse<T: FromStr>(
+        &self,
+        name: &str,
+        default: T,
+        expected: &str,
+    ) -> Result<T, ConfigError> {
         match self.raw(name) {
             None => Ok(default),
             Some(v) => v
@@ -167,7 +174,7 @@ impl Env {
         }
     }
 
-    fn flag(&self, name: &str, default: bool) -> Result<bool, ConfigError> {
+    pub(crate) fn flag(&self, name: &str, default: bool) -> Result<bool, ConfigError> {
         match self.raw(name).map(|v| v.trim().to_ascii_lowercase()) {
             None => Ok(default),
             Some(v) => match v.as_str() {
@@ -180,7 +187,7 @@ impl Env {
         }
     }
 
-    fn seconds(&self, name: &str, default: f64) -> Result<Duration, ConfigError> {
+    pub(crate) fn seconds(&self, name: &str, default: f64) -> Result<Duration, ConfigError> {
         let secs: f64 = self.parse(name, default, "a number of seconds")?;
         if !secs.is_finite() || secs < 0.0 {
             return Err(ConfigError(format!(
@@ -198,7 +205,7 @@ impl Env {
         Ok(r)
     }
 
-    fn positive(&self, name: &str, default: usize) -> Result<usize, ConfigError> {
+    pub(crate) fn positive(&self, name: &str, default: usize) -> Result<usize, ConfigError> {
         let n: usize = self.parse(name, default, "a positive integer")?;
         if n == 0 {
             return Err(ConfigError(format!("{name} must be at least 1")));
@@ -319,6 +326,8 @@ impl Settings {
             ));
         }
 
+        let providers = crate::provider::settings::ProviderSettings::from_env(env, environment)?;
+
         Ok(Self {
             environment,
             debug: env.flag("DEBUG", false)?,
@@ -337,6 +346,7 @@ impl Settings {
             ingest_writers: env.positive("INGEST_WRITERS", 4)?,
             request_timeout: env.seconds("REQUEST_TIMEOUT", 30.0)?,
             shutdown_grace: env.seconds("SHUTDOWN_GRACE", 25.0)?,
+            providers,
         })
     }
 }

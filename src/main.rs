@@ -35,9 +35,15 @@ enum Command {
     Migrate,
     /// Drop every table and apply the migrations again (destroys all data)
     DbReset,
+    /// Inspect and redrive the dead-letter queue
+    #[command(subcommand)]
+    Dlq(messaging_service::dlq::DlqCommand),
+    /// Serve Twilio- and SendGrid-compatible fake endpoints for end-to-end runs
+    FakeProviders(messaging_service::fake_providers::FakeProvidersArgs),
 }
 
 fn main() -> ExitCode {
+    messaging_service::provider::install_crypto_provider();
     let cli = Cli::parse();
     let settings = match Settings::from_env(&Env::load()) {
         Ok(s) => s,
@@ -112,6 +118,17 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 settings.database_url.redacted()
             );
             Ok(())
+        }
+        Command::Dlq(command) => {
+            let store = PgStore::connect_lazy(&settings.database_url, 2)?;
+            let queue = messaging_service::queue::redis::RedisQueue::new(
+                &settings.redis_url,
+                &settings.queue.key_prefix,
+            )?;
+            messaging_service::dlq::run(command, &store, &queue).await
+        }
+        Command::FakeProviders(args) => {
+            messaging_service::fake_providers::run(args, shutdown_on_signal()).await
         }
         Command::Serve => {
             let components = Components::from_settings(&settings).await?;

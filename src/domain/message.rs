@@ -169,6 +169,8 @@ pub struct Message {
     pub status: MessageStatus,
     pub provider: Option<String>,
     pub provider_message_id: Option<String>,
+    /// Billed segments of an sms/mms, as the provider counted them.
+    pub num_segments: Option<i32>,
     pub retry_count: i32,
     pub error: Option<ErrorInfo>,
     pub metadata: Value,

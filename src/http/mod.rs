@@ -6,6 +6,7 @@ pub mod extract;
 mod health;
 mod legacy;
 mod messages;
+mod retry;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         .merge(messages::router())
         .merge(conversations::router())
         .merge(legacy::router())
+        .merge(retry::router())
         .fallback(|| async { ApiError::NotFound { resource: "route" } })
         .method_not_allowed_fallback(|| async {
             (

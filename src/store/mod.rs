@@ -2,10 +2,12 @@
 //! SQL dialect showing through. One implementation per backend lives beside it.
 
 mod conversations;
+mod dead_letters;
 mod messages;
 pub mod postgres;
 
 pub use conversations::{ConversationFilter, ConversationStore, SearchHit, SortOrder};
+pub use dead_letters::DeadLetterStore;
 pub use messages::MessageStore;
 
 use async_trait::async_trait;
@@ -64,6 +66,7 @@ pub enum Outcome {
         id: Uuid,
         provider: String,
         provider_message_id: String,
+        num_segments: Option<i32>,
     },
     Retry {
         id: Uuid,
@@ -76,19 +79,29 @@ pub enum Outcome {
         provider: Option<String>,
         error: ErrorInfo,
     },
+    /// Not attempted yet (the sender's pace): back to `retry` until `next_attempt_at`,
+    /// without counting a retry.
+    Deferred {
+        id: Uuid,
+        reason: String,
+        next_attempt_at: OffsetDateTime,
+    },
 }
 
 impl Outcome {
     pub fn id(&self) -> Uuid {
         match self {
-            Self::Sent { id, .. } | Self::Retry { id, .. } | Self::Failed { id, .. } => *id,
+            Self::Sent { id, .. }
+            | Self::Retry { id, .. }
+            | Self::Failed { id, .. }
+            | Self::Deferred { id, .. } => *id,
         }
     }
 
     pub fn status(&self) -> MessageStatus {
         match self {
             Self::Sent { .. } => MessageStatus::Sent,
-            Self::Retry { .. } => MessageStatus::Retry,
+            Self::Retry { .. } | Self::Deferred { .. } => MessageStatus::Retry,
             Self::Failed { .. } => MessageStatus::Failed,
         }
     }
@@ -113,7 +126,9 @@ pub struct SweepQuery {
 /// Everything the service needs from its database. Each aggregate has its own trait (one
 /// file per aggregate); a backend implements them all and is then a `Store`.
 #[async_trait]
-pub trait Store: MessageStore + ConversationStore + Send + Sync + 'static {
+pub trait Store:
+    MessageStore + ConversationStore + DeadLetterStore + Send + Sync + 'static
+{
     /// Name of the backend, for start-up logs and `/ready`.
     fn backend(&self) -> &'static str;
 

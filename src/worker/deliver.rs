@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use time::OffsetDateTime;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 use uuid::Uuid;
 
 use super::backoff::retry_delay;
@@ -49,11 +49,25 @@ impl Deliverer {
         };
         match result {
             Ok(receipt) => {
+                // Behind failover, the receipt names the provider that actually sent it.
+                let name = receipt.provider.unwrap_or(name);
                 info!(provider = %name, to = %address_mask(&message.to), "Message sent");
                 Outcome::Sent {
                     id: message.id,
                     provider: name,
                     provider_message_id: receipt.provider_message_id,
+                    num_segments: receipt.num_segments,
+                }
+            }
+            Err(ProviderError::Deferred {
+                reason,
+                retry_after,
+            }) => {
+                debug!(provider = %name, delay_ms = retry_after.as_millis() as u64, "Sender is paced; message deferred");
+                Outcome::Deferred {
+                    id: message.id,
+                    reason,
+                    next_attempt_at: OffsetDateTime::now_utc() + retry_after,
                 }
             }
             Err(ProviderError::Transient {
@@ -125,6 +139,9 @@ impl Deliverer {
             };
             match outcome {
                 Outcome::Retry {
+                    next_attempt_at, ..
+                }
+                | Outcome::Deferred {
                     next_attempt_at, ..
                 } => scheduled.push((task, *next_attempt_at)),
                 Outcome::Failed { error, .. } => dead.push(DeadLetter {

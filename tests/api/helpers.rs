@@ -96,9 +96,7 @@ impl Provider for FakeProvider {
         let next = self.script.lock().unwrap().pop_front();
         match next {
             Some(Err(e)) => Err(e),
-            _ => Ok(Receipt {
-                provider_message_id: format!("FAKE{}", Uuid::new_v4().simple()),
-            }),
+            _ => Ok(Receipt::new(format!("FAKE{}", Uuid::new_v4().simple()))),
         }
     }
 }
@@ -177,6 +175,7 @@ pub struct TestAppBuilder {
     redis_proxy: bool,
     db_proxy: bool,
     mock_provider: bool,
+    real_providers: bool,
 }
 
 impl TestAppBuilder {
@@ -202,7 +201,15 @@ impl TestAppBuilder {
         self
     }
 
+    /// Use the providers the settings configure (`SMS_PROVIDERS`, `EMAIL_PROVIDERS`, ...),
+    /// paced through Redis, exactly as the binary does.
+    pub fn real_providers(mut self) -> Self {
+        self.real_providers = true;
+        self
+    }
+
     pub async fn spawn(self) -> TestApp {
+        messaging_service::provider::install_crypto_provider();
         // `TEST_LOG=1 cargo test ...` shows the service's logs while debugging a test.
         if std::env::var("TEST_LOG").is_ok() {
             let _ = tracing_subscriber::fmt()
@@ -266,7 +273,19 @@ impl TestAppBuilder {
         let queue = RedisQueue::new(&settings.redis_url, &prefix).expect("redis queue");
         queue.ensure_groups().await.expect("consumer groups");
         let provider = Arc::new(FakeProvider::default());
-        let providers = if self.mock_provider {
+        let providers = if self.real_providers {
+            messaging_service::provider::build_providers(
+                &settings,
+                Arc::new(
+                    messaging_service::provider::pacing::RedisPacer::new(
+                        &settings.redis_url,
+                        &prefix,
+                    )
+                    .expect("pacer"),
+                ),
+            )
+            .expect("providers from settings")
+        } else if self.mock_provider {
             Providers::all(Arc::new(
                 messaging_service::provider::mock::MockProvider::new(
                     settings.mock_provider.clone(),

@@ -21,7 +21,7 @@ use crate::store::{
 };
 
 pub(super) const MESSAGE_COLUMNS: &str = "id, conversation_id, direction, type, from_address, to_address, body, subject, \
-     attachments, status, provider, provider_message_id, retry_count, error_code, error_message, metadata, \
+     attachments, status, provider, provider_message_id, num_segments, retry_count, error_code, error_message, metadata, \
      idempotency_key, created_at, updated_at, sent_at, delivered_at, failed_at, next_attempt_at, \
      provider_timestamp, read_at";
 
@@ -43,6 +43,7 @@ pub(super) fn message_from_row(row: &PgRow) -> anyhow::Result<Message> {
         status: parse_enum(row, "status", MessageStatus::parse)?,
         provider: row.try_get("provider")?,
         provider_message_id: row.try_get("provider_message_id")?,
+        num_segments: row.try_get("num_segments")?,
         retry_count: row.try_get("retry_count")?,
         error: error_code.map(|code| ErrorInfo {
             code,
@@ -125,6 +126,7 @@ fn created_message(m: &NewMessage, conversation_id: Uuid) -> Message {
         status: m.status,
         provider: m.provider.clone(),
         provider_message_id: m.provider_message_id.clone(),
+        num_segments: None,
         retry_count: 0,
         error: None,
         metadata: m.metadata.clone(),
@@ -560,6 +562,9 @@ impl MessageStore for PgStore {
         let mut error_code: Vec<Option<String>> = Vec::with_capacity(outcomes.len());
         let mut error_message: Vec<Option<String>> = Vec::with_capacity(outcomes.len());
         let mut next_attempt_at: Vec<Option<OffsetDateTime>> = Vec::with_capacity(outcomes.len());
+        let mut num_segments: Vec<Option<i32>> = Vec::with_capacity(outcomes.len());
+        // A deferral (pacing) was not an attempt and does not count as a retry.
+        let mut attempted: Vec<bool> = Vec::with_capacity(outcomes.len());
         for outcome in outcomes {
             // Every outcome is a move out of `sending`; the lifecycle table must agree.
             MessageStatus::Sending
@@ -567,6 +572,11 @@ impl MessageStore for PgStore {
                 .context("recording an outcome")?;
             ids.push(outcome.id());
             status.push(outcome.status().as_str().to_owned());
+            attempted.push(!matches!(outcome, Outcome::Deferred { .. }));
+            num_segments.push(match outcome {
+                Outcome::Sent { num_segments, .. } => *num_segments,
+                _ => None,
+            });
             match outcome {
                 Outcome::Sent {
                     provider: p,
@@ -600,12 +610,25 @@ impl MessageStore for PgStore {
                     error_message.push(Some(error.message.clone()));
                     next_attempt_at.push(None);
                 }
+                Outcome::Deferred {
+                    reason,
+                    next_attempt_at: at,
+                    ..
+                } => {
+                    provider.push(None);
+                    provider_message_id.push(None);
+                    error_code.push(Some("paced".to_owned()));
+                    error_message.push(Some(reason.clone()));
+                    next_attempt_at.push(Some(*at));
+                }
             }
         }
         let rows = sqlx::query(
             "with input as (
-                 select * from unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[])
-                     as u(id, status, provider, provider_message_id, error_code, error_message, next_attempt_at)
+                 select * from unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[],
+                                      $9::int4[], $10::bool[])
+                     as u(id, status, provider, provider_message_id, error_code, error_message, next_attempt_at,
+                          num_segments, attempted)
              ),
              updated as (
                  update messages m set
@@ -614,7 +637,8 @@ impl MessageStore for PgStore {
                      provider_message_id = coalesce(i.provider_message_id, m.provider_message_id),
                      error_code = i.error_code,
                      error_message = i.error_message,
-                     retry_count = m.retry_count + (i.status = 'retry')::int,
+                     num_segments = coalesce(i.num_segments, m.num_segments),
+                     retry_count = m.retry_count + (i.status = 'retry' and i.attempted)::int,
                      next_attempt_at = i.next_attempt_at,
                      sent_at = case when i.status = 'sent' then now() else m.sent_at end,
                      failed_at = case when i.status = 'failed' then now() else m.failed_at end,
@@ -645,6 +669,8 @@ impl MessageStore for PgStore {
         .bind(&error_code)
         .bind(&error_message)
         .bind(&next_attempt_at)
+        .bind(&num_segments)
+        .bind(&attempted)
         .fetch_all(&self.pool)
         .await
         .map_err(classify)?;

@@ -3,6 +3,7 @@
 //! a time, because a durable commit costs about a millisecond whatever its size.
 
 mod conversations;
+mod dead_letters;
 mod messages;
 
 use std::time::Duration;
