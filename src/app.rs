@@ -104,10 +104,18 @@ impl Application {
 
     /// Serves until `shutdown` is cancelled, then finishes in-flight requests.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let sampler = crate::observability::spawn_sampler(
+            self.state.store.clone(),
+            self.state.queue.clone(),
+            self.state.settings.metrics_sample_interval,
+            shutdown.child_token(),
+        );
         let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, app)
+        let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await
-            .context("HTTP server failed")
+            .context("HTTP server failed");
+        sampler.abort();
+        served
     }
 }

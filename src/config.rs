@@ -109,6 +109,10 @@ pub struct Settings {
     pub ingest_writers: usize,
     pub request_timeout: Duration,
     pub shutdown_grace: Duration,
+    /// Port of the worker process's own `/metrics` listener (0 picks a free port).
+    pub worker_metrics_port: u16,
+    /// How often queue depths and pool usage are sampled for metrics.
+    pub metrics_sample_interval: Duration,
 }
 
 /// A bad configuration value; the message names the variable.
@@ -337,6 +341,8 @@ impl Settings {
             ingest_writers: env.positive("INGEST_WRITERS", 4)?,
             request_timeout: env.seconds("REQUEST_TIMEOUT", 30.0)?,
             shutdown_grace: env.seconds("SHUTDOWN_GRACE", 25.0)?,
+            worker_metrics_port: env.parse("WORKER_METRICS_PORT", 9091, "a port number")?,
+            metrics_sample_interval: env.seconds("METRICS_SAMPLE_INTERVAL", 5.0)?,
         })
     }
 }
@@ -404,6 +410,7 @@ mod tests {
             ("DATABASE_URL", "mysql://x/y"),
             ("ENVIRONMENT", "staging"),
             ("LOG_LEVEL", "loud"),
+            ("WORKER_METRICS_PORT", "70000"),
         ] {
             let err = Settings::from_env(&Env::from_pairs([(name, value)]))
                 .unwrap_err()

@@ -6,6 +6,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod ingest;
+pub mod observability;
 pub mod provider;
 pub mod queue;
 pub mod store;
