@@ -7,6 +7,8 @@ mod health;
 mod helpers;
 mod idempotency;
 mod list;
+mod logs;
+mod metrics;
 mod process;
 mod send;
 mod validation;
