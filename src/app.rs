@@ -73,6 +73,7 @@ pub struct Application {
 impl Application {
     /// Binds `HOST:PORT` (port 0 picks a free port) and prepares the state.
     pub async fn build(settings: Settings, components: Components) -> anyhow::Result<Self> {
+        crate::observability::handle();
         let addr = format!("{}:{}", settings.host, settings.port);
         let listener = TcpListener::bind(&addr).await.with_context(|| {
             format!("cannot listen on {addr} (is another process using the port? try `make stop`)")

@@ -49,6 +49,8 @@ fn main() -> ExitCode {
         }
     };
     telemetry::init(&settings);
+    // Before any work starts, so no early event is recorded into the void.
+    observability::handle();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
