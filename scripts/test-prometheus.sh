@@ -2,7 +2,8 @@
 # Monitoring check with a real Prometheus:
 #   1. the deploy files: `promtool check config` on deploy/prometheus.yml, `promtool check
 #      rules` and `promtool test rules` on deploy/alerts.yml, the Grafana dashboard and
-#      provisioning parse (and docker-compose.yml / nginx.conf when those tools exist);
+#      provisioning parse, and `docker compose config` (or docker-compose) accepts
+#      docker-compose.yml;
 #   2. a private `serve` and `worker` (debug build, scratch database, own Redis key prefix,
 #      free ports) scraped every second by a Prometheus started here with the alert rules;
 #      messages are sent, and `message_sent_total` is read back through Prometheus's HTTP
@@ -10,7 +11,8 @@
 #      without error, and every dashboard query must be accepted by Prometheus.
 # Everything started is stopped and removed afterwards.
 #
-# Installs Debian's `prometheus` package (promtool too) when it is missing.
+# Installs Debian's `prometheus` package (promtool too) when it is missing, and as root
+# Debian's `docker-compose` client when no compose client is there.
 # Environment: PG_HOST, PG_PORT, POSTGRES_USER, POSTGRES_PASSWORD, REDIS_URL,
 # PROM_MESSAGES (default 6), KEEP_LOGS=1.
 set -euo pipefail
@@ -110,6 +112,11 @@ for prov in (root / "provisioning").rglob("*.yml"):
 EOF
 pass "Grafana dashboard JSON and provisioning files"
 
+if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null && [ "$(id -u)" = 0 ]; then
+  # Only the client, to validate the file offline; no engine is needed for `config`.
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends docker-compose >/dev/null 2>&1 ||
+    log "could not install docker-compose; docker-compose.yml is not validated"
+fi
 if docker compose version >/dev/null 2>&1; then
   docker compose -f docker-compose.yml config -q || die "docker compose config"
   pass "docker compose config"
