@@ -81,6 +81,7 @@ pub struct Application {
 impl Application {
     /// Binds `HOST:PORT` (port 0 picks a free port) and prepares the state.
     pub async fn build(settings: Settings, components: Components) -> anyhow::Result<Self> {
+        crate::observability::handle();
         let addr = format!("{}:{}", settings.host, settings.port);
         let listener = TcpListener::bind(&addr).await.with_context(|| {
             format!("cannot listen on {addr} (is another process using the port? try `make stop`)")
@@ -112,10 +113,18 @@ impl Application {
 
     /// Serves until `shutdown` is cancelled, then finishes in-flight requests.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let sampler = crate::observability::spawn_sampler(
+            self.state.store.clone(),
+            self.state.queue.clone(),
+            self.state.settings.metrics_sample_interval,
+            shutdown.child_token(),
+        );
         let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, app)
+        let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await
-            .context("HTTP server failed")
+            .context("HTTP server failed");
+        sampler.abort();
+        served
     }
 }

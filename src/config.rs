@@ -111,6 +111,10 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// Real providers, their selection per channel, failover and pacing.
     pub providers: crate::provider::settings::ProviderSettings,
+    /// Port of the worker process's own `/metrics` listener (0 picks a free port).
+    pub worker_metrics_port: u16,
+    /// How often queue depths and pool usage are sampled for metrics.
+    pub metrics_sample_interval: Duration,
 }
 
 /// A bad configuration value; the message names the variable.
@@ -347,6 +351,8 @@ impl Settings {
             request_timeout: env.seconds("REQUEST_TIMEOUT", 30.0)?,
             shutdown_grace: env.seconds("SHUTDOWN_GRACE", 25.0)?,
             providers,
+            worker_metrics_port: env.parse("WORKER_METRICS_PORT", 9091, "a port number")?,
+            metrics_sample_interval: env.seconds("METRICS_SAMPLE_INTERVAL", 5.0)?,
         })
     }
 }
@@ -414,6 +420,7 @@ mod tests {
             ("DATABASE_URL", "mysql://x/y"),
             ("ENVIRONMENT", "staging"),
             ("LOG_LEVEL", "loud"),
+            ("WORKER_METRICS_PORT", "70000"),
         ] {
             let err = Settings::from_env(&Env::from_pairs([(name, value)]))
                 .unwrap_err()

@@ -8,6 +8,7 @@ pub mod domain;
 pub mod fake_providers;
 pub mod http;
 pub mod ingest;
+pub mod observability;
 pub mod provider;
 pub mod queue;
 pub mod store;

@@ -1,5 +1,6 @@
 //! The `messaging-service` binary: `serve` (API), `worker`, both at once, and database tools.
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -9,6 +10,7 @@ use tracing::{error, info, warn};
 
 use messaging_service::app::{Application, Components};
 use messaging_service::config::{Env, Settings};
+use messaging_service::observability;
 use messaging_service::store::postgres::PgStore;
 use messaging_service::telemetry;
 
@@ -53,6 +55,8 @@ fn main() -> ExitCode {
         }
     };
     telemetry::init(&settings);
+    // Before any work starts, so no early event is recorded into the void.
+    observability::handle();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -148,9 +152,9 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 consumer = worker.consumer(),
                 "worker starting"
             );
-            worker
-                .run(shutdown_on_signal(), settings.shutdown_grace)
-                .await
+            let shutdown = shutdown_on_signal();
+            start_worker_metrics(&settings, &components, &shutdown).await;
+            worker.run(shutdown, settings.shutdown_grace).await
         }
         Command::All => {
             let components = Components::from_settings(&settings).await?;
@@ -163,6 +167,32 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             worker_task.await.context("worker task panicked")??;
             served
         }
+    }
+}
+
+/// The worker's `/metrics` listener and sampler. A taken port is logged, not fatal: a
+/// second worker on one host keeps delivering, only without its own metrics endpoint.
+async fn start_worker_metrics(
+    settings: &Settings,
+    components: &Components,
+    shutdown: &CancellationToken,
+) {
+    observability::spawn_sampler(
+        components.store.clone(),
+        components.queue.clone(),
+        settings.metrics_sample_interval,
+        shutdown.child_token(),
+    );
+    let addr = format!("{}:{}", settings.host, settings.worker_metrics_port);
+    let bound = match addr.parse::<SocketAddr>() {
+        Ok(a) => observability::serve_worker_metrics(a, shutdown.child_token()).await,
+        Err(_) => match tokio::net::lookup_host(&addr).await.map(|mut a| a.next()) {
+            Ok(Some(a)) => observability::serve_worker_metrics(a, shutdown.child_token()).await,
+            _ => Err(anyhow::anyhow!("cannot resolve HOST for {addr}")),
+        },
+    };
+    if let Err(e) = bound {
+        warn!(error = %format!("{e:#}"), "worker metrics are not served; set WORKER_METRICS_PORT to a free port");
     }
 }
 

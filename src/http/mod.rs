@@ -67,6 +67,10 @@ pub fn router(state: AppState) -> Router {
         .merge(conversations::router())
         .merge(legacy::router())
         .merge(retry::router())
+        .route(
+            "/metrics",
+            axum::routing::get(crate::observability::metrics_text),
+        )
         .fallback(|| async { ApiError::NotFound { resource: "route" } })
         .method_not_allowed_fallback(|| async {
             (
@@ -84,6 +88,9 @@ pub fn router(state: AppState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             timeout,
         ))
+        // Outside the timeout (a 408 is measured too), inside the request span (its log
+        // line carries the request id).
+        .layer(axum::middleware::from_fn(crate::observability::http::track))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let route = req
                 .extensions()

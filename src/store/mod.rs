@@ -133,4 +133,17 @@ pub trait Store:
     fn backend(&self) -> &'static str;
 
     async fn ping(&self) -> StoreResult<()>;
+
+    /// Connection pool figures for metrics; `None` for a backend without a pool.
+    fn pool_usage(&self) -> Option<PoolUsage> {
+        None
+    }
+}
+
+/// Open and idle connections of a pool, and its limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolUsage {
+    pub size: u32,
+    pub idle: u32,
+    pub max: u32,
 }

@@ -43,6 +43,8 @@ fn db_url(name: &str, addr: &str) -> String {
 /// A provider whose answers a test scripts, and which counts every call.
 #[derive(Default)]
 pub struct FakeProvider {
+    /// The provider name the service records (default `fake`).
+    name: Option<String>,
     script: Mutex<VecDeque<Result<(), ProviderError>>>,
     calls: Mutex<Vec<Uuid>>,
 }
@@ -88,7 +90,7 @@ pub fn permanent(code: &str) -> ProviderError {
 #[async_trait]
 impl Provider for FakeProvider {
     fn name(&self) -> &str {
-        "fake"
+        self.name.as_deref().unwrap_or("fake")
     }
 
     async fn send(&self, message: &Message) -> Result<Receipt, ProviderError> {
@@ -176,6 +178,7 @@ pub struct TestAppBuilder {
     db_proxy: bool,
     mock_provider: bool,
     real_providers: bool,
+    provider_name: Option<String>,
 }
 
 impl TestAppBuilder {
@@ -192,6 +195,12 @@ impl TestAppBuilder {
 
     pub fn db_proxy(mut self) -> Self {
         self.db_proxy = true;
+        self
+    }
+
+    /// Name the scripted provider (its metrics series are then this test's alone).
+    pub fn provider_name(mut self, name: &str) -> Self {
+        self.provider_name = Some(name.into());
         self
     }
 
@@ -272,7 +281,10 @@ impl TestAppBuilder {
         store.migrate().await.expect("migrate test database");
         let queue = RedisQueue::new(&settings.redis_url, &prefix).expect("redis queue");
         queue.ensure_groups().await.expect("consumer groups");
-        let provider = Arc::new(FakeProvider::default());
+        let provider = Arc::new(FakeProvider {
+            name: self.provider_name,
+            ..FakeProvider::default()
+        });
         let providers = if self.real_providers {
             messaging_service::provider::build_providers(
                 &settings,

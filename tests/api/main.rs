@@ -9,6 +9,8 @@ mod helpers;
 mod idempotency;
 mod legacy;
 mod list;
+mod logs;
+mod metrics;
 mod process;
 mod providers_e2e;
 mod providers_failover;

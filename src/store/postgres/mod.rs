@@ -105,4 +105,12 @@ impl Store for PgStore {
             .map_err(classify)?;
         Ok(())
     }
+
+    fn pool_usage(&self) -> Option<super::PoolUsage> {
+        Some(super::PoolUsage {
+            size: self.pool.size(),
+            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+            max: self.pool.options().get_max_connections(),
+        })
+    }
 }
