@@ -1,9 +1,12 @@
 //! The HTTP API: routing, shared state and the middleware stack.
 
+pub mod auth;
 pub mod error;
 pub mod extract;
 mod health;
 mod messages;
+pub mod ratelimit;
+pub mod security;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +14,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderName, StatusCode};
+use axum::middleware::from_fn_with_state;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -34,6 +38,7 @@ pub struct AppState {
     pub ingest: Ingestor,
     pub deliverer: Deliverer,
     pub settings: Arc<Settings>,
+    pub security: security::SecurityState,
 }
 
 impl AppState {
@@ -58,6 +63,7 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let timeout = state.settings.request_timeout.max(Duration::from_millis(1));
+    let guarded = state.clone();
     Router::new()
         .merge(health::router())
         .merge(messages::router())
@@ -78,6 +84,10 @@ pub fn router(state: AppState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             timeout,
         ))
+        // Outermost first: rate limit (so every answer carries its headers), Host, API key.
+        .layer(from_fn_with_state(guarded.clone(), auth::authenticate))
+        .layer(from_fn_with_state(guarded.clone(), security::check_host))
+        .layer(from_fn_with_state(guarded, ratelimit::limit))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let route = req
                 .extensions()

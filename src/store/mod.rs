@@ -1,9 +1,11 @@
 //! The `Store` trait: everything the API and the worker need from the database, with no
 //! SQL dialect showing through. One implementation per backend lives beside it.
 
+mod api_keys;
 mod messages;
 pub mod postgres;
 
+pub use api_keys::ApiKeyStore;
 pub use messages::MessageStore;
 
 use async_trait::async_trait;
@@ -111,7 +113,7 @@ pub struct SweepQuery {
 /// Everything the service needs from its database. Each aggregate has its own trait (one
 /// file per aggregate); a backend implements them all and is then a `Store`.
 #[async_trait]
-pub trait Store: MessageStore + Send + Sync + 'static {
+pub trait Store: MessageStore + ApiKeyStore + Send + Sync + 'static {
     /// Name of the backend, for start-up logs and `/ready`.
     fn backend(&self) -> &'static str;
 
