@@ -59,10 +59,12 @@ impl Gen {
     }
 
     fn weird_string(&mut self) -> String {
-        let len = match self.rng.u8(..50) {
-            0..5 => 0,
-            5..10 => self.rng.usize(1500..1700),
-            10 => self.rng.usize(5000..20_000),
+        // Mostly short: long strings cost time in every layer and the length limits are
+        // probed by `pick_len` too.
+        let len = match self.rng.u8(..200) {
+            0..10 => 0,
+            10..13 => self.rng.usize(1500..1700),
+            13 => self.rng.usize(5000..20_000),
             _ => self.rng.usize(1..40),
         };
         let alphabet: &[char] = &[
@@ -123,10 +125,11 @@ impl Gen {
     fn deep(&mut self) -> Value {
         let mut v = json!("bottom");
         for _ in 0..self.rng.usize(20..200) {
+            // Built by hand: `json!` would re-serialize the whole value at every level.
             v = if self.rng.bool() {
-                json!([v])
+                Value::Array(vec![v])
             } else {
-                json!({ "k": v })
+                Value::Object(Map::from_iter([("k".to_owned(), v)]))
             };
         }
         v
