@@ -23,7 +23,7 @@ CARGO_PROFILE_FLAGS := $(if $(filter release,$(PROFILE)),--release,$(if $(filter
 RUN_ENV := PORT=$(PORT) PROFILE=$(PROFILE)
 
 .PHONY: help build services run run-bg worker dev stop status logs restart-app migrate \
-        db-reset test test-flow test-prometheus bench fmt lint docker-up docker-down docker-logs
+        db-reset test test-flow test-prometheus test-rate-limit bench fmt lint docker-up docker-down docker-logs
 
 help: ## List the targets
 	@echo "Usage: make <target> [PORT=8080] [PROFILE=release] [API_URL=...] [ARGS=...] [FORCE=1]"
@@ -86,6 +86,10 @@ test-flow: ## Check send -> queue -> worker -> sent against a running service at
 
 test-prometheus: ## Check deploy/ (promtool, rule tests) and scrape a scratch API + worker with a real Prometheus
 	scripts/test-prometheus.sh
+
+test-rate-limit: ## The guide's rate-limit check (110 x /health) on a private instance (scratch database)
+	scripts/services.sh
+	python3 tests/integration/test_rate_limiting.py --start
 
 bench: ## Run scripts/bench.sh (pass options with ARGS="...")
 	@if [ -x scripts/bench.sh ]; then scripts/bench.sh $(ARGS); else bash scripts/bench.sh $(ARGS); fi

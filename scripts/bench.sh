@@ -112,6 +112,8 @@ export DATABASE_URL="postgres://$DB_USER:$DB_PASSWORD@127.0.0.1:5432/$DB"
 export REDIS_URL="redis://$REDIS_HOST:$REDIS_PORT/0"
 export QUEUE_KEY_PREFIX=$PREFIX
 export LOG_LEVEL=warn
+# One load client is one address: rate limiting would measure itself, not the service.
+export RATE_LIMIT_ENABLED=false
 export MOCK_PROVIDER_LATENCY_MS=${MOCK_PROVIDER_LATENCY_MS:-20}
 export HOST=127.0.0.1
 export PORT

@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
+use crate::http::security::SecurityState;
 use crate::http::{AppState, router};
 use crate::ingest::Ingestor;
 use crate::provider::build_providers;
@@ -93,7 +94,9 @@ impl Application {
             settings.ingest_writers,
             !settings.sync_message_processing,
         );
+        let security = SecurityState::for_deployment(&settings, components.queue.as_ref())?;
         let state = AppState {
+            security,
             deliverer: components.deliverer(&settings),
             store: components.store,
             queue: components.queue,
@@ -109,6 +112,11 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// The full middleware stack and routes, for driving requests in-process.
+    pub fn router(&self) -> axum::Router {
+        router(self.state.clone())
     }
 
     /// Serves until `shutdown` is cancelled, then finishes in-flight requests.

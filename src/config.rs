@@ -8,6 +8,11 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
+mod security;
+pub use security::{
+    HostPattern, IpNet, RateLimitSettings, SecuritySettings, canonical as canonical_ip,
+};
+
 pub const DEFAULT_SECRET_KEY: &str = "change-me-in-production";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,6 +120,7 @@ pub struct Settings {
     pub worker_metrics_port: u16,
     /// How often queue depths and pool usage are sampled for metrics.
     pub metrics_sample_interval: Duration,
+    pub security: SecuritySettings,
 }
 
 /// A bad configuration value; the message names the variable.
@@ -295,6 +301,8 @@ impl Settings {
             ));
         }
 
+        let security = SecuritySettings::from_env(env, environment)?;
+
         let queue = QueueSettings {
             key_prefix: env.string("QUEUE_KEY_PREFIX", ""),
             max_retries: env.parse("QUEUE_MAX_RETRIES", 3, "a non-negative integer")?,
@@ -353,6 +361,7 @@ impl Settings {
             providers,
             worker_metrics_port: env.parse("WORKER_METRICS_PORT", 9091, "a port number")?,
             metrics_sample_interval: env.seconds("METRICS_SAMPLE_INTERVAL", 5.0)?,
+            security,
         })
     }
 }
@@ -421,12 +430,49 @@ mod tests {
             ("ENVIRONMENT", "staging"),
             ("LOG_LEVEL", "loud"),
             ("WORKER_METRICS_PORT", "70000"),
+            ("RATE_LIMIT_REQUESTS", "0"),
+            ("RATE_LIMIT_PERIOD", "soon"),
+            ("RATE_LIMIT_ENABLED", "perhaps"),
+            ("TRUSTED_PROXIES", "10.0.0.0/40"),
         ] {
             let err = Settings::from_env(&Env::from_pairs([(name, value)]))
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(name), "{err} should name {name}");
         }
+    }
+
+    #[test]
+    fn production_requires_allowed_hosts_and_api_keys() {
+        let base = [
+            ("ENVIRONMENT", "production"),
+            ("SECRET_KEY", "s3cret-for-tests"),
+            ("ALLOW_MOCK_PROVIDERS", "true"),
+        ];
+        let err = Settings::from_env(&Env::from_pairs(base)).unwrap_err();
+        assert!(err.to_string().contains("ALLOWED_HOSTS"), "{err}");
+        let with_hosts = [
+            base[0],
+            base[1],
+            base[2],
+            ("ALLOWED_HOSTS", "api.example.com"),
+        ];
+        let s = Settings::from_env(&Env::from_pairs(with_hosts)).unwrap();
+        assert!(s.security.require_api_keys);
+        let err = Settings::from_env(&Env::from_pairs([
+            base[0],
+            base[1],
+            base[2],
+            ("ALLOWED_HOSTS", "*"),
+            ("REQUIRE_API_KEYS", "false"),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("REQUIRE_API_KEYS"), "{err}");
+        let dev = Settings::from_env(&Env::from_pairs::<_, &str, &str>([])).unwrap();
+        assert!(!dev.security.require_api_keys);
+        assert!(dev.security.rate_limit.enabled);
+        assert_eq!(dev.security.rate_limit.requests, 100);
+        assert_eq!(dev.security.rate_limit.period, Duration::from_secs(60));
     }
 
     #[test]

@@ -119,6 +119,15 @@ impl Writer {
         let result = self.store.insert_messages(&messages).await;
         let results = match result {
             Ok(results) => results,
+            // One bad message must not fail the requests that happened to share its
+            // transaction: store them one by one so only the culprit fails.
+            Err(StoreError::Other(e)) if jobs.len() > 1 => {
+                warn!(error = %format!("{e:#}"), batch = jobs.len(), "storing a batch failed; storing its messages one by one");
+                for job in jobs.drain(..) {
+                    Box::pin(self.write(&mut vec![job])).await;
+                }
+                return;
+            }
             Err(e) => {
                 let reply = match &e {
                     StoreError::Unavailable(_) => IngestError::Unavailable,

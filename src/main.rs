@@ -10,6 +10,7 @@ use tracing::{error, info, warn};
 
 use messaging_service::app::{Application, Components};
 use messaging_service::config::{Env, Settings};
+use messaging_service::keys;
 use messaging_service::observability;
 use messaging_service::store::postgres::PgStore;
 use messaging_service::telemetry;
@@ -42,6 +43,24 @@ enum Command {
     Dlq(messaging_service::dlq::DlqCommand),
     /// Serve Twilio- and SendGrid-compatible fake endpoints for end-to-end runs
     FakeProviders(messaging_service::fake_providers::FakeProvidersArgs),
+    /// Manage API keys (required on /api routes in production)
+    Keys {
+        #[command(subcommand)]
+        action: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key; it is printed once and only its hash is stored
+    Create {
+        #[arg(long)]
+        name: String,
+    },
+    /// List keys (id, name, first characters, status); never the keys themselves
+    List,
+    /// Revoke a key by its id
+    Revoke { id: String },
 }
 
 fn main() -> ExitCode {
@@ -133,6 +152,16 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
         Command::FakeProviders(args) => {
             messaging_service::fake_providers::run(args, shutdown_on_signal()).await
+        }
+        Command::Keys { action } => {
+            let store = PgStore::connect_lazy(&settings.database_url, 2)?;
+            store.migrate().await?;
+            let mut out = std::io::stdout();
+            match action {
+                KeysCommand::Create { name } => keys::create(&store, &name, &mut out).await,
+                KeysCommand::List => keys::list(&store, &mut out).await,
+                KeysCommand::Revoke { id } => keys::revoke(&store, &id, &mut out).await,
+            }
         }
         Command::Serve => {
             let components = Components::from_settings(&settings).await?;

@@ -14,6 +14,9 @@ pub const MAX_EMAIL_BODY_BYTES: usize = 1_000_000;
 pub const MAX_ATTACHMENTS: usize = 10;
 pub const MAX_SUBJECT_CHARS: usize = 998;
 pub const MAX_ATTACHMENT_URL_CHARS: usize = 2048;
+/// `metadata` is for the client's references, not payloads.
+pub const MAX_METADATA_BYTES: usize = 16 * 1024;
+pub const MAX_METADATA_DEPTH: usize = 8;
 
 /// A client mistake in a message, naming the offending field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -337,6 +340,12 @@ impl NewMessage {
         let to = parse_in_family(kind.family(), "to", content.to.as_deref())?;
         let provider_message_id = non_empty(content.provider_message_id.as_deref())
             .ok_or_else(|| ValidationError::new("provider_message_id", "is required"))?;
+        if provider_message_id.contains('\0') {
+            return Err(ValidationError::new(
+                "provider_message_id",
+                "must not contain NUL characters",
+            ));
+        }
         if provider_message_id.chars().count() > MAX_PROVIDER_MESSAGE_ID_CHARS {
             return Err(ValidationError::new(
                 "provider_message_id",
@@ -411,6 +420,12 @@ fn validate_content(
         ));
     }
     if let Some(b) = &body {
+        if b.contains('\0') {
+            return Err(ValidationError::new(
+                "body",
+                "must not contain NUL characters",
+            ));
+        }
         match kind {
             MessageType::Sms | MessageType::Mms if b.chars().count() > MAX_SMS_BODY_CHARS => {
                 return Err(ValidationError::new(
@@ -433,7 +448,7 @@ fn validate_content(
         if kind != MessageType::Email {
             return Err(ValidationError::new("subject", "is only allowed for email"));
         }
-        if s.chars().count() > MAX_SUBJECT_CHARS || s.contains(['\r', '\n']) {
+        if s.chars().count() > MAX_SUBJECT_CHARS || s.contains(['\r', '\n', '\0']) {
             return Err(ValidationError::new(
                 "subject",
                 format!("must be one line of at most {MAX_SUBJECT_CHARS} characters"),
@@ -445,11 +460,43 @@ fn validate_content(
 
     let metadata = match metadata {
         None | Some(Value::Null) => Value::Object(Default::default()),
-        Some(v @ Value::Object(_)) => v,
+        Some(v @ Value::Object(_)) => {
+            validate_metadata(&v)?;
+            v
+        }
         Some(_) => return Err(ValidationError::new("metadata", "must be a JSON object")),
     };
 
     Ok((body, subject, metadata))
+}
+
+/// Bounded size and depth, and no NUL characters (which PostgreSQL cannot store).
+fn validate_metadata(v: &Value) -> Result<(), ValidationError> {
+    fn walk(v: &Value, depth: usize) -> Result<(), &'static str> {
+        if depth > MAX_METADATA_DEPTH {
+            return Err("is nested too deeply");
+        }
+        match v {
+            Value::String(s) if s.contains('\0') => Err("must not contain NUL characters"),
+            Value::Array(items) => items.iter().try_for_each(|i| walk(i, depth + 1)),
+            Value::Object(map) => map.iter().try_for_each(|(k, i)| {
+                if k.contains('\0') {
+                    Err("must not contain NUL characters")
+                } else {
+                    walk(i, depth + 1)
+                }
+            }),
+            _ => Ok(()),
+        }
+    }
+    walk(v, 1).map_err(|reason| ValidationError::new("metadata", reason))?;
+    if v.to_string().len() > MAX_METADATA_BYTES {
+        return Err(ValidationError::new(
+            "metadata",
+            format!("must be at most {MAX_METADATA_BYTES} bytes of JSON"),
+        ));
+    }
+    Ok(())
 }
 
 fn validate_attachments(kind: MessageType, attachments: &[String]) -> Result<(), ValidationError> {
@@ -495,6 +542,30 @@ mod tests {
             body: Some(body.into()),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn nul_characters_and_oversized_metadata_are_refused_before_storage() {
+        let err = NewMessage::outbound(sms("a\0b")).unwrap_err();
+        assert_eq!(err.field, "body");
+        for metadata in [
+            serde_json::json!({"k\0": 1}),
+            serde_json::json!({"k": ["\0"]}),
+            serde_json::json!({"k": "x".repeat(MAX_METADATA_BYTES)}),
+            serde_json::json!({"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": 1}}}}}}}}),
+        ] {
+            let content = OutboundContent {
+                metadata: Some(metadata.clone()),
+                ..sms("ok")
+            };
+            let err = NewMessage::outbound(content).unwrap_err();
+            assert_eq!(err.field, "metadata", "{metadata}");
+        }
+        let fine = OutboundContent {
+            metadata: Some(serde_json::json!({"order": {"id": 7, "tags": ["a"]}})),
+            ..sms("ok")
+        };
+        assert!(NewMessage::outbound(fine).is_ok());
     }
 
     #[test]

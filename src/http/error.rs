@@ -30,6 +30,14 @@ pub enum ApiError {
         dependency: &'static str,
         details: Value,
     },
+    #[error("an API key is required: send Authorization: Bearer <key>")]
+    MissingApiKey,
+    #[error("the API key is not valid")]
+    InvalidApiKey,
+    #[error("the API key has been revoked")]
+    RevokedApiKey,
+    #[error("the Host header names a host this service does not answer for")]
+    HostNotAllowed,
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -73,6 +81,10 @@ impl ApiError {
                 }
                 (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", d)
             }
+            Self::MissingApiKey => (StatusCode::UNAUTHORIZED, "missing_api_key", json!({})),
+            Self::InvalidApiKey => (StatusCode::UNAUTHORIZED, "invalid_api_key", json!({})),
+            Self::RevokedApiKey => (StatusCode::FORBIDDEN, "api_key_revoked", json!({})),
+            Self::HostNotAllowed => (StatusCode::BAD_REQUEST, "invalid_host", json!({})),
             Self::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal_error",

@@ -1,11 +1,13 @@
 //! The `Store` trait: everything the API and the worker need from the database, with no
 //! SQL dialect showing through. One implementation per backend lives beside it.
 
+mod api_keys;
 mod conversations;
 mod dead_letters;
 mod messages;
 pub mod postgres;
 
+pub use api_keys::ApiKeyStore;
 pub use conversations::{ConversationFilter, ConversationStore, SearchHit, SortOrder};
 pub use dead_letters::DeadLetterStore;
 pub use messages::MessageStore;
@@ -127,7 +129,7 @@ pub struct SweepQuery {
 /// file per aggregate); a backend implements them all and is then a `Store`.
 #[async_trait]
 pub trait Store:
-    MessageStore + ConversationStore + DeadLetterStore + Send + Sync + 'static
+    MessageStore + ConversationStore + DeadLetterStore + ApiKeyStore + Send + Sync + 'static
 {
     /// Name of the backend, for start-up logs and `/ready`.
     fn backend(&self) -> &'static str;

@@ -168,6 +168,8 @@ pub struct TestApp {
     pub db_name: String,
     pub redis_proxy: Option<Proxy>,
     pub db_proxy: Option<Proxy>,
+    /// The same service as `address`, for driving requests in-process.
+    pub router: axum::Router,
     shutdown: CancellationToken,
 }
 
@@ -269,6 +271,10 @@ impl TestAppBuilder {
             ("DB_MAX_CONNECTIONS", "5".to_owned()),
             ("INGEST_WRITERS", "2".to_owned()),
             ("LOG_LEVEL", "warn".to_owned()),
+            // Tests that are about rate limiting turn it on themselves.
+            ("RATE_LIMIT_ENABLED", "false".to_owned()),
+            // Tests bring their own providers; production-mode tests must not trip on that.
+            ("ALLOW_MOCK_PROVIDERS", "true".to_owned()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -317,6 +323,7 @@ impl TestAppBuilder {
             .await
             .expect("build app");
         let address = format!("http://127.0.0.1:{}", app.port());
+        let router = app.router();
         let shutdown = CancellationToken::new();
         tokio::spawn(app.run_until_stopped(shutdown.clone()));
 
@@ -331,6 +338,7 @@ impl TestAppBuilder {
             db_name,
             redis_proxy,
             db_proxy,
+            router,
             shutdown,
         }
     }

@@ -1,9 +1,11 @@
 //! HTTP-level tests against the running service on real PostgreSQL and Redis.
 //! Each test gets its own database and Redis key prefix, so they run in parallel.
 
+mod api_keys;
 mod conversations;
 mod delivery;
 mod faults;
+mod fuzz;
 mod health;
 mod helpers;
 mod idempotency;
@@ -19,5 +21,6 @@ mod providers_redrive;
 mod providers_sendgrid;
 mod providers_smtp;
 mod providers_twilio;
+mod rate_limit;
 mod send;
 mod validation;
