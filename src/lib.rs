@@ -10,4 +10,5 @@ pub mod provider;
 pub mod queue;
 pub mod store;
 pub mod telemetry;
+pub mod webhook;
 pub mod worker;

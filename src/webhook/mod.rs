@@ -1,0 +1,3 @@
+//! Provider webhooks: verifying that a call really comes from the provider.
+
+pub mod signature;
