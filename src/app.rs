@@ -84,7 +84,11 @@ impl Application {
             settings.ingest_writers,
             !settings.sync_message_processing,
         );
+        let webhook_permits = Arc::new(tokio::sync::Semaphore::new(
+            (settings.db_max_connections as usize / 2).max(1),
+        ));
         let state = AppState {
+            webhook_permits,
             deliverer: components.deliverer(&settings),
             store: components.store,
             queue: components.queue,

@@ -3,7 +3,9 @@
 pub mod error;
 pub mod extract;
 mod health;
+mod inbound;
 mod messages;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +36,9 @@ pub struct AppState {
     pub ingest: Ingestor,
     pub deliverer: Deliverer,
     pub settings: Arc<Settings>,
+    /// Bounds concurrent webhook work so callbacks cannot starve the send path of
+    /// database connections.
+    pub webhook_permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -61,6 +66,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(health::router())
         .merge(messages::router())
+        .merge(webhooks::router())
         .fallback(|| async { ApiError::NotFound { resource: "route" } })
         .method_not_allowed_fallback(|| async {
             (

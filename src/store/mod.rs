@@ -3,8 +3,10 @@
 
 mod messages;
 pub mod postgres;
+mod webhooks;
 
 pub use messages::MessageStore;
+pub use webhooks::{EventOutcome, ProviderEvent, WebhookDelivery, WebhookLogEntry, WebhookStore};
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
@@ -111,7 +113,7 @@ pub struct SweepQuery {
 /// Everything the service needs from its database. Each aggregate has its own trait (one
 /// file per aggregate); a backend implements them all and is then a `Store`.
 #[async_trait]
-pub trait Store: MessageStore + Send + Sync + 'static {
+pub trait Store: MessageStore + WebhookStore + Send + Sync + 'static {
     /// Name of the backend, for start-up logs and `/ready`.
     fn backend(&self) -> &'static str;
 

@@ -1,3 +1,6 @@
-//! Provider webhooks: verifying that a call really comes from the provider.
+//! Provider webhooks: verifying that a call really comes from the provider, and turning
+//! its payload into receipts and inbound messages.
 
+pub mod sendgrid;
 pub mod signature;
+pub mod twilio;

@@ -10,3 +10,4 @@ mod list;
 mod process;
 mod send;
 mod validation;
+mod webhooks;

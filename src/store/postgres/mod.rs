@@ -3,6 +3,7 @@
 //! a time, because a durable commit costs about a millisecond whatever its size.
 
 mod messages;
+mod webhooks;
 
 use std::time::Duration;
 
