@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tracing::{error, info, warn};
 
-use crate::domain::NewMessage;
+use crate::domain::{Direction, NewMessage};
 use crate::queue::{Queue, Task};
 use crate::store::{Inserted, Store, StoreError};
 
@@ -136,11 +136,12 @@ impl Writer {
             let tasks: Vec<Task> = results
                 .iter()
                 .filter_map(|r| match r {
-                    Inserted::Created(m) => Some(Task {
+                    // Received messages are stored, never delivered.
+                    Inserted::Created(m) if m.direction == Direction::Outbound => Some(Task {
                         message_id: m.id,
                         kind: m.kind,
                     }),
-                    Inserted::Existing { .. } => None,
+                    Inserted::Created(_) | Inserted::Existing { .. } => None,
                 })
                 .collect();
             self.enqueue(&tasks).await;

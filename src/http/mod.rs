@@ -1,9 +1,11 @@
 //! The HTTP API: routing, shared state and the middleware stack.
 
+mod conversations;
 pub mod error;
 pub mod extract;
 mod health;
 mod inbound;
+mod legacy;
 mod messages;
 mod webhooks;
 
@@ -66,6 +68,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(health::router())
         .merge(messages::router())
+        .merge(conversations::router())
+        .merge(legacy::router())
         .merge(webhooks::router())
         .fallback(|| async { ApiError::NotFound { resource: "route" } })
         .method_not_allowed_fallback(|| async {

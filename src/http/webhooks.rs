@@ -24,12 +24,19 @@ use crate::store::{EventOutcome, ProviderEvent, WebhookLogEntry};
 use crate::webhook::signature::{verify_twilio, verify_twilio_json};
 use crate::webhook::{sendgrid, twilio};
 
+const INBOUND_PARSE_MAX_BYTES: usize = 32 * 1024 * 1024;
 const TWIML_EMPTY: &str = r#"<?xml version="1.0" encoding="UTF-8"?><Response/>"#;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/webhooks/twilio", post(twilio_webhook))
-        .route("/api/v1/webhooks/sendgrid", post(sendgrid_webhook))
+        // Inbound Parse posts whole emails, up to 30 MB.
+        .route(
+            "/api/v1/webhooks/sendgrid",
+            post(sendgrid_webhook).layer(axum::extract::DefaultBodyLimit::max(
+                INBOUND_PARSE_MAX_BYTES,
+            )),
+        )
         .route("/api/v1/webhook-deliveries", get(deliveries))
 }
 
@@ -173,7 +180,7 @@ async fn sendgrid_webhook(
     if content_type(&headers) != "application/json" {
         return Err(ApiError::UnsupportedMediaType);
     }
-    let body = axum::body::to_bytes(request.into_body(), super::MAX_BODY_BYTES)
+    let body = axum::body::to_bytes(request.into_body(), INBOUND_PARSE_MAX_BYTES)
         .await
         .map_err(|_| ApiError::PayloadTooLarge)?;
     let settings = &state.settings.webhooks;

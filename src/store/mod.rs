@@ -1,10 +1,12 @@
 //! The `Store` trait: everything the API and the worker need from the database, with no
 //! SQL dialect showing through. One implementation per backend lives beside it.
 
+mod conversations;
 mod messages;
 pub mod postgres;
 mod webhooks;
 
+pub use conversations::{ConversationFilter, ConversationStore, SearchHit, SortOrder};
 pub use messages::MessageStore;
 pub use webhooks::{EventOutcome, ProviderEvent, WebhookDelivery, WebhookLogEntry, WebhookStore};
 
@@ -113,7 +115,7 @@ pub struct SweepQuery {
 /// Everything the service needs from its database. Each aggregate has its own trait (one
 /// file per aggregate); a backend implements them all and is then a `Store`.
 #[async_trait]
-pub trait Store: MessageStore + WebhookStore + Send + Sync + 'static {
+pub trait Store: MessageStore + ConversationStore + WebhookStore + Send + Sync + 'static {
     /// Name of the backend, for start-up logs and `/ready`.
     fn backend(&self) -> &'static str;
 

@@ -352,3 +352,193 @@ async fn sendgrid_events_with_a_bad_signature_or_stale_timestamp_are_403() {
     assert_eq!(forged.status(), 403);
     assert_eq!(app.message(&id).await["status"], "sent");
 }
+
+#[tokio::test]
+async fn an_inbound_twilio_sms_is_stored_threaded_and_reopens_an_archived_conversation() {
+    let app = webhook_app().await;
+    let (id, _) = sent_sms(&app).await;
+    let conversation = app.message(&id).await["conversation_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let resp = app
+        .client
+        .patch(app.url(&format!("/api/v1/conversations/{conversation}")))
+        .json(&json!({"status": "archived"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+
+    // The recipient answers: Twilio posts the reply to us.
+    let reply = form(&[
+        ("MessageSid", "SMinbound0001"),
+        ("SmsStatus", "received"),
+        ("From", "+15559876543"),
+        ("To", "+15551234567"),
+        ("Body", "Thanks!"),
+        ("NumMedia", "0"),
+        ("FromCity", "SPRINGFIELD"),
+    ]);
+    let resp = app.twilio(&reply).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/xml");
+    // Twilio retries: a replay stores nothing new.
+    assert_eq!(app.twilio(&reply).await.status(), 200);
+
+    let (_, inbound) = app.get_json("/api/v1/messages?direction=inbound").await;
+    assert_eq!(inbound["total"], 1);
+    let m = &inbound["messages"][0];
+    assert_eq!(m["status"], "received");
+    assert_eq!(m["conversation_id"], conversation.as_str());
+    assert_eq!(m["provider_message_id"], "SMinbound0001");
+    let (_, c) = app
+        .get_json(&format!("/api/v1/conversations/{conversation}"))
+        .await;
+    assert_eq!(
+        c["status"], "active",
+        "an inbound message re-opens the archived conversation"
+    );
+    assert_eq!(c["unread_count"], 1);
+    let outcomes: Vec<Value> = app
+        .webhook_log()
+        .await
+        .iter()
+        .map(|d| d["outcome"].clone())
+        .collect();
+    assert!(
+        outcomes.contains(&json!("stored")) && outcomes.contains(&json!("duplicate")),
+        "{outcomes:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_inbound_twilio_mms_keeps_its_media() {
+    let app = webhook_app().await;
+    let resp = app
+        .twilio(&form(&[
+            ("MessageSid", "MMinbound0001"),
+            ("From", "+15559876543"),
+            ("To", "+15551234567"),
+            ("Body", ""),
+            ("NumMedia", "1"),
+            (
+                "MediaUrl0",
+                "https://api.twilio.com/2010-04-01/Accounts/AC1/Messages/MM1/Media/ME1",
+            ),
+            ("MediaContentType0", "image/jpeg"),
+        ]))
+        .await;
+    assert_eq!(resp.status(), 200);
+    let (_, inbound) = app.get_json("/api/v1/messages?direction=inbound").await;
+    let m = &inbound["messages"][0];
+    assert_eq!(m["type"], "mms");
+    assert_eq!(
+        m["attachments"][0],
+        "https://api.twilio.com/2010-04-01/Accounts/AC1/Messages/MM1/Media/ME1"
+    );
+    assert_eq!(m["metadata"]["media_content_types"][0], "image/jpeg");
+}
+
+fn inbound_parse_form(message_id: &str) -> reqwest::multipart::Form {
+    reqwest::multipart::Form::new()
+        .text(
+            "headers",
+            format!("Message-ID: <{message_id}>\nSubject: Question\n"),
+        )
+        .text("from", "Jane Doe <jane@customer.example>")
+        .text("to", "support@ours.example")
+        .text("subject", "Question")
+        .text("text", "Where is my order?")
+        .text("html", "<p>Where is my order?</p>")
+        .text(
+            "envelope",
+            r#"{"to":["support@ours.example"],"from":"jane@customer.example"}"#,
+        )
+        .text("spam_score", "0.1")
+        .text("attachments", "1")
+        .text(
+            "attachment-info",
+            r#"{"attachment1":{"filename":"order.pdf","type":"application/pdf"}}"#,
+        )
+        .part(
+            "attachment1",
+            reqwest::multipart::Part::bytes(vec![7u8; 2048])
+                .file_name("order.pdf")
+                .mime_str("application/pdf")
+                .unwrap(),
+        )
+}
+
+#[tokio::test]
+async fn sendgrid_inbound_parse_stores_a_threaded_email_with_its_attachments_recorded() {
+    let app = webhook_app().await;
+    let url = app.url("/api/v1/webhooks/sendgrid?token=parse-secret");
+    let resp = app
+        .client
+        .post(&url)
+        .multipart(inbound_parse_form("abc@mail.example"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = app
+        .client
+        .post(&url)
+        .multipart(inbound_parse_form("abc@mail.example"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "a replay is answered 200");
+
+    let (_, inbound) = app
+        .get_json("/api/v1/messages?direction=inbound&type=email")
+        .await;
+    assert_eq!(inbound["total"], 1, "and stores nothing new");
+    let m = &inbound["messages"][0];
+    assert_eq!(m["from"], "jane@customer.example");
+    assert_eq!(m["to"], "support@ours.example");
+    assert_eq!(m["subject"], "Question");
+    assert_eq!(m["body"], "Where is my order?");
+    assert_eq!(m["provider_message_id"], "abc@mail.example");
+    let attachment = &m["metadata"]["attachments"][0];
+    assert_eq!(attachment["filename"], "order.pdf");
+    assert_eq!(attachment["content_type"], "application/pdf");
+    assert_eq!(attachment["size"], 2048);
+
+    // Our reply threads into the same conversation.
+    let reply = app
+        .send(&json!({"from": "support@ours.example", "to": "jane@customer.example", "subject": "Re: Question", "body": "Shipped"}))
+        .await;
+    assert_eq!(reply["conversation_id"], m["conversation_id"]);
+}
+
+#[tokio::test]
+async fn sendgrid_inbound_parse_without_the_secret_is_403_and_stores_nothing() {
+    let app = webhook_app().await;
+    for url in [
+        "/api/v1/webhooks/sendgrid",
+        "/api/v1/webhooks/sendgrid?token=wrong",
+    ] {
+        let resp = app
+            .client
+            .post(app.url(url))
+            .multipart(inbound_parse_form("x@y"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 403, "{url}");
+    }
+    // Basic auth with the secret as password is the other accepted form.
+    let resp = app
+        .client
+        .post(app.url("/api/v1/webhooks/sendgrid"))
+        .basic_auth("sendgrid", Some("parse-secret"))
+        .multipart(inbound_parse_form("basic@y"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let (_, inbound) = app.get_json("/api/v1/messages?direction=inbound").await;
+    assert_eq!(inbound["total"], 1);
+}

@@ -22,7 +22,8 @@ use crate::store::{
 
 pub(super) const MESSAGE_COLUMNS: &str = "id, conversation_id, direction, type, from_address, to_address, body, subject, \
      attachments, status, provider, provider_message_id, retry_count, error_code, error_message, metadata, \
-     idempotency_key, created_at, updated_at, sent_at, delivered_at, failed_at, next_attempt_at";
+     idempotency_key, created_at, updated_at, sent_at, delivered_at, failed_at, next_attempt_at, \
+     provider_timestamp, read_at";
 
 pub(super) fn message_from_row(row: &PgRow) -> anyhow::Result<Message> {
     let error_code: Option<String> = row.try_get("error_code")?;
@@ -55,6 +56,8 @@ pub(super) fn message_from_row(row: &PgRow) -> anyhow::Result<Message> {
         delivered_at: row.try_get("delivered_at")?,
         failed_at: row.try_get("failed_at")?,
         next_attempt_at: row.try_get("next_attempt_at")?,
+        provider_timestamp: row.try_get("provider_timestamp")?,
+        read_at: row.try_get("read_at")?,
     })
 }
 
@@ -78,6 +81,9 @@ struct MessageColumns {
     metadata: Vec<String>,
     idempotency_key: Vec<Option<String>>,
     request_hash: Vec<Option<String>>,
+    provider: Vec<Option<String>>,
+    provider_message_id: Vec<Option<String>>,
+    provider_timestamp: Vec<Option<OffsetDateTime>>,
     created_at: Vec<OffsetDateTime>,
 }
 
@@ -97,6 +103,9 @@ impl MessageColumns {
         self.metadata.push(serde_json::to_string(&m.metadata)?);
         self.idempotency_key.push(m.idempotency_key.clone());
         self.request_hash.push(m.request_hash.clone());
+        self.provider.push(m.provider.clone());
+        self.provider_message_id.push(m.provider_message_id.clone());
+        self.provider_timestamp.push(m.provider_timestamp);
         self.created_at.push(m.created_at);
         Ok(())
     }
@@ -114,8 +123,8 @@ fn created_message(m: &NewMessage, conversation_id: Uuid) -> Message {
         subject: m.subject.clone(),
         attachments: m.attachments.clone(),
         status: m.status,
-        provider: None,
-        provider_message_id: None,
+        provider: m.provider.clone(),
+        provider_message_id: m.provider_message_id.clone(),
         retry_count: 0,
         error: None,
         metadata: m.metadata.clone(),
@@ -126,14 +135,52 @@ fn created_message(m: &NewMessage, conversation_id: Uuid) -> Message {
         delivered_at: None,
         failed_at: None,
         next_attempt_at: None,
+        provider_timestamp: m.provider_timestamp,
+        read_at: None,
     }
 }
 
 type ConversationKey = (ChannelFamily, String, String);
 
+/// What makes a message a duplicate of a stored one: the client's idempotency key for a
+/// send, the provider's id for an inbound message.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum DedupeKey {
+    Idempotency(String),
+    Inbound { provider: String, id: String },
+}
+
+impl DedupeKey {
+    fn of_new(m: &NewMessage) -> Option<Self> {
+        if let Some(k) = &m.idempotency_key {
+            return Some(Self::Idempotency(k.clone()));
+        }
+        match (m.direction, &m.provider, &m.provider_message_id) {
+            (Direction::Inbound, Some(provider), Some(id)) => Some(Self::Inbound {
+                provider: provider.clone(),
+                id: id.clone(),
+            }),
+            _ => None,
+        }
+    }
+
+    fn of_stored(m: &Message) -> Option<Self> {
+        if let Some(k) = &m.idempotency_key {
+            return Some(Self::Idempotency(k.clone()));
+        }
+        match (m.direction, &m.provider, &m.provider_message_id) {
+            (Direction::Inbound, Some(provider), Some(id)) => Some(Self::Inbound {
+                provider: provider.clone(),
+                id: id.clone(),
+            }),
+            _ => None,
+        }
+    }
+}
+
 enum BatchAttempt {
     Done(Vec<Inserted>),
-    /// A concurrent batch claimed one of our idempotency keys first: run again.
+    /// A concurrent batch stored one of our idempotency keys or provider ids first: run again.
     Raced,
 }
 
@@ -141,35 +188,50 @@ impl PgStore {
     async fn try_insert_batch(&self, batch: &[NewMessage]) -> StoreResult<BatchAttempt> {
         let mut tx = self.pool.begin().await.map_err(classify)?;
 
-        // Idempotency keys already used by stored messages.
-        let keys: Vec<String> = batch
-            .iter()
-            .filter_map(|m| m.idempotency_key.clone())
-            .collect();
-        let mut existing: HashMap<String, (Message, Option<String>)> = HashMap::new();
-        if !keys.is_empty() {
+        // Idempotency keys and inbound provider ids already used by stored messages, in one
+        // round trip (each half of the union uses its own unique index).
+        let dedupe: Vec<Option<DedupeKey>> = batch.iter().map(DedupeKey::of_new).collect();
+        let mut keys = Vec::new();
+        let (mut providers, mut provider_ids) = (Vec::new(), Vec::new());
+        for key in dedupe.iter().flatten() {
+            match key {
+                DedupeKey::Idempotency(k) => keys.push(k.clone()),
+                DedupeKey::Inbound { provider, id } => {
+                    providers.push(provider.clone());
+                    provider_ids.push(id.clone());
+                }
+            }
+        }
+        let mut existing: HashMap<DedupeKey, (Message, Option<String>)> = HashMap::new();
+        if !keys.is_empty() || !provider_ids.is_empty() {
             let sql = format!(
-                "select {MESSAGE_COLUMNS}, request_hash from messages where idempotency_key = any($1)"
+                "select {MESSAGE_COLUMNS}, request_hash from messages where idempotency_key = any($1)
+                 union all
+                 select {MESSAGE_COLUMNS}, request_hash from messages
+                 where direction = 'inbound' and provider_message_id is not null
+                   and (provider, provider_message_id) in (select * from unnest($2::text[], $3::text[]))"
             );
             let rows = sqlx::query(AssertSqlSafe(sql))
                 .bind(&keys)
+                .bind(&providers)
+                .bind(&provider_ids)
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(classify)?;
             for row in &rows {
                 let message = message_from_row(row)?;
                 let hash: Option<String> = row.try_get("request_hash").map_err(classify)?;
-                if let Some(key) = message.idempotency_key.clone() {
+                if let Some(key) = DedupeKey::of_stored(&message) {
                     existing.insert(key, (message, hash));
                 }
             }
         }
 
         // Which entries are new: not stored yet and the first of their key in this batch.
-        let mut first_of_key: HashMap<&str, usize> = HashMap::new();
+        let mut first_of_key: HashMap<&DedupeKey, usize> = HashMap::new();
         let mut fresh = vec![false; batch.len()];
-        for (i, m) in batch.iter().enumerate() {
-            match m.idempotency_key.as_deref() {
+        for (i, key) in dedupe.iter().enumerate() {
+            match key {
                 Some(k) if existing.contains_key(k) => {}
                 Some(k) => {
                     if !first_of_key.contains_key(k) {
@@ -256,14 +318,19 @@ impl PgStore {
             let inserted = sqlx::query(
                 "insert into messages
                      (id, conversation_id, direction, type, from_address, to_address, body, subject,
-                      attachments, status, metadata, idempotency_key, request_hash, created_at, updated_at)
+                      attachments, status, metadata, idempotency_key, request_hash, provider,
+                      provider_message_id, provider_timestamp, created_at, updated_at)
                  select id, conversation_id, direction, type, from_address, to_address, body, subject,
-                        attachments::jsonb, status, metadata::jsonb, idempotency_key, request_hash, created_at, created_at
+                        attachments::jsonb, status, metadata::jsonb, idempotency_key, request_hash, provider,
+                        provider_message_id, provider_timestamp, created_at, created_at
                  from unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                             $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::timestamptz[])
+                             $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
+                             $14::text[], $15::text[], $16::timestamptz[], $17::timestamptz[])
                      as t(id, conversation_id, direction, type, from_address, to_address, body, subject,
-                          attachments, status, metadata, idempotency_key, request_hash, created_at)
-                 on conflict (idempotency_key) where idempotency_key is not null do nothing",
+                          attachments, status, metadata, idempotency_key, request_hash, provider,
+                          provider_message_id, provider_timestamp, created_at)
+                 -- No target: both the idempotency key and the inbound provider id are unique.
+                 on conflict do nothing",
             )
             .bind(&columns.id)
             .bind(&columns.conversation_id)
@@ -278,6 +345,9 @@ impl PgStore {
             .bind(&columns.metadata)
             .bind(&columns.idempotency_key)
             .bind(&columns.request_hash)
+            .bind(&columns.provider)
+            .bind(&columns.provider_message_id)
+            .bind(&columns.provider_timestamp)
             .bind(&columns.created_at)
             .execute(&mut *tx)
             .await
@@ -308,7 +378,9 @@ impl PgStore {
                 if fresh[i] {
                     return Ok(Inserted::Created(created_message(m, conversation_of[i])));
                 }
-                let key = m.idempotency_key.as_deref().unwrap_or_default();
+                let key = dedupe[i]
+                    .as_ref()
+                    .context("a skipped message without a deduplication key")?;
                 if let Some((message, request_hash)) = existing.get(key) {
                     return Ok(Inserted::Existing {
                         message: message.clone(),
@@ -340,7 +412,7 @@ impl MessageStore for PgStore {
             }
         }
         Err(StoreError::Other(anyhow::anyhow!(
-            "idempotency keys kept racing with concurrent batches"
+            "idempotency keys or provider ids kept racing with concurrent batches"
         )))
     }
 

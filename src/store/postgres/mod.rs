@@ -2,6 +2,7 @@
 //! transaction stores many messages (group commit), and worker outcomes are recorded many at
 //! a time, because a durable commit costs about a millisecond whatever its size.
 
+mod conversations;
 mod messages;
 mod webhooks;
 
