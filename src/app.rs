@@ -95,8 +95,12 @@ impl Application {
             !settings.sync_message_processing,
         );
         let security = SecurityState::for_deployment(&settings, components.queue.as_ref())?;
+        let webhook_permits = Arc::new(tokio::sync::Semaphore::new(
+            (settings.db_max_connections as usize / 2).max(1),
+        ));
         let state = AppState {
             security,
+            webhook_permits,
             deliverer: components.deliverer(&settings),
             store: components.store,
             queue: components.queue,

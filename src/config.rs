@@ -121,6 +121,34 @@ pub struct Settings {
     /// How often queue depths and pool usage are sampled for metrics.
     pub metrics_sample_interval: Duration,
     pub security: SecuritySettings,
+    pub webhooks: WebhookSettings,
+}
+
+/// What to do with files attached to inbound email.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InboundAttachments {
+    /// Record name, type and size only.
+    Drop,
+    /// Also write the content under this directory.
+    Store(std::path::PathBuf),
+}
+
+/// Verifying and accepting provider callbacks.
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    /// The public base URL providers call (e.g. `https://api.example.com`); Twilio signs
+    /// the full URL it used, which is not what a proxy forwards.
+    pub public_base_url: String,
+    pub twilio_auth_token: Option<SecretString>,
+    /// Base64 DER public key of the SendGrid Event Webhook.
+    pub sendgrid_public_key: Option<crate::webhook::signature::SendgridKey>,
+    /// Protects the SendGrid Inbound Parse URL (basic auth password or `?token=`).
+    pub secret: Option<SecretString>,
+    /// Off only outside production: accept unsigned callbacks (development against fakes).
+    pub verify_signatures: bool,
+    pub inbound_attachments: InboundAttachments,
+    /// Event Webhook timestamps older (or newer) than this are refused as replays.
+    pub max_clock_skew: Duration,
 }
 
 /// A bad configuration value; the message names the variable.
@@ -362,8 +390,60 @@ impl Settings {
             worker_metrics_port: env.parse("WORKER_METRICS_PORT", 9091, "a port number")?,
             metrics_sample_interval: env.seconds("METRICS_SAMPLE_INTERVAL", 5.0)?,
             security,
+            webhooks: webhook_settings(env, environment)?,
         })
     }
+}
+
+fn webhook_settings(env: &Env, environment: Environment) -> Result<WebhookSettings, ConfigError> {
+    let port: u16 = env.parse("PORT", 8080, "a port number")?;
+    let public_base_url = env
+        .raw("PUBLIC_BASE_URL")
+        .map(|u| u.trim().trim_end_matches('/').to_owned())
+        .unwrap_or_else(|| format!("http://localhost:{port}"));
+    check_url("PUBLIC_BASE_URL", &public_base_url, &["http", "https"])?;
+    let verify_signatures = env.flag("WEBHOOK_VERIFY_SIGNATURES", true)?;
+    if environment == Environment::Production && !verify_signatures {
+        return Err(ConfigError(
+            "WEBHOOK_VERIFY_SIGNATURES=false is refused when ENVIRONMENT=production".into(),
+        ));
+    }
+    let sendgrid_public_key = env
+        .raw("SENDGRID_WEBHOOK_PUBLIC_KEY")
+        .map(|k| {
+            crate::webhook::signature::SendgridKey::parse(k)
+                .map_err(|reason| ConfigError(format!("SENDGRID_WEBHOOK_PUBLIC_KEY {reason}")))
+        })
+        .transpose()?;
+    let inbound_attachments = match env
+        .string("INBOUND_ATTACHMENTS", "drop")
+        .to_ascii_lowercase()
+        .as_str()
+    {
+        "drop" => InboundAttachments::Drop,
+        "store" => InboundAttachments::Store(
+            env.string("INBOUND_ATTACHMENT_DIR", "data/attachments")
+                .into(),
+        ),
+        other => {
+            return Err(ConfigError(format!(
+                "INBOUND_ATTACHMENTS={other:?} must be drop or store"
+            )));
+        }
+    };
+    Ok(WebhookSettings {
+        public_base_url,
+        twilio_auth_token: env
+            .raw("TWILIO_AUTH_TOKEN")
+            .map(|t| SecretString::from(t.to_owned())),
+        sendgrid_public_key,
+        secret: env
+            .raw("WEBHOOK_SECRET")
+            .map(|t| SecretString::from(t.to_owned())),
+        verify_signatures,
+        inbound_attachments,
+        max_clock_skew: env.seconds("WEBHOOK_MAX_CLOCK_SKEW", 300.0)?,
+    })
 }
 
 fn check_url(name: &str, raw: &str, schemes: &[&str]) -> Result<(), ConfigError> {

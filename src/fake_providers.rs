@@ -21,7 +21,7 @@ use time::format_description::well_known::{Rfc2822, Rfc3339};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::provider::twilio::{STATUS_CALLBACK_PATH, signature};
+use crate::provider::twilio::STATUS_CALLBACK_PATH;
 
 pub const SENDGRID_EVENTS_PATH: &str = "/api/v1/webhooks/sendgrid";
 
@@ -360,7 +360,10 @@ async fn twilio_send(
                     .collect();
                     let mut req = fake.0.client.post(&url).form(&params);
                     if let Some(token) = &fake.0.args.twilio_auth_token {
-                        req = req.header("X-Twilio-Signature", signature(token, &url, &params));
+                        req = req.header(
+                            "X-Twilio-Signature",
+                            crate::webhook::signature::twilio_signature(token, &url, &params),
+                        );
                     }
                     let body = Value::Object(
                         params

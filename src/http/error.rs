@@ -21,6 +21,8 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("invalid {}: {}", .0.field, .0.reason)]
     Validation(#[from] ValidationError),
+    #[error("{message}")]
+    Forbidden { code: &'static str, message: String },
     #[error("{resource} not found")]
     NotFound { resource: &'static str },
     #[error("{message}")]
@@ -65,6 +67,7 @@ impl ApiError {
                 "validation_error",
                 json!({ "field": v.field, "reason": v.reason }),
             ),
+            Self::Forbidden { code, .. } => (StatusCode::FORBIDDEN, code, json!({})),
             Self::NotFound { resource } => (
                 StatusCode::NOT_FOUND,
                 "not_found",

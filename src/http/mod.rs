@@ -5,11 +5,13 @@ mod conversations;
 pub mod error;
 pub mod extract;
 mod health;
+mod inbound;
 mod legacy;
 mod messages;
 pub mod ratelimit;
 mod retry;
 pub mod security;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,6 +44,9 @@ pub struct AppState {
     pub deliverer: Deliverer,
     pub settings: Arc<Settings>,
     pub security: security::SecurityState,
+    /// Bounds concurrent webhook work so callbacks cannot starve the send path of
+    /// database connections.
+    pub webhook_permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -77,6 +82,7 @@ pub fn router(state: AppState) -> Router {
             "/metrics",
             axum::routing::get(crate::observability::metrics_text),
         )
+        .merge(webhooks::router())
         .fallback(|| async { ApiError::NotFound { resource: "route" } })
         .method_not_allowed_fallback(|| async {
             (

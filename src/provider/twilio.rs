@@ -2,11 +2,8 @@
 //! `{TWILIO_API_BASE}/2010-04-01/Accounts/{sid}/Messages.json` with basic auth.
 
 use async_trait::async_trait;
-use base64::Engine;
-use hmac::{Hmac, Mac};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
-use sha1::Sha1;
 
 use super::http::{classify, client, transport_error};
 use super::settings::TwilioSettings;
@@ -115,51 +112,5 @@ impl Provider for TwilioProvider {
             None => (None, None),
         };
         Err(classify(status, &headers, code, text))
-    }
-}
-
-/// `X-Twilio-Signature`: base64 HMAC-SHA1, keyed with the auth token, over the URL followed
-/// by every parameter name and value, sorted by name (values of a repeated name sorted too).
-pub fn signature(auth_token: &str, url: &str, params: &[(String, String)]) -> String {
-    let mut sorted: Vec<&(String, String)> = params.iter().collect();
-    sorted.sort();
-    let mut data = url.to_owned();
-    for (k, v) in sorted {
-        data.push_str(k);
-        data.push_str(v);
-    }
-    // An HMAC takes a key of any length; this cannot fail.
-    let mut mac = match Hmac::<Sha1>::new_from_slice(auth_token.as_bytes()) {
-        Ok(m) => m,
-        Err(_) => return String::new(),
-    };
-    mac.update(data.as_bytes());
-    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn signature_matches_twilios_test_vector() {
-        let params: Vec<(String, String)> = [
-            ("CallSid", "CA1234567890ABCDE"),
-            ("Caller", "+12349013030"),
-            ("Digits", "1234"),
-            ("From", "+12349013030"),
-            ("To", "+18005551212"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        assert_eq!(
-            signature(
-                "12345",
-                "https://mycompany.com/myapp.php?foo=1&bar=2",
-                &params
-            ),
-            "0/KCTR6DLpKmkAf8muzZqo1nDgQ="
-        );
     }
 }

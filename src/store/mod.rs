@@ -6,11 +6,13 @@ mod conversations;
 mod dead_letters;
 mod messages;
 pub mod postgres;
+mod webhooks;
 
 pub use api_keys::ApiKeyStore;
 pub use conversations::{ConversationFilter, ConversationStore, SearchHit, SortOrder};
 pub use dead_letters::DeadLetterStore;
 pub use messages::MessageStore;
+pub use webhooks::{EventOutcome, ProviderEvent, WebhookDelivery, WebhookLogEntry, WebhookStore};
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
@@ -129,7 +131,14 @@ pub struct SweepQuery {
 /// file per aggregate); a backend implements them all and is then a `Store`.
 #[async_trait]
 pub trait Store:
-    MessageStore + ConversationStore + DeadLetterStore + ApiKeyStore + Send + Sync + 'static
+    MessageStore
+    + ConversationStore
+    + DeadLetterStore
+    + ApiKeyStore
+    + WebhookStore
+    + Send
+    + Sync
+    + 'static
 {
     /// Name of the backend, for start-up logs and `/ready`.
     fn backend(&self) -> &'static str;

@@ -24,3 +24,4 @@ mod providers_twilio;
 mod rate_limit;
 mod send;
 mod validation;
+mod webhooks;
