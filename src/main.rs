@@ -233,12 +233,18 @@ async fn serve(
     let store = components.store.backend();
     let queue = components.queue.backend();
     let sync = settings.sync_message_processing;
+    let verify_webhooks = settings.webhooks.verify_signatures;
     let app = Application::build(settings, components).await?;
     let addr = app.local_addr()?;
     info!(%addr, store, queue, sync_message_processing = sync, "API listening on http://{addr}");
     if sync {
         warn!(
             "SYNC_MESSAGE_PROCESSING=true: messages are delivered inside the request (debugging only)"
+        );
+    }
+    if !verify_webhooks {
+        warn!(
+            "WEBHOOK_VERIFY_SIGNATURES=false: provider webhooks are accepted without signatures (development only)"
         );
     }
     app.run_until_stopped(shutdown).await?;

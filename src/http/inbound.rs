@@ -41,6 +41,7 @@ async fn receive(
     let message = match NewMessage::inbound(content) {
         Ok(m) => m,
         Err(e) => {
+            crate::observability::webhook_received(provider, "invalid");
             let entry = log(
                 "invalid",
                 None,
@@ -74,6 +75,7 @@ async fn receive(
         .store
         .log_webhook(&log(outcome, Some(id), json!({})))
         .await?;
+    crate::observability::webhook_received(provider, outcome);
     Ok(Some(id))
 }
 
@@ -167,6 +169,7 @@ pub async fn sendgrid_inbound_parse(
     let verify = state.settings.webhooks.verify_signatures;
     if verify && let Err(reason) = parse_secret_ok(&state, &query, &headers) {
         tracing::warn!(provider = "sendgrid", reason, "webhook rejected");
+        crate::observability::webhook_received("sendgrid", "rejected");
         let entry = WebhookLogEntry {
             provider: "sendgrid",
             kind: "inbound",

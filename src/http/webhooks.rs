@@ -56,6 +56,7 @@ fn content_type(headers: &HeaderMap) -> String {
 /// Logs a refused call and answers 403. Nothing else is stored.
 async fn reject(state: &AppState, provider: &'static str, reason: &str) -> ApiError {
     tracing::warn!(provider, reason, "webhook rejected");
+    crate::observability::webhook_received(provider, "rejected");
     let entry = WebhookLogEntry {
         provider,
         kind: "unverified",
@@ -84,7 +85,11 @@ async fn apply(state: &AppState, events: &[ProviderEvent]) -> Result<Vec<EventOu
             dependency: "api",
             details: json!({ "reason": "shutting down" }),
         })?;
-    Ok(state.store.apply_provider_events(events).await?)
+    let outcomes = state.store.apply_provider_events(events).await?;
+    for (event, outcome) in events.iter().zip(&outcomes) {
+        crate::observability::webhook_received(event.provider, outcome.as_str());
+    }
+    Ok(outcomes)
 }
 
 #[tracing::instrument(skip_all, fields(provider = "twilio"))]

@@ -1,6 +1,7 @@
 //! End to end with real HTTP: `serve` + `worker` + `fake-providers` as separate processes.
 //! A send reaches the fake Twilio as the exact request, the message becomes `sent` with the
-//! fake's sid, and the fake posts signed status callbacks to the service's public URL.
+//! fake's sid, the fake posts signed status callbacks to the service's public URL, and the
+//! message ends `delivered`.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -152,8 +153,8 @@ async fn serve_worker_and_fake_providers_deliver_an_sms_over_real_http() {
     assert_eq!(sent["provider_message_id"], req["id"]);
     assert_eq!(sent["num_segments"], 1);
 
-    // The fake reports back to the service's public URL, as Twilio would. (Turning these
-    // callbacks into `delivered` is the webhook handler's job.)
+    // The fake reports back to the service's public URL, signed as Twilio would sign it,
+    // and the webhook handler turns the receipts into `delivered`.
     let callbacks: Vec<Value> = wait_for("two status callbacks", async || {
         let body: Value = client
             .get(format!("{fake_base}/_fake/callbacks"))
@@ -171,9 +172,22 @@ async fn serve_worker_and_fake_providers_deliver_an_sms_over_real_http() {
         assert_eq!(callback["url"], format!("{public}/api/v1/webhooks/twilio"));
         assert_eq!(callback["status"], status);
         assert_eq!(callback["body"]["MessageSid"], sent["provider_message_id"]);
-        assert!(
-            callback["response_status"].is_u64(),
-            "the service was reached: {callback}"
+        assert_eq!(
+            callback["response_status"], 200,
+            "the service accepted the signed callback: {callback}"
         );
     }
+    let delivered: Value = wait_for("the message to be delivered", async || {
+        let m: Value = client
+            .get(format!("{public}/api/v1/messages/{id}"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (m["status"] == "delivered").then_some(m)
+    })
+    .await;
+    assert!(delivered["delivered_at"].is_string());
 }

@@ -542,3 +542,43 @@ async fn sendgrid_inbound_parse_without_the_secret_is_403_and_stores_nothing() {
     let (_, inbound) = app.get_json("/api/v1/messages?direction=inbound").await;
     assert_eq!(inbound["total"], 1);
 }
+
+#[tokio::test]
+async fn signed_provider_callbacks_are_not_rate_limited_and_are_counted_in_metrics() {
+    let public_key = p256::PublicKey::from(sendgrid_signing_key().verifying_key())
+        .to_public_key_der()
+        .expect("der");
+    let app = TestApp::builder()
+        .env("TWILIO_AUTH_TOKEN", TOKEN)
+        .env("PUBLIC_BASE_URL", PUBLIC)
+        .env(
+            "SENDGRID_WEBHOOK_PUBLIC_KEY",
+            &BASE64.encode(public_key.as_bytes()),
+        )
+        .env("RATE_LIMIT_ENABLED", "true")
+        .env("RATE_LIMIT_REQUESTS", "2")
+        .spawn()
+        .await;
+    // A burst of callbacks from one provider address, well over the client limit.
+    for i in 0..6 {
+        let sid = format!("SMburst{i}");
+        let resp = app
+            .twilio(&form(&[
+                ("MessageSid", &sid),
+                ("MessageStatus", "delivered"),
+            ]))
+            .await;
+        assert_eq!(resp.status(), 200, "callback {i}");
+    }
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let line = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("webhook_deliveries_total")
+                && l.contains("provider=\"twilio\"")
+                && l.contains("unknown_message")
+        })
+        .unwrap_or_else(|| panic!("no webhook counter in:\n{metrics}"));
+    let count: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(count >= 6.0, "{line}");
+}
