@@ -221,6 +221,8 @@ fn seconds(name: &str, value: f64) -> Result<Duration, String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // The HTTP client is built without a bundled crypto provider; use the service's (ring).
+    messaging_service::provider::install_crypto_provider();
     match run(Args::parse()).await {
         Ok(code) => code,
         Err(e) => {

@@ -59,6 +59,7 @@ impl Worker {
         let settings = self.deliverer.settings.clone();
         let mut in_flight = JoinSet::new();
         let mut failures = 0u32;
+        let mut overflow: Vec<Delivery> = Vec::new();
 
         while !shutdown.is_cancelled() {
             // Reap finished batches so the set does not grow.
@@ -82,49 +83,47 @@ impl Worker {
                 permits.merge(more);
             }
             let want = permits.num_permits();
-            let fetched = tokio::select! {
-                () = shutdown.cancelled() => break,
-                r = self.deliverer.queue.fetch(&self.consumer, want, settings.block) => r,
-            };
-            let deliveries = match fetched {
-                Ok(d) => {
-                    if failures > 0 {
-                        info!("queue reachable again; resuming");
+            // Tasks read earlier but not yet started go first; only then read more.
+            let deliveries = if overflow.is_empty() {
+                let fetched = tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    r = self.deliverer.queue.fetch(&self.consumer, want, settings.block) => r,
+                };
+                match fetched {
+                    Ok(mut d) => {
+                        if failures > 0 {
+                            info!("queue reachable again; resuming");
+                        }
+                        failures = 0;
+                        // The read's COUNT applies per stream, so it may return more than we
+                        // hold slots for; the rest waits here for the next free slots.
+                        if d.len() > want {
+                            overflow.extend(d.split_off(want));
+                        }
+                        d
                     }
-                    failures = 0;
-                    d
+                    Err(e) => {
+                        failures += 1;
+                        if failures == 1 || failures.is_multiple_of(30) {
+                            error!(error = %format!("{e:#}"), "cannot read from the queue; retrying");
+                        }
+                        drop(permits);
+                        tokio::select! {
+                            () = shutdown.cancelled() => break,
+                            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        }
+                        continue;
+                    }
                 }
-                Err(e) => {
-                    failures += 1;
-                    if failures == 1 || failures.is_multiple_of(30) {
-                        error!(error = %format!("{e:#}"), "cannot read from the queue; retrying");
-                    }
-                    drop(permits);
-                    tokio::select! {
-                        () = shutdown.cancelled() => break,
-                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    }
-                    continue;
-                }
+            } else {
+                let take = want.min(overflow.len());
+                overflow.drain(..take).collect()
             };
             if deliveries.is_empty() {
                 continue;
             }
-            // The read's COUNT applies per stream, so it may return more than we hold
-            // slots for: wait for the difference (backpressure), or give back the surplus.
-            let n = deliveries.len();
-            if n > want {
-                match self
-                    .permits
-                    .clone()
-                    .acquire_many_owned((n - want) as u32)
-                    .await
-                {
-                    Ok(more) => permits.merge(more),
-                    Err(_) => break,
-                }
-            } else if n < want {
-                drop(permits.split(want - n));
+            if deliveries.len() < want {
+                drop(permits.split(want - deliveries.len()));
             }
             let worker = self.clone();
             in_flight.spawn(async move {
@@ -133,8 +132,10 @@ impl Worker {
             });
         }
 
+        // Tasks read but never started stay unacknowledged: another worker reclaims them.
         info!(
             in_flight = in_flight.len(),
+            not_started = overflow.len(),
             "Stopping message processor: finishing in-flight messages"
         );
         let drained = tokio::time::timeout(grace, async {

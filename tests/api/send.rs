@@ -140,3 +140,47 @@ async fn many_concurrent_sends_are_all_stored_once() {
     assert_eq!(list["total"], 200);
     assert_eq!(app.xlen("message_queue:sms").await, 200);
 }
+
+#[tokio::test]
+async fn the_running_worker_drains_all_three_streams_with_fewer_slots_than_entries_read() {
+    // One read returns up to a batch per stream, i.e. more tasks than the worker has slots.
+    let app = crate::helpers::TestApp::builder()
+        .env("WORKER_CONCURRENCY", "4")
+        .env("QUEUE_BATCH_SIZE", "4")
+        .spawn()
+        .await;
+    for i in 0..10 {
+        app.send(&json!({"from": "+15551234567", "to": format!("+1555100{i:04}"), "body": "s"}))
+            .await;
+        app.send(
+            &json!({"from": "+15551234567", "to": format!("+1555200{i:04}"), "type": "mms",
+                         "attachments": ["https://example.com/a.png"]}),
+        )
+        .await;
+        app.send(
+            &json!({"from": "a@example.com", "to": format!("user{i}@example.com"), "body": "e"}),
+        )
+        .await;
+    }
+    let stop = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(
+        app.worker
+            .clone()
+            .run(stop.clone(), std::time::Duration::from_secs(5)),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (_, sent) = app.get_json("/api/v1/messages?status=sent&limit=1").await;
+        if sent["total"] == 30 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker stalled: {sent}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    stop.cancel();
+    running.await.unwrap().unwrap();
+    assert_eq!(app.provider.total_calls(), 30);
+}
