@@ -3,6 +3,7 @@
 
 mod messages;
 pub mod postgres;
+pub mod sqlite;
 
 pub use messages::MessageStore;
 
