@@ -8,15 +8,17 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Settings;
+use crate::config::{QueueBackend, Settings};
 use crate::http::{AppState, router};
 use crate::ingest::Ingestor;
 use crate::provider::Providers;
 use crate::provider::mock::MockProvider;
 use crate::queue::Queue;
+use crate::queue::in_process::InProcessQueue;
 use crate::queue::redis::RedisQueue;
 use crate::store::Store;
 use crate::store::postgres::PgStore;
+use crate::store::sqlite::SqliteStore;
 use crate::worker::{Deliverer, Worker};
 
 /// How long one provider call may take before it counts as a transient timeout.
@@ -31,20 +33,23 @@ pub struct Components {
 }
 
 impl Components {
-    /// PostgreSQL and Redis from the settings (migrated), with the mock providers.
+    /// The store chosen by the `DATABASE_URL` scheme (PostgreSQL or a SQLite file, migrated)
+    /// and the queue chosen by the settings (Redis or in-process), with the mock providers.
     pub async fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
-        let store = PgStore::connect_lazy(&settings.database_url, settings.db_max_connections)?;
-        store.migrate().await.with_context(|| {
-            format!(
-                "cannot prepare PostgreSQL at {} (is it running? `make services` starts it and creates the role and database)",
-                settings.database_url.redacted()
-            )
-        })?;
-        let queue = RedisQueue::new(&settings.redis_url, &settings.queue.key_prefix)?;
-        let providers = Providers::all(Arc::new(MockProvider::new(settings.mock_provider.clone())));
+        let queue: Arc<dyn Queue> = match settings.queue_backend {
+            QueueBackend::Redis => Arc::new(RedisQueue::new(
+                &settings.redis_url,
+                &settings.queue.key_prefix,
+            )?),
+            QueueBackend::InProcess => Arc::new(InProcessQueue::new()),
+        };
+        let store = connect_store(settings).await?;
+        let providers = Providers::all(Arc::new(MockProvider::from_settings(
+            &settings.mock_provider,
+        )?));
         Ok(Self {
-            store: Arc::new(store),
-            queue: Arc::new(queue),
+            store,
+            queue,
             providers,
         })
     }
@@ -62,6 +67,27 @@ impl Components {
     pub fn worker(&self, settings: &Settings) -> Worker {
         Worker::new(self.deliverer(settings))
     }
+}
+
+/// Opens the configured database and applies its migrations.
+pub async fn connect_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+    if settings.database_is_sqlite() {
+        // With the in-process queue this process must be the file's only user.
+        let store = if settings.queue_backend == QueueBackend::InProcess {
+            SqliteStore::open_exclusive(&settings.database_url, settings.db_max_connections).await?
+        } else {
+            SqliteStore::open(&settings.database_url, settings.db_max_connections).await?
+        };
+        return Ok(Arc::new(store));
+    }
+    let store = PgStore::connect_lazy(&settings.database_url, settings.db_max_connections)?;
+    store.migrate().await.with_context(|| {
+        format!(
+            "cannot prepare PostgreSQL at {} (is it running? `make services` starts it and creates the role and database)",
+            settings.database_url.redacted()
+        )
+    })?;
+    Ok(Arc::new(store))
 }
 
 /// The HTTP API, bound and ready to serve.

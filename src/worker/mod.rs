@@ -213,6 +213,40 @@ impl Worker {
         Ok(tasks.len())
     }
 
+    /// Enqueues every unfinished message the database holds: `pending` ones, retries that are
+    /// due, and `sending` ones (whose claims are honoured: a message is sent again only once
+    /// its claim is older than the visibility timeout). For a queue that starts empty (the
+    /// in-process one), run once at start-up before taking work; retries not yet due are
+    /// left to the sweeper, which enqueues them once overdue.
+    pub async fn recover(&self) -> anyhow::Result<usize> {
+        let stranded = self
+            .deliverer
+            .store
+            .sweep(SweepQuery {
+                age: Duration::ZERO,
+                visibility_timeout: Duration::ZERO,
+                limit: i64::MAX,
+            })
+            .await?;
+        let tasks: Vec<Task> = stranded
+            .iter()
+            .map(|s| Task {
+                message_id: s.id,
+                kind: s.kind,
+            })
+            .collect();
+        for chunk in tasks.chunks(10_000) {
+            self.deliverer.queue.enqueue(chunk).await?;
+        }
+        if !tasks.is_empty() {
+            info!(
+                count = tasks.len(),
+                "Recovered unfinished messages from the database"
+            );
+        }
+        Ok(tasks.len())
+    }
+
     async fn housekeeping(self, shutdown: CancellationToken) {
         let s = self.deliverer.settings.clone();
         let mut promote = tokio::time::interval(Duration::from_millis(250));
