@@ -45,7 +45,7 @@ run-bg: build ## Run the API in the background (PID in run/app.pid, log logs/app
 worker: build ## Run the worker in the foreground (`make worker &` for background; logs/worker.log)
 	@$(RUN_ENV) SKIP_BUILD=1 bin/start.sh worker
 
-dev: services build ## Run API and worker in one process in the foreground (`all` mode)
+dev: build ## Run API and worker in one process (SQLite under ./data, in-process queue; nothing else needed)
 	@$(RUN_ENV) SKIP_BUILD=1 bin/start.sh all
 
 stop: ## Stop the API and the worker (by their PID files only)
@@ -75,15 +75,16 @@ db-reset: build ## Drop every table and re-run migrations (asks first unless FOR
 	fi
 	$(BIN) db-reset
 
-test: ## Run all tests: services, cargo test --all-targets, then the flow check on a scratch service
+test: ## Run all tests: services, cargo test --all-targets, the HTTP suite again embedded, the flow check
 	scripts/services.sh
 	cargo test --all-targets
+	TEST_BACKEND=embedded cargo test --test api
 	scripts/test-flow.sh --start
 
 test-flow: ## Check send -> queue -> worker -> sent against a running service at API_URL
 	API_URL=$(API_URL) scripts/test-flow.sh
 
-bench: ## Run scripts/bench.sh (pass options with ARGS="...")
+bench: ## Run scripts/bench.sh (ARGS="--embedded ..." for the single-process SQLite mode)
 	@if [ -x scripts/bench.sh ]; then scripts/bench.sh $(ARGS); else bash scripts/bench.sh $(ARGS); fi
 
 fmt: ## Format the code (cargo fmt)
