@@ -55,23 +55,42 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating the file and its directory if needed) and migrates the database.
     pub async fn open(url: &ConnectionUrl, readers: u32) -> anyhow::Result<Self> {
-        let options = SqliteConnectOptions::from_str(url.expose())
-            .context("DATABASE_URL is not a valid SQLite URL (sqlite://path/to/file.db)")?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT);
-        let path = options.get_filename().to_owned();
-        if path.as_os_str().is_empty() || path.to_string_lossy().contains(":memory:") {
-            anyhow::bail!(
-                "DATABASE_URL must name a SQLite file (e.g. sqlite://data/messaging.db): an in-memory database would not survive a restart"
-            );
+        let (options, path) = options(url)?;
+        Self::open_with(options, path, readers, None).await
+    }
+
+    /// Opens the database for a process that must be its only user (the in-process queue
+    /// recovers every unfinished message at start-up, which is only safe if no other process
+    /// is working on them). A second process fails fast instead of racing the first.
+    pub async fn open_exclusive(url: &ConnectionUrl, readers: u32) -> anyhow::Result<Self> {
+        let (options, path) = options(url)?;
+        let lock_path = lock_path(&path);
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .with_context(|| format!("cannot open the lock file {}", lock_path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+                "another messaging-service process is already using {} (lock file {}); stop it first (`make stop`)",
+                path.display(),
+                lock_path.display()
+            ),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("cannot lock {}", lock_path.display()));
+            }
         }
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create the directory {}", dir.display()))?;
-        }
+        Self::open_with(options, path, readers, Some(std::sync::Arc::new(file))).await
+    }
+
+    async fn open_with(
+        options: SqliteConnectOptions,
+        path: PathBuf,
+        readers: u32,
+        lock: Option<std::sync::Arc<File>>,
+    ) -> anyhow::Result<Self> {
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
@@ -91,35 +110,8 @@ impl SqliteStore {
             writer,
             reader,
             path,
-            _lock: None,
+            _lock: lock,
         })
-    }
-
-    /// Opens the database for a process that must be its only user (the in-process queue
-    /// recovers every unfinished message at start-up, which is only safe if no other process
-    /// is working on them). A second process fails fast instead of racing the first.
-    pub async fn open_exclusive(url: &ConnectionUrl, readers: u32) -> anyhow::Result<Self> {
-        let mut store = Self::open(url, readers).await?;
-        let lock_path = lock_path(&store.path);
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .with_context(|| format!("cannot open the lock file {}", lock_path.display()))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
-                "another messaging-service process is already using {} (lock file {}); stop it first (`make stop`)",
-                store.path.display(),
-                lock_path.display()
-            ),
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(e).with_context(|| format!("cannot lock {}", lock_path.display()));
-            }
-        }
-        store._lock = Some(std::sync::Arc::new(file));
-        Ok(store)
     }
 
     /// The database file.
@@ -163,6 +155,28 @@ impl SqliteStore {
             .await
             .map_err(classify)
     }
+}
+
+/// Connection options for the file named by `url`, whose directory is created if needed.
+fn options(url: &ConnectionUrl) -> anyhow::Result<(SqliteConnectOptions, PathBuf)> {
+    let options = SqliteConnectOptions::from_str(url.expose())
+        .context("DATABASE_URL is not a valid SQLite URL (sqlite://path/to/file.db)")?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .foreign_keys(true)
+        .busy_timeout(BUSY_TIMEOUT);
+    let path = options.get_filename().to_owned();
+    if path.as_os_str().is_empty() || path.to_string_lossy().contains(":memory:") {
+        anyhow::bail!(
+            "DATABASE_URL must name a SQLite file (e.g. sqlite://data/messaging.db): an in-memory database would not survive a restart"
+        );
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the directory {}", dir.display()))?;
+    }
+    Ok((options, path))
 }
 
 fn lock_path(db: &Path) -> PathBuf {
