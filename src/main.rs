@@ -217,7 +217,7 @@ fn print_banner(settings: &Settings, addr: std::net::SocketAddr, with_worker: bo
          Send a first message:\n  \
          curl -X POST {url}/api/v1/messages/send -H 'Content-Type: application/json' \\\n    \
          -d '{{\"from\":\"+15551234567\",\"to\":\"+15559876543\",\"type\":\"sms\",\"body\":\"Hello\"}}'\n\
-         then: curl {url}/api/v1/messages?limit=1",
+         then: curl '{url}/api/v1/messages?limit=1'",
         settings.database_url.redacted()
     );
 }
