@@ -7,8 +7,8 @@
 //!
 //! Nothing here is written to disk: the database is the queue's durable copy. A message is
 //! stored before its task is enqueued, and on start-up every unfinished message is enqueued
-//! again from the database (`Worker::recover`), so a killed process loses nothing it
-//! accepted. Dead letters are kept as the last `DEAD_LETTERS_KEPT` in memory; the message
+//! (or, for a retry not yet due, scheduled) again from the database (`Worker::recover`), so
+//! a killed process loses nothing it accepted. Dead letters are kept as the last `DEAD_LETTERS_KEPT` in memory; the message
 //! row (`status = failed`, with its error) is the lasting record and survives restarts.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};

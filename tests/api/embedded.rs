@@ -5,7 +5,6 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use messaging_service::config::ConnectionUrl;
@@ -288,28 +287,42 @@ async fn serve_and_worker_refuse_the_in_process_queue_and_say_what_to_do() {
 }
 
 #[tokio::test]
-async fn the_embedded_store_keeps_accepted_messages_across_a_restart() {
-    // The in-process queue is empty after a restart: recovery refills it from the file.
+async fn after_a_restart_recovery_refills_the_in_process_queue_from_the_database() {
+    use messaging_service::domain::{ErrorInfo, NewMessage, OutboundContent};
+    use messaging_service::store::{MessageStore, Outcome};
     let dir = scratch_dir();
     let url = ConnectionUrl::new(format!("sqlite://{}", dir.join("m.db").display()));
-    let id = {
-        let store = Arc::new(SqliteStore::open(&url, 1).await.unwrap());
-        let m = messaging_service::domain::NewMessage::outbound(
-            messaging_service::domain::OutboundContent {
-                from: Some("+15551234567".into()),
-                to: Some("+15559876543".into()),
-                body: Some("hi".into()),
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        use messaging_service::store::MessageStore;
+    let new = || {
+        NewMessage::outbound(OutboundContent {
+            from: Some("+15551234567".into()),
+            to: Some("+15559876543".into()),
+            body: Some("hi".into()),
+            ..Default::default()
+        })
+        .unwrap()
+    };
+    // Before the "restart": one message accepted, one waiting for a retry an hour away.
+    let (pending, waiting) = (new(), new());
+    {
+        let store = SqliteStore::open(&url, 1).await.unwrap();
         store
-            .insert_messages(std::slice::from_ref(&m))
+            .insert_messages(&[pending.clone(), waiting.clone()])
             .await
             .unwrap();
-        m.id
-    };
+        let old = time::OffsetDateTime::now_utc() - Duration::from_secs(60);
+        let claim = store.claim(&[waiting.id], old).await.unwrap();
+        let retry = Outcome::Retry {
+            id: waiting.id,
+            provider: "mock".into(),
+            error: ErrorInfo {
+                code: "500".into(),
+                message: "later".into(),
+            },
+            next_attempt_at: time::OffsetDateTime::now_utc() + Duration::from_secs(3600),
+        };
+        store.record_outcomes(claim.token, &[retry]).await.unwrap();
+    }
+
     let settings = messaging_service::config::Settings::from_env(
         &messaging_service::config::Env::from_pairs([
             ("DATABASE_URL", url.expose()),
@@ -320,15 +333,25 @@ async fn the_embedded_store_keeps_accepted_messages_across_a_restart() {
     let components = messaging_service::app::Components::from_settings(&settings)
         .await
         .unwrap();
+    assert_eq!(components.queue.backend(), "in-process");
     let worker = components.worker(&settings);
-    assert_eq!(worker.recover().await.unwrap(), 1);
+    assert_eq!(worker.recover().await.unwrap(), 2);
+    let depths = components.queue.depths().await.unwrap();
+    assert_eq!((depths.sms, depths.delayed), (1, 1));
     assert_eq!(worker.process_once().await.unwrap(), 1);
-    let m = components.store.get_message(id).await.unwrap().unwrap();
+    let m = components
+        .store
+        .get_message(pending.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(m.status, MessageStatus::Sent);
-    assert_eq!(
-        worker.recover().await.unwrap(),
-        0,
-        "nothing left to recover"
-    );
+    let w = components
+        .store
+        .get_message(waiting.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(w.status, MessageStatus::Retry, "still waiting for its time");
     let _ = std::fs::remove_dir_all(&dir);
 }
