@@ -23,7 +23,7 @@ CARGO_PROFILE_FLAGS := $(if $(filter release,$(PROFILE)),--release,$(if $(filter
 RUN_ENV := PORT=$(PORT) PROFILE=$(PROFILE)
 
 .PHONY: help build services run run-bg worker dev stop status logs restart-app migrate \
-        db-reset test test-flow bench fmt lint docker-up docker-down docker-logs
+        db-reset test test-flow test-prometheus test-rate-limit bench fmt lint docker-up docker-down docker-logs
 
 help: ## List the targets
 	@echo "Usage: make <target> [PORT=8080] [PROFILE=release] [API_URL=...] [ARGS=...] [FORCE=1]"
@@ -75,14 +75,22 @@ db-reset: build ## Drop every table and re-run migrations (asks first unless FOR
 	fi
 	$(BIN) db-reset
 
-test: ## Run all tests: services, cargo test --all-targets, the HTTP suite again embedded, the flow check
+test: ## Run all tests: services, cargo test --all-targets, the HTTP suite again embedded, the flow and Prometheus checks
 	scripts/services.sh
 	cargo test --all-targets
 	TEST_BACKEND=embedded cargo test --test api
 	scripts/test-flow.sh --start
+	scripts/test-prometheus.sh
 
 test-flow: ## Check send -> queue -> worker -> sent against a running service at API_URL
 	API_URL=$(API_URL) scripts/test-flow.sh
+
+test-prometheus: ## Check deploy/ (promtool, rule tests) and scrape a scratch API + worker with a real Prometheus
+	scripts/test-prometheus.sh
+
+test-rate-limit: ## The guide's rate-limit check (110 x /health) on a private instance (scratch database)
+	scripts/services.sh
+	python3 tests/integration/test_rate_limiting.py --start
 
 bench: ## Run scripts/bench.sh (ARGS="--embedded ..." for the single-process SQLite mode)
 	@if [ -x scripts/bench.sh ]; then scripts/bench.sh $(ARGS); else bash scripts/bench.sh $(ARGS); fi
@@ -94,10 +102,10 @@ lint: ## cargo fmt --check and cargo clippy --all-targets -- -D warnings
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 
-docker-up: ## docker compose up -d
+docker-up: ## docker compose up -d: postgres, redis, app (behind nginx on :8080), worker, prometheus (:9090), grafana (:3000)
 	docker compose up -d
 
-docker-down: ## docker compose down
+docker-down: ## docker compose down (volumes are kept; `docker compose down -v` deletes the data)
 	docker compose down
 
 docker-logs: ## docker compose logs -f app worker

@@ -112,6 +112,8 @@ if curl -fsS -o /dev/null "http://127.0.0.1:$PORT/health" 2>/dev/null; then
 fi
 
 export LOG_LEVEL=warn
+# One load client is one address: rate limiting would measure itself, not the service.
+export RATE_LIMIT_ENABLED=false
 export MOCK_PROVIDER_LATENCY_MS=${MOCK_PROVIDER_LATENCY_MS:-20}
 export HOST=127.0.0.1
 export PORT

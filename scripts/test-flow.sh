@@ -8,7 +8,9 @@
 #   scripts/test-flow.sh --start    build the debug binary and check a private instance:
 #                                   scratch database messaging_flow_test, its own Redis key
 #                                   prefix, `serve` and `worker` as separate processes on a
-#                                   free port; everything is stopped and removed afterwards
+#                                   free port; after the flow checks, bin/test.sh replays the
+#                                   original API calls against it; everything is stopped and
+#                                   removed afterwards
 #
 # "Queued" is shown by either the message's entry in the Redis stream
 # <QUEUE_KEY_PREFIX>message_queue:<type> (if the worker has not consumed it yet) or the
@@ -28,7 +30,7 @@ START=0
 for arg in "$@"; do
   case "$arg" in
     --start) START=1 ;;
-    -h | --help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "usage: scripts/test-flow.sh [--start]" >&2; exit 2 ;;
   esac
 done
@@ -320,6 +322,16 @@ run_id=$(date +%s)-$$
 check_type sms "{\"from\":\"+15551234567\",\"to\":\"+15559876543\",\"type\":\"sms\",\"body\":\"flow check sms $run_id\"}"
 check_type mms "{\"from\":\"+15551234567\",\"to\":\"+15559876543\",\"type\":\"mms\",\"body\":\"flow check mms $run_id\",\"attachments\":[\"https://example.com/images/flow-check.png\"]}"
 check_type email "{\"from\":\"flow-check@example.com\",\"to\":\"recipient@example.com\",\"type\":\"email\",\"subject\":\"Flow check $run_id\",\"body\":\"<p>flow check email $run_id</p>\"}"
+
+# The private instance also answers the original API's calls (make test runs this mode).
+if [ "$START" = 1 ]; then
+  log "replaying the original API calls (bin/test.sh)"
+  if API_URL=$API_URL "$ROOT/bin/test.sh" | sed 's/^/  /'; then
+    pass "bin/test.sh: the original API calls answer the expected status codes"
+  else
+    fail "bin/test.sh: some original API calls answered unexpected status codes (see above)"
+  fi
+fi
 
 echo "Summary: $PASSED passed, $FAILED failed"
 [ "$FAILED" = 0 ]

@@ -9,10 +9,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{QueueBackend, Settings};
+use crate::http::security::SecurityState;
 use crate::http::{AppState, router};
 use crate::ingest::Ingestor;
-use crate::provider::Providers;
-use crate::provider::mock::MockProvider;
+use crate::provider::build_providers;
+use crate::provider::pacing::{LocalPacer, Pacer, RedisPacer};
 use crate::queue::Queue;
 use crate::queue::in_process::InProcessQueue;
 use crate::queue::redis::RedisQueue;
@@ -21,32 +22,46 @@ use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
 use crate::worker::{Deliverer, Worker};
 
-/// How long one provider call may take before it counts as a transient timeout.
-pub const PROVIDER_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest one delivery attempt may take, all providers of the channel tried: each
+/// provider request (and attachment fetch) has its own `PROVIDER_TIMEOUT`, plus the wait
+/// for a pacing slot. A safety net around the adapters' own timeouts.
+pub fn delivery_timeout(settings: &Settings) -> Duration {
+    let p = &settings.providers;
+    let longest_chain = p.sms.len().max(p.email.len()) as u32;
+    p.request_timeout * (2 * longest_chain) + p.pacing.max_wait + Duration::from_secs(1)
+}
 
 /// The backends a process runs on.
 #[derive(Clone)]
 pub struct Components {
     pub store: Arc<dyn Store>,
     pub queue: Arc<dyn Queue>,
-    pub providers: Providers,
+    pub providers: crate::provider::Providers,
 }
 
 impl Components {
-    /// The store chosen by the `DATABASE_URL` scheme (PostgreSQL or a SQLite file, migrated)
-    /// and the queue chosen by the settings (Redis or in-process), with the mock providers.
+    /// The store chosen by the `DATABASE_URL` scheme (PostgreSQL or a SQLite file, migrated),
+    /// the queue chosen by the settings (Redis or in-process), and the configured providers,
+    /// paced through Redis when the queue is Redis and in process otherwise.
     pub async fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
-        let queue: Arc<dyn Queue> = match settings.queue_backend {
-            QueueBackend::Redis => Arc::new(RedisQueue::new(
-                &settings.redis_url,
-                &settings.queue.key_prefix,
-            )?),
-            QueueBackend::InProcess => Arc::new(InProcessQueue::new()),
+        let (queue, pacer): (Arc<dyn Queue>, Arc<dyn Pacer>) = match settings.queue_backend {
+            QueueBackend::Redis => (
+                Arc::new(RedisQueue::new(
+                    &settings.redis_url,
+                    &settings.queue.key_prefix,
+                )?),
+                Arc::new(RedisPacer::new(
+                    &settings.redis_url,
+                    &settings.queue.key_prefix,
+                )?),
+            ),
+            QueueBackend::InProcess => (
+                Arc::new(InProcessQueue::new()),
+                Arc::new(LocalPacer::default()),
+            ),
         };
         let store = connect_store(settings).await?;
-        let providers = Providers::all(Arc::new(MockProvider::from_settings(
-            &settings.mock_provider,
-        )?));
+        let providers = build_providers(settings, pacer)?;
         Ok(Self {
             store,
             queue,
@@ -60,7 +75,7 @@ impl Components {
             queue: self.queue.clone(),
             providers: self.providers.clone(),
             settings: settings.queue.clone(),
-            provider_timeout: PROVIDER_TIMEOUT,
+            provider_timeout: delivery_timeout(settings),
         }
     }
 
@@ -99,6 +114,7 @@ pub struct Application {
 impl Application {
     /// Binds `HOST:PORT` (port 0 picks a free port) and prepares the state.
     pub async fn build(settings: Settings, components: Components) -> anyhow::Result<Self> {
+        crate::observability::handle();
         let addr = format!("{}:{}", settings.host, settings.port);
         let listener = TcpListener::bind(&addr).await.with_context(|| {
             format!("cannot listen on {addr} (is another process using the port? try `make stop`)")
@@ -110,7 +126,13 @@ impl Application {
             settings.ingest_writers,
             !settings.sync_message_processing,
         );
+        let security = SecurityState::for_deployment(&settings, components.queue.as_ref())?;
+        let webhook_permits = Arc::new(tokio::sync::Semaphore::new(
+            (settings.db_max_connections as usize / 2).max(1),
+        ));
         let state = AppState {
+            security,
+            webhook_permits,
             deliverer: components.deliverer(&settings),
             store: components.store,
             queue: components.queue,
@@ -128,12 +150,25 @@ impl Application {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
     }
 
+    /// The full middleware stack and routes, for driving requests in-process.
+    pub fn router(&self) -> axum::Router {
+        router(self.state.clone())
+    }
+
     /// Serves until `shutdown` is cancelled, then finishes in-flight requests.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let sampler = crate::observability::spawn_sampler(
+            self.state.store.clone(),
+            self.state.queue.clone(),
+            self.state.settings.metrics_sample_interval,
+            shutdown.child_token(),
+        );
         let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, app)
+        let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await
-            .context("HTTP server failed")
+            .context("HTTP server failed");
+        sampler.abort();
+        served
     }
 }

@@ -8,6 +8,11 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
+mod security;
+pub use security::{
+    HostPattern, IpNet, RateLimitSettings, SecuritySettings, canonical as canonical_ip,
+};
+
 pub const DEFAULT_SECRET_KEY: &str = "change-me-in-production";
 
 /// Where the single-process mode keeps its data when no database is configured.
@@ -139,12 +144,47 @@ pub struct Settings {
     pub ingest_writers: usize,
     pub request_timeout: Duration,
     pub shutdown_grace: Duration,
+    /// Real providers, their selection per channel, failover and pacing.
+    pub providers: crate::provider::settings::ProviderSettings,
+    /// Port of the worker process's own `/metrics` listener (0 picks a free port).
+    pub worker_metrics_port: u16,
+    /// How often queue depths and pool usage are sampled for metrics.
+    pub metrics_sample_interval: Duration,
+    pub security: SecuritySettings,
+    pub webhooks: WebhookSettings,
+}
+
+/// What to do with files attached to inbound email.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InboundAttachments {
+    /// Record name, type and size only.
+    Drop,
+    /// Also write the content under this directory.
+    Store(std::path::PathBuf),
+}
+
+/// Verifying and accepting provider callbacks.
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    /// The public base URL providers call (e.g. `https://api.example.com`); Twilio signs
+    /// the full URL it used, which is not what a proxy forwards.
+    pub public_base_url: String,
+    pub twilio_auth_token: Option<SecretString>,
+    /// Base64 DER public key of the SendGrid Event Webhook.
+    pub sendgrid_public_key: Option<crate::webhook::signature::SendgridKey>,
+    /// Protects the SendGrid Inbound Parse URL (basic auth password or `?token=`).
+    pub secret: Option<SecretString>,
+    /// Off only outside production: accept unsigned callbacks (development against fakes).
+    pub verify_signatures: bool,
+    pub inbound_attachments: InboundAttachments,
+    /// Event Webhook timestamps older (or newer) than this are refused as replays.
+    pub max_clock_skew: Duration,
 }
 
 /// A bad configuration value; the message names the variable.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {0}")]
-pub struct ConfigError(String);
+pub struct ConfigError(pub(crate) String);
 
 /// Reads variables from a map: the process environment overlaid on `.env`.
 pub struct Env(HashMap<String, String>);
@@ -176,18 +216,23 @@ impl Env {
         )
     }
 
-    fn raw(&self, name: &str) -> Option<&str> {
+    pub(crate) fn raw(&self, name: &str) -> Option<&str> {
         self.0
             .get(name)
             .map(String::as_str)
             .filter(|v| !v.trim().is_empty())
     }
 
-    fn string(&self, name: &str, default: &str) -> String {
+    pub(crate) fn string(&self, name: &str, default: &str) -> String {
         self.raw(name).unwrap_or(default).to_owned()
     }
 
-    fn parse<T: FromStr>(&self, name: &str, default: T, expected: &str) -> Result<T, ConfigError> {
+    pub(crate) fn parse<T: FromStr>(
+        &self,
+        name: &str,
+        default: T,
+        expected: &str,
+    ) -> Result<T, ConfigError> {
         match self.raw(name) {
             None => Ok(default),
             Some(v) => v
@@ -197,7 +242,7 @@ impl Env {
         }
     }
 
-    fn flag(&self, name: &str, default: bool) -> Result<bool, ConfigError> {
+    pub(crate) fn flag(&self, name: &str, default: bool) -> Result<bool, ConfigError> {
         match self.raw(name).map(|v| v.trim().to_ascii_lowercase()) {
             None => Ok(default),
             Some(v) => match v.as_str() {
@@ -210,7 +255,7 @@ impl Env {
         }
     }
 
-    fn seconds(&self, name: &str, default: f64) -> Result<Duration, ConfigError> {
+    pub(crate) fn seconds(&self, name: &str, default: f64) -> Result<Duration, ConfigError> {
         let secs: f64 = self.parse(name, default, "a number of seconds")?;
         if !secs.is_finite() || secs < 0.0 {
             return Err(ConfigError(format!(
@@ -228,7 +273,7 @@ impl Env {
         Ok(r)
     }
 
-    fn positive(&self, name: &str, default: usize) -> Result<usize, ConfigError> {
+    pub(crate) fn positive(&self, name: &str, default: usize) -> Result<usize, ConfigError> {
         let n: usize = self.parse(name, default, "a positive integer")?;
         if n == 0 {
             return Err(ConfigError(format!("{name} must be at least 1")));
@@ -344,6 +389,8 @@ impl Settings {
             ));
         }
 
+        let security = SecuritySettings::from_env(env, environment)?;
+
         let queue = QueueSettings {
             key_prefix: env.string("QUEUE_KEY_PREFIX", ""),
             max_retries: env.parse("QUEUE_MAX_RETRIES", 3, "a non-negative integer")?,
@@ -382,6 +429,8 @@ impl Settings {
             ));
         }
 
+        let providers = crate::provider::settings::ProviderSettings::from_env(env, environment)?;
+
         Ok(Self {
             environment,
             debug: env.flag("DEBUG", false)?,
@@ -404,6 +453,11 @@ impl Settings {
             ingest_writers: env.positive("INGEST_WRITERS", 4)?,
             request_timeout: env.seconds("REQUEST_TIMEOUT", 30.0)?,
             shutdown_grace: env.seconds("SHUTDOWN_GRACE", 25.0)?,
+            providers,
+            worker_metrics_port: env.parse("WORKER_METRICS_PORT", 9091, "a port number")?,
+            metrics_sample_interval: env.seconds("METRICS_SAMPLE_INTERVAL", 5.0)?,
+            security,
+            webhooks: webhook_settings(env, environment)?,
         })
     }
 }
@@ -429,6 +483,57 @@ impl Settings {
 
 fn is_sqlite(url: &str) -> bool {
     url.starts_with("sqlite:")
+}
+
+fn webhook_settings(env: &Env, environment: Environment) -> Result<WebhookSettings, ConfigError> {
+    let port: u16 = env.parse("PORT", 8080, "a port number")?;
+    let public_base_url = env
+        .raw("PUBLIC_BASE_URL")
+        .map(|u| u.trim().trim_end_matches('/').to_owned())
+        .unwrap_or_else(|| format!("http://localhost:{port}"));
+    check_url("PUBLIC_BASE_URL", &public_base_url, &["http", "https"])?;
+    let verify_signatures = env.flag("WEBHOOK_VERIFY_SIGNATURES", true)?;
+    if environment == Environment::Production && !verify_signatures {
+        return Err(ConfigError(
+            "WEBHOOK_VERIFY_SIGNATURES=false is refused when ENVIRONMENT=production".into(),
+        ));
+    }
+    let sendgrid_public_key = env
+        .raw("SENDGRID_WEBHOOK_PUBLIC_KEY")
+        .map(|k| {
+            crate::webhook::signature::SendgridKey::parse(k)
+                .map_err(|reason| ConfigError(format!("SENDGRID_WEBHOOK_PUBLIC_KEY {reason}")))
+        })
+        .transpose()?;
+    let inbound_attachments = match env
+        .string("INBOUND_ATTACHMENTS", "drop")
+        .to_ascii_lowercase()
+        .as_str()
+    {
+        "drop" => InboundAttachments::Drop,
+        "store" => InboundAttachments::Store(
+            env.string("INBOUND_ATTACHMENT_DIR", "data/attachments")
+                .into(),
+        ),
+        other => {
+            return Err(ConfigError(format!(
+                "INBOUND_ATTACHMENTS={other:?} must be drop or store"
+            )));
+        }
+    };
+    Ok(WebhookSettings {
+        public_base_url,
+        twilio_auth_token: env
+            .raw("TWILIO_AUTH_TOKEN")
+            .map(|t| SecretString::from(t.to_owned())),
+        sendgrid_public_key,
+        secret: env
+            .raw("WEBHOOK_SECRET")
+            .map(|t| SecretString::from(t.to_owned())),
+        verify_signatures,
+        inbound_attachments,
+        max_clock_skew: env.seconds("WEBHOOK_MAX_CLOCK_SKEW", 300.0)?,
+    })
 }
 
 fn check_url(name: &str, raw: &str, schemes: &[&str]) -> Result<(), ConfigError> {
@@ -494,6 +599,11 @@ mod tests {
             ("DATABASE_URL", "mysql://x/y"),
             ("ENVIRONMENT", "staging"),
             ("LOG_LEVEL", "loud"),
+            ("WORKER_METRICS_PORT", "70000"),
+            ("RATE_LIMIT_REQUESTS", "0"),
+            ("RATE_LIMIT_PERIOD", "soon"),
+            ("RATE_LIMIT_ENABLED", "perhaps"),
+            ("TRUSTED_PROXIES", "10.0.0.0/40"),
         ] {
             let err = Settings::from_env(&Env::from_pairs([(name, value)]))
                 .unwrap_err()
@@ -536,6 +646,39 @@ mod tests {
         assert_eq!(s.queue_backend, QueueBackend::InProcess);
         let err = Settings::from_env(&Env::from_pairs([("QUEUE_BACKEND", "kafka")])).unwrap_err();
         assert!(err.to_string().contains("QUEUE_BACKEND"));
+    }
+
+    #[test]
+    fn production_requires_allowed_hosts_and_api_keys() {
+        let base = [
+            ("ENVIRONMENT", "production"),
+            ("SECRET_KEY", "s3cret-for-tests"),
+            ("ALLOW_MOCK_PROVIDERS", "true"),
+        ];
+        let err = Settings::from_env(&Env::from_pairs(base)).unwrap_err();
+        assert!(err.to_string().contains("ALLOWED_HOSTS"), "{err}");
+        let with_hosts = [
+            base[0],
+            base[1],
+            base[2],
+            ("ALLOWED_HOSTS", "api.example.com"),
+        ];
+        let s = Settings::from_env(&Env::from_pairs(with_hosts)).unwrap();
+        assert!(s.security.require_api_keys);
+        let err = Settings::from_env(&Env::from_pairs([
+            base[0],
+            base[1],
+            base[2],
+            ("ALLOWED_HOSTS", "*"),
+            ("REQUIRE_API_KEYS", "false"),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("REQUIRE_API_KEYS"), "{err}");
+        let dev = Settings::from_env(&Env::from_pairs::<_, &str, &str>([])).unwrap();
+        assert!(!dev.security.require_api_keys);
+        assert!(dev.security.rate_limit.enabled);
+        assert_eq!(dev.security.rate_limit.requests, 100);
+        assert_eq!(dev.security.rate_limit.period, Duration::from_secs(60));
     }
 
     #[test]

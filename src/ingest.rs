@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tracing::{error, info, warn};
 
-use crate::domain::NewMessage;
+use crate::domain::{Direction, NewMessage};
 use crate::queue::{Queue, Task};
 use crate::store::{Inserted, Store, StoreError};
 
@@ -119,6 +119,15 @@ impl Writer {
         let result = self.store.insert_messages(&messages).await;
         let results = match result {
             Ok(results) => results,
+            // One bad message must not fail the requests that happened to share its
+            // transaction: store them one by one so only the culprit fails.
+            Err(StoreError::Other(e)) if jobs.len() > 1 => {
+                warn!(error = %format!("{e:#}"), batch = jobs.len(), "storing a batch failed; storing its messages one by one");
+                for job in jobs.drain(..) {
+                    Box::pin(self.write(&mut vec![job])).await;
+                }
+                return;
+            }
             Err(e) => {
                 let reply = match &e {
                     StoreError::Unavailable(_) => IngestError::Unavailable,
@@ -136,11 +145,12 @@ impl Writer {
             let tasks: Vec<Task> = results
                 .iter()
                 .filter_map(|r| match r {
-                    Inserted::Created(m) => Some(Task {
+                    // Received messages are stored, never delivered.
+                    Inserted::Created(m) if m.direction == Direction::Outbound => Some(Task {
                         message_id: m.id,
                         kind: m.kind,
                     }),
-                    Inserted::Existing { .. } => None,
+                    Inserted::Created(_) | Inserted::Existing { .. } => None,
                 })
                 .collect();
             self.enqueue(&tasks).await;

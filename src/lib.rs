@@ -4,11 +4,17 @@
 
 pub mod app;
 pub mod config;
+pub mod dlq;
 pub mod domain;
+pub mod fake_providers;
 pub mod http;
 pub mod ingest;
+pub mod keys;
+pub mod observability;
 pub mod provider;
 pub mod queue;
+pub mod ratelimit;
 pub mod store;
 pub mod telemetry;
+pub mod webhook;
 pub mod worker;

@@ -2,6 +2,7 @@
 //! runs embedded on SQLite with an in-process queue unless backends are configured), and
 //! database tools.
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -10,7 +11,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use messaging_service::app::{Application, Components};
-use messaging_service::config::{Env, QueueBackend, Settings};
+use messaging_service::config::{Env, LogFormat, QueueBackend, Settings};
+use messaging_service::keys;
+use messaging_service::observability;
 use messaging_service::store::postgres::PgStore;
 use messaging_service::store::sqlite::SqliteStore;
 use messaging_service::telemetry;
@@ -39,9 +42,33 @@ enum Command {
     Migrate,
     /// Drop every table and apply the migrations again (destroys all data)
     DbReset,
+    /// Inspect and redrive the dead-letter queue
+    #[command(subcommand)]
+    Dlq(messaging_service::dlq::DlqCommand),
+    /// Serve Twilio- and SendGrid-compatible fake endpoints for end-to-end runs
+    FakeProviders(messaging_service::fake_providers::FakeProvidersArgs),
+    /// Manage API keys (required on /api routes in production)
+    Keys {
+        #[command(subcommand)]
+        action: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key; it is printed once and only its hash is stored
+    Create {
+        #[arg(long)]
+        name: String,
+    },
+    /// List keys (id, name, first characters, status); never the keys themselves
+    List,
+    /// Revoke a key by its id
+    Revoke { id: String },
 }
 
 fn main() -> ExitCode {
+    messaging_service::provider::install_crypto_provider();
     let cli = Cli::parse();
     let settings = match Settings::from_env(&Env::load()) {
         Ok(s) => s,
@@ -51,6 +78,8 @@ fn main() -> ExitCode {
         }
     };
     telemetry::init(&settings);
+    // Before any work starts, so no early event is recorded into the void.
+    observability::handle();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -136,6 +165,28 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Dlq(command) => {
+            refuse_dlq_in_process(&settings)?;
+            let store = open_store_for_tool(&settings).await?;
+            let queue = messaging_service::queue::redis::RedisQueue::new(
+                &settings.redis_url,
+                &settings.queue.key_prefix,
+            )?;
+            messaging_service::dlq::run(command, store.as_ref(), &queue).await
+        }
+        Command::FakeProviders(args) => {
+            messaging_service::fake_providers::run(args, shutdown_on_signal()).await
+        }
+        Command::Keys { action } => {
+            let store = open_store_for_tool(&settings).await?;
+            let store = store.as_ref();
+            let mut out = std::io::stdout();
+            match action {
+                KeysCommand::Create { name } => keys::create(store, &name, &mut out).await,
+                KeysCommand::List => keys::list(store, &mut out).await,
+                KeysCommand::Revoke { id } => keys::revoke(store, &id, &mut out).await,
+            }
+        }
         Command::Serve => {
             refuse_in_process_queue("serve", &settings)?;
             let components = Components::from_settings(&settings).await?;
@@ -156,9 +207,9 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 consumer = worker.consumer(),
                 "worker starting"
             );
-            worker
-                .run(shutdown_on_signal(), settings.shutdown_grace)
-                .await
+            let shutdown = shutdown_on_signal();
+            start_worker_metrics(&settings, &components, &shutdown).await;
+            worker.run(shutdown, settings.shutdown_grace).await
         }
         Command::All => {
             let components = Components::from_settings(&settings).await?;
@@ -179,6 +230,35 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             served
         }
     }
+}
+
+/// The configured database (`DATABASE_URL`: PostgreSQL or a SQLite file), migrated, for an
+/// operator's command. A SQLite file is opened shared: the command runs beside the service
+/// using it (SQLite serialises the writes).
+async fn open_store_for_tool(
+    settings: &Settings,
+) -> anyhow::Result<std::sync::Arc<dyn messaging_service::store::Store>> {
+    if settings.database_is_sqlite() {
+        return Ok(std::sync::Arc::new(
+            SqliteStore::open(&settings.database_url, 2).await?,
+        ));
+    }
+    let store = PgStore::connect_lazy(&settings.database_url, 2)?;
+    store.migrate().await?;
+    Ok(std::sync::Arc::new(store))
+}
+
+/// The in-process queue's dead letters live in the memory of the process that runs it: a
+/// separate command cannot see or remove them. The service's HTTP API can.
+fn refuse_dlq_in_process(settings: &Settings) -> anyhow::Result<()> {
+    if settings.queue_backend == QueueBackend::InProcess {
+        anyhow::bail!(
+            "`dlq` needs the Redis queue: with the in-process queue the dead letters live in the running service's memory. \
+             List failed messages with `GET /api/v1/messages?status=failed` and redrive one with \
+             `POST /api/v1/messages/{{id}}/retry` on the running service, or set REDIS_URL."
+        );
+    }
+    Ok(())
 }
 
 /// `serve` and `worker` are separate processes: they can only meet through a shared queue.
@@ -210,7 +290,7 @@ fn print_banner(settings: &Settings, addr: std::net::SocketAddr, with_worker: bo
     } else {
         "API"
     };
-    println!(
+    let banner = format!(
         "messaging-service ({role}) listening on {url}\n  \
          storage: {}\n  \
          queue:   {queue}\n\
@@ -220,6 +300,38 @@ fn print_banner(settings: &Settings, addr: std::net::SocketAddr, with_worker: bo
          then: curl '{url}/api/v1/messages?limit=1'",
         settings.database_url.redacted()
     );
+    // With JSON logs, stdout carries only log lines (collectors parse every one of them).
+    if settings.log_format == LogFormat::Json {
+        eprintln!("{banner}");
+    } else {
+        println!("{banner}");
+    }
+}
+
+/// The worker's `/metrics` listener and sampler. A taken port is logged, not fatal: a
+/// second worker on one host keeps delivering, only without its own metrics endpoint.
+async fn start_worker_metrics(
+    settings: &Settings,
+    components: &Components,
+    shutdown: &CancellationToken,
+) {
+    observability::spawn_sampler(
+        components.store.clone(),
+        components.queue.clone(),
+        settings.metrics_sample_interval,
+        shutdown.child_token(),
+    );
+    let addr = format!("{}:{}", settings.host, settings.worker_metrics_port);
+    let bound = match addr.parse::<SocketAddr>() {
+        Ok(a) => observability::serve_worker_metrics(a, shutdown.child_token()).await,
+        Err(_) => match tokio::net::lookup_host(&addr).await.map(|mut a| a.next()) {
+            Ok(Some(a)) => observability::serve_worker_metrics(a, shutdown.child_token()).await,
+            _ => Err(anyhow::anyhow!("cannot resolve HOST for {addr}")),
+        },
+    };
+    if let Err(e) = bound {
+        warn!(error = %format!("{e:#}"), "worker metrics are not served; set WORKER_METRICS_PORT to a free port");
+    }
 }
 
 async fn serve(

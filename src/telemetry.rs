@@ -1,8 +1,10 @@
 //! Logging set-up, done once at start-up.
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::format::JsonFields;
 
 use crate::config::{LogFormat, Settings};
+use crate::observability::json_log::JsonLines;
 
 /// Installs the global subscriber. `RUST_LOG` (if set) overrides `LOG_LEVEL`.
 pub fn init(settings: &Settings) {
@@ -23,11 +25,11 @@ pub fn init(settings: &Settings) {
         .with_ansi(ansi)
         .with_writer(std::io::stdout);
     let result = match settings.log_format {
+        // Top-level `request_id` and `message_id` on every line of a request or message.
         LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
+            .with_ansi(false)
+            .fmt_fields(JsonFields::new())
+            .event_format(JsonLines)
             .try_init(),
         LogFormat::Text => builder.with_target(true).try_init(),
     };

@@ -14,6 +14,9 @@ pub const MAX_EMAIL_BODY_BYTES: usize = 1_000_000;
 pub const MAX_ATTACHMENTS: usize = 10;
 pub const MAX_SUBJECT_CHARS: usize = 998;
 pub const MAX_ATTACHMENT_URL_CHARS: usize = 2048;
+/// `metadata` is for the client's references, not payloads.
+pub const MAX_METADATA_BYTES: usize = 16 * 1024;
+pub const MAX_METADATA_DEPTH: usize = 8;
 
 /// A client mistake in a message, naming the offending field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -169,6 +172,8 @@ pub struct Message {
     pub status: MessageStatus,
     pub provider: Option<String>,
     pub provider_message_id: Option<String>,
+    /// Billed segments of an sms/mms, as the provider counted them.
+    pub num_segments: Option<i32>,
     pub retry_count: i32,
     pub error: Option<ErrorInfo>,
     pub metadata: Value,
@@ -185,6 +190,12 @@ pub struct Message {
     pub failed_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub next_attempt_at: Option<OffsetDateTime>,
+    /// When the provider says the message was sent or received (inbound and original API).
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub provider_timestamp: Option<OffsetDateTime>,
+    /// When an inbound message was marked read (`POST /conversations/{id}/read`).
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub read_at: Option<OffsetDateTime>,
 }
 
 /// One entry of a message's audit trail.
@@ -228,8 +239,31 @@ pub struct NewMessage {
     pub idempotency_key: Option<String>,
     /// Fingerprint of the request, so a reused idempotency key with other content is caught.
     pub request_hash: Option<String>,
+    /// Inbound: the provider that delivered it and its id there (the deduplication key).
+    pub provider: Option<String>,
+    pub provider_message_id: Option<String>,
+    pub provider_timestamp: Option<OffsetDateTime>,
     pub created_at: OffsetDateTime,
 }
+
+/// What a provider (or the original webhook API) reported as received, before validation.
+#[derive(Debug, Clone)]
+pub struct InboundContent {
+    pub kind: MessageType,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub body: Option<String>,
+    pub subject: Option<String>,
+    pub attachments: Vec<String>,
+    /// Short stable name of the provider; with `provider_message_id` it identifies the message.
+    pub provider: String,
+    pub provider_message_id: Option<String>,
+    pub provider_timestamp: Option<OffsetDateTime>,
+    pub metadata: Option<Value>,
+}
+
+/// Longest provider message id accepted.
+pub const MAX_PROVIDER_MESSAGE_ID_CHARS: usize = 255;
 
 impl NewMessage {
     /// Validates an outbound request; the first broken rule is reported with its field.
@@ -266,51 +300,13 @@ impl NewMessage {
             ),
         };
 
-        let body = content.body.filter(|b| !b.trim().is_empty());
-        if body.is_none() && content.attachments.is_empty() {
-            return Err(ValidationError::new(
-                "body",
-                "a body or at least one attachment is required",
-            ));
-        }
-        if let Some(b) = &body {
-            match kind {
-                MessageType::Sms | MessageType::Mms if b.chars().count() > MAX_SMS_BODY_CHARS => {
-                    return Err(ValidationError::new(
-                        "body",
-                        format!("must be at most {MAX_SMS_BODY_CHARS} characters"),
-                    ));
-                }
-                MessageType::Email if b.len() > MAX_EMAIL_BODY_BYTES => {
-                    return Err(ValidationError::new(
-                        "body",
-                        format!("must be at most {MAX_EMAIL_BODY_BYTES} bytes"),
-                    ));
-                }
-                _ => {}
-            }
-        }
-
-        let subject = content.subject.filter(|s| !s.trim().is_empty());
-        if let Some(s) = &subject {
-            if kind != MessageType::Email {
-                return Err(ValidationError::new("subject", "is only allowed for email"));
-            }
-            if s.chars().count() > MAX_SUBJECT_CHARS || s.contains(['\r', '\n']) {
-                return Err(ValidationError::new(
-                    "subject",
-                    format!("must be one line of at most {MAX_SUBJECT_CHARS} characters"),
-                ));
-            }
-        }
-
-        validate_attachments(kind, &content.attachments)?;
-
-        let metadata = match content.metadata {
-            None | Some(Value::Null) => Value::Object(Default::default()),
-            Some(v @ Value::Object(_)) => v,
-            Some(_) => return Err(ValidationError::new("metadata", "must be a JSON object")),
-        };
+        let (body, subject, metadata) = validate_content(
+            kind,
+            content.body,
+            content.subject,
+            &content.attachments,
+            content.metadata,
+        )?;
 
         Ok(Self {
             id: Uuid::now_v7(),
@@ -325,6 +321,60 @@ impl NewMessage {
             status: MessageStatus::Pending,
             idempotency_key: None,
             request_hash: None,
+            provider: None,
+            provider_message_id: None,
+            provider_timestamp: None,
+            created_at: OffsetDateTime::now_utc(),
+        })
+    }
+
+    /// Validates a received message. Addresses are parsed in the family of `kind`; an SMS
+    /// that arrives with media is stored as MMS, since that is what it is. The provider id
+    /// is required: it is what makes a replayed webhook a duplicate instead of a new message.
+    pub fn inbound(content: InboundContent) -> Result<Self, ValidationError> {
+        let kind = match content.kind {
+            MessageType::Sms if !content.attachments.is_empty() => MessageType::Mms,
+            k => k,
+        };
+        let from = parse_in_family(kind.family(), "from", content.from.as_deref())?;
+        let to = parse_in_family(kind.family(), "to", content.to.as_deref())?;
+        let provider_message_id = non_empty(content.provider_message_id.as_deref())
+            .ok_or_else(|| ValidationError::new("provider_message_id", "is required"))?;
+        if provider_message_id.contains('\0') {
+            return Err(ValidationError::new(
+                "provider_message_id",
+                "must not contain NUL characters",
+            ));
+        }
+        if provider_message_id.chars().count() > MAX_PROVIDER_MESSAGE_ID_CHARS {
+            return Err(ValidationError::new(
+                "provider_message_id",
+                format!("must be at most {MAX_PROVIDER_MESSAGE_ID_CHARS} characters"),
+            ));
+        }
+        let (body, subject, metadata) = validate_content(
+            kind,
+            content.body,
+            content.subject,
+            &content.attachments,
+            content.metadata,
+        )?;
+        Ok(Self {
+            id: Uuid::now_v7(),
+            direction: Direction::Inbound,
+            kind,
+            from,
+            to,
+            body,
+            subject,
+            attachments: content.attachments,
+            metadata,
+            status: MessageStatus::Received,
+            idempotency_key: None,
+            request_hash: None,
+            provider: Some(content.provider),
+            provider_message_id: Some(provider_message_id.to_owned()),
+            provider_timestamp: content.provider_timestamp,
             created_at: OffsetDateTime::now_utc(),
         })
     }
@@ -339,6 +389,114 @@ impl NewMessage {
 
 fn non_empty(raw: Option<&str>) -> Option<&str> {
     raw.map(str::trim).filter(|s| !s.is_empty())
+}
+
+fn parse_in_family(
+    family: ChannelFamily,
+    field: &'static str,
+    raw: Option<&str>,
+) -> Result<Address, ValidationError> {
+    let raw = non_empty(raw).ok_or_else(|| ValidationError::new(field, "is required"))?;
+    match family {
+        ChannelFamily::Phone => PhoneNumber::parse(raw).map(Address::Phone),
+        ChannelFamily::Email => EmailAddress::parse(raw).map(Address::Email),
+    }
+    .map_err(|r| ValidationError::new(field, r))
+}
+
+/// Body, subject, attachments and metadata rules shared by both directions.
+fn validate_content(
+    kind: MessageType,
+    body: Option<String>,
+    subject: Option<String>,
+    attachments: &[String],
+    metadata: Option<Value>,
+) -> Result<(Option<String>, Option<String>, Value), ValidationError> {
+    let body = body.filter(|b| !b.trim().is_empty());
+    if body.is_none() && attachments.is_empty() {
+        return Err(ValidationError::new(
+            "body",
+            "a body or at least one attachment is required",
+        ));
+    }
+    if let Some(b) = &body {
+        if b.contains('\0') {
+            return Err(ValidationError::new(
+                "body",
+                "must not contain NUL characters",
+            ));
+        }
+        match kind {
+            MessageType::Sms | MessageType::Mms if b.chars().count() > MAX_SMS_BODY_CHARS => {
+                return Err(ValidationError::new(
+                    "body",
+                    format!("must be at most {MAX_SMS_BODY_CHARS} characters"),
+                ));
+            }
+            MessageType::Email if b.len() > MAX_EMAIL_BODY_BYTES => {
+                return Err(ValidationError::new(
+                    "body",
+                    format!("must be at most {MAX_EMAIL_BODY_BYTES} bytes"),
+                ));
+            }
+            _ => {}
+        }
+    }
+
+    let subject = subject.filter(|s| !s.trim().is_empty());
+    if let Some(s) = &subject {
+        if kind != MessageType::Email {
+            return Err(ValidationError::new("subject", "is only allowed for email"));
+        }
+        if s.chars().count() > MAX_SUBJECT_CHARS || s.contains(['\r', '\n', '\0']) {
+            return Err(ValidationError::new(
+                "subject",
+                format!("must be one line of at most {MAX_SUBJECT_CHARS} characters"),
+            ));
+        }
+    }
+
+    validate_attachments(kind, attachments)?;
+
+    let metadata = match metadata {
+        None | Some(Value::Null) => Value::Object(Default::default()),
+        Some(v @ Value::Object(_)) => {
+            validate_metadata(&v)?;
+            v
+        }
+        Some(_) => return Err(ValidationError::new("metadata", "must be a JSON object")),
+    };
+
+    Ok((body, subject, metadata))
+}
+
+/// Bounded size and depth, and no NUL characters (which PostgreSQL cannot store).
+fn validate_metadata(v: &Value) -> Result<(), ValidationError> {
+    fn walk(v: &Value, depth: usize) -> Result<(), &'static str> {
+        if depth > MAX_METADATA_DEPTH {
+            return Err("is nested too deeply");
+        }
+        match v {
+            Value::String(s) if s.contains('\0') => Err("must not contain NUL characters"),
+            Value::Array(items) => items.iter().try_for_each(|i| walk(i, depth + 1)),
+            Value::Object(map) => map.iter().try_for_each(|(k, i)| {
+                if k.contains('\0') {
+                    Err("must not contain NUL characters")
+                } else {
+                    walk(i, depth + 1)
+                }
+            }),
+            _ => Ok(()),
+        }
+    }
+    walk(v, 1).map_err(|reason| ValidationError::new("metadata", reason))?;
+    if v.to_string().len() > MAX_METADATA_BYTES {
+        return Err(ValidationError::new(
+            "metadata",
+            format!("must be at most {MAX_METADATA_BYTES} bytes of JSON"),
+        ));
+    }
+    Ok(())
 }
 
 fn validate_attachments(kind: MessageType, attachments: &[String]) -> Result<(), ValidationError> {
@@ -384,6 +542,30 @@ mod tests {
             body: Some(body.into()),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn nul_characters_and_oversized_metadata_are_refused_before_storage() {
+        let err = NewMessage::outbound(sms("a\0b")).unwrap_err();
+        assert_eq!(err.field, "body");
+        for metadata in [
+            serde_json::json!({"k\0": 1}),
+            serde_json::json!({"k": ["\0"]}),
+            serde_json::json!({"k": "x".repeat(MAX_METADATA_BYTES)}),
+            serde_json::json!({"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": 1}}}}}}}}),
+        ] {
+            let content = OutboundContent {
+                metadata: Some(metadata.clone()),
+                ..sms("ok")
+            };
+            let err = NewMessage::outbound(content).unwrap_err();
+            assert_eq!(err.field, "metadata", "{metadata}");
+        }
+        let fine = OutboundContent {
+            metadata: Some(serde_json::json!({"order": {"id": 7, "tags": ["a"]}})),
+            ..sms("ok")
+        };
+        assert!(NewMessage::outbound(fine).is_ok());
     }
 
     #[test]
@@ -524,6 +706,64 @@ mod tests {
     #[test]
     fn a_body_of_exactly_1600_characters_is_accepted() {
         assert!(NewMessage::outbound(sms(&"é".repeat(1600))).is_ok());
+    }
+
+    fn inbound_sms(body: &str) -> InboundContent {
+        InboundContent {
+            kind: MessageType::Sms,
+            from: Some("+15559876543".into()),
+            to: Some("+15551234567".into()),
+            body: Some(body.into()),
+            subject: None,
+            attachments: vec![],
+            provider: "twilio".into(),
+            provider_message_id: Some("SM123".into()),
+            provider_timestamp: Some(time::macros::datetime!(2024-11-01 14:00 UTC)),
+            metadata: None,
+        }
+    }
+
+    #[test]
+    fn an_inbound_message_is_received_and_keeps_its_provider_id_and_timestamp() {
+        let m = NewMessage::inbound(inbound_sms("hi")).unwrap();
+        assert_eq!(m.direction, Direction::Inbound);
+        assert_eq!(m.status, MessageStatus::Received);
+        assert_eq!(m.provider.as_deref(), Some("twilio"));
+        assert_eq!(m.provider_message_id.as_deref(), Some("SM123"));
+        assert_eq!(
+            m.provider_timestamp,
+            Some(time::macros::datetime!(2024-11-01 14:00 UTC))
+        );
+        // A reply threads into the conversation of the message it answers.
+        let outbound = NewMessage::outbound(sms("x")).unwrap();
+        assert_eq!(m.conversation_key(), outbound.conversation_key());
+    }
+
+    #[test]
+    fn an_inbound_message_takes_its_address_family_from_the_channel() {
+        let mut email = inbound_sms("<p>hi</p>");
+        email.kind = MessageType::Email;
+        assert_eq!(
+            NewMessage::inbound(email.clone()).unwrap_err().field,
+            "from"
+        );
+        email.from = Some("A@Example.COM".into());
+        email.to = Some("b@example.com".into());
+        let m = NewMessage::inbound(email).unwrap();
+        assert_eq!(m.from.as_str(), "A@example.com");
+        let mut media = inbound_sms("look");
+        media.attachments = vec!["https://example.com/a.png".into()];
+        assert_eq!(NewMessage::inbound(media).unwrap().kind, MessageType::Mms);
+    }
+
+    #[test]
+    fn an_inbound_message_without_a_provider_id_is_refused() {
+        let mut c = inbound_sms("hi");
+        c.provider_message_id = Some(" ".into());
+        assert_eq!(
+            NewMessage::inbound(c).unwrap_err().field,
+            "provider_message_id"
+        );
     }
 
     #[test]

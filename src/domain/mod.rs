@@ -2,10 +2,17 @@
 //! Nothing here knows about HTTP, SQL or Redis.
 
 mod address;
+mod api_key;
+mod conversation;
 mod message;
 
 pub use address::{Address, ChannelFamily, EmailAddress, PhoneNumber, mask as address_mask};
+pub use api_key::{ApiKey, KEY_PREFIX, MAX_KEY_LEN, NewApiKey, hash_key};
+pub use conversation::{
+    Conversation, ConversationPatch, ConversationStatistics, ConversationStatus, NewConversation,
+    SearchQuery, parse_address, parse_channel,
+};
 pub use message::{
-    Direction, ErrorInfo, Message, MessageEvent, MessageStatus, MessageType, NewMessage,
-    OutboundContent, TransitionError, ValidationError,
+    Direction, ErrorInfo, InboundContent, Message, MessageEvent, MessageStatus, MessageType,
+    NewMessage, OutboundContent, TransitionError, ValidationError,
 };

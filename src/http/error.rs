@@ -21,6 +21,8 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("invalid {}: {}", .0.field, .0.reason)]
     Validation(#[from] ValidationError),
+    #[error("{message}")]
+    Forbidden { code: &'static str, message: String },
     #[error("{resource} not found")]
     NotFound { resource: &'static str },
     #[error("{message}")]
@@ -30,6 +32,14 @@ pub enum ApiError {
         dependency: &'static str,
         details: Value,
     },
+    #[error("an API key is required: send Authorization: Bearer <key>")]
+    MissingApiKey,
+    #[error("the API key is not valid")]
+    InvalidApiKey,
+    #[error("the API key has been revoked")]
+    RevokedApiKey,
+    #[error("the Host header names a host this service does not answer for")]
+    HostNotAllowed,
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -57,6 +67,7 @@ impl ApiError {
                 "validation_error",
                 json!({ "field": v.field, "reason": v.reason }),
             ),
+            Self::Forbidden { code, .. } => (StatusCode::FORBIDDEN, code, json!({})),
             Self::NotFound { resource } => (
                 StatusCode::NOT_FOUND,
                 "not_found",
@@ -73,6 +84,10 @@ impl ApiError {
                 }
                 (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", d)
             }
+            Self::MissingApiKey => (StatusCode::UNAUTHORIZED, "missing_api_key", json!({})),
+            Self::InvalidApiKey => (StatusCode::UNAUTHORIZED, "invalid_api_key", json!({})),
+            Self::RevokedApiKey => (StatusCode::FORBIDDEN, "api_key_revoked", json!({})),
+            Self::HostNotAllowed => (StatusCode::BAD_REQUEST, "invalid_host", json!({})),
             Self::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal_error",

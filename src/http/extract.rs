@@ -48,9 +48,46 @@ where
     }
 }
 
+/// Deepest nesting of arrays and objects accepted in a request body.
+pub const MAX_JSON_DEPTH: usize = 32;
+
+/// The nesting depth of a JSON text (brackets outside strings), stopping once past `limit`.
+fn json_depth_exceeds(bytes: &[u8], limit: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in bytes {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
 /// Syntax errors are the client's malformed JSON (400); well-formed JSON of the wrong shape
-/// is a validation error naming the field (422).
+/// is a validation error naming the field (422). Nesting beyond `MAX_JSON_DEPTH` is refused
+/// before parsing (400).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if json_depth_exceeds(bytes, MAX_JSON_DEPTH) {
+        return Err(ApiError::MalformedJson(format!(
+            "nested deeper than {MAX_JSON_DEPTH} levels"
+        )));
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     match serde_path_to_error::deserialize::<_, T>(&mut de) {
         Ok(v) => {
@@ -108,5 +145,24 @@ impl<S: Send + Sync> FromRequestParts<S> for IdPath {
         Uuid::parse_str(&raw)
             .map(IdPath)
             .map_err(|_| ApiError::invalid("id", "must be a UUID"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn depth_counts_brackets_outside_strings_only() {
+        let deep = format!("{}{}", "[".repeat(40), "]".repeat(40));
+        assert!(json_depth_exceeds(deep.as_bytes(), MAX_JSON_DEPTH));
+        let ok = format!("{}{}", "[".repeat(32), "]".repeat(32));
+        assert!(!json_depth_exceeds(ok.as_bytes(), MAX_JSON_DEPTH));
+        let in_string = format!("{{\"k\": \"{}\\\"\"}}", "[".repeat(100));
+        assert!(!json_depth_exceeds(in_string.as_bytes(), MAX_JSON_DEPTH));
+        assert!(matches!(
+            parse_json::<serde_json::Value>(deep.as_bytes()),
+            Err(ApiError::MalformedJson(_))
+        ));
     }
 }

@@ -50,6 +50,10 @@ fn idempotency_key(headers: &HeaderMap, body: Option<String>) -> Result<Option<S
         None => None,
     };
     match header.or(body).map(|k| k.trim().to_owned()) {
+        Some(k) if k.contains(char::is_control) => Err(ApiError::invalid(
+            "idempotency_key",
+            "must not contain control characters",
+        )),
         Some(k) if k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY_LEN => Err(ApiError::invalid(
             "idempotency_key",
             format!("must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} characters"),

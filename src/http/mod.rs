@@ -1,9 +1,17 @@
 //! The HTTP API: routing, shared state and the middleware stack.
 
+pub mod auth;
+mod conversations;
 pub mod error;
 pub mod extract;
 mod health;
+mod inbound;
+mod legacy;
 mod messages;
+pub mod ratelimit;
+mod retry;
+pub mod security;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +19,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderName, StatusCode};
+use axum::middleware::from_fn_with_state;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -34,6 +43,10 @@ pub struct AppState {
     pub ingest: Ingestor,
     pub deliverer: Deliverer,
     pub settings: Arc<Settings>,
+    pub security: security::SecurityState,
+    /// Bounds concurrent webhook work so callbacks cannot starve the send path of
+    /// database connections.
+    pub webhook_permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -58,9 +71,18 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let timeout = state.settings.request_timeout.max(Duration::from_millis(1));
+    let guarded = state.clone();
     Router::new()
         .merge(health::router())
         .merge(messages::router())
+        .merge(conversations::router())
+        .merge(legacy::router())
+        .merge(retry::router())
+        .route(
+            "/metrics",
+            axum::routing::get(crate::observability::metrics_text),
+        )
+        .merge(webhooks::router())
         .fallback(|| async { ApiError::NotFound { resource: "route" } })
         .method_not_allowed_fallback(|| async {
             (
@@ -78,6 +100,13 @@ pub fn router(state: AppState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             timeout,
         ))
+        // Outermost first: rate limit (so every answer carries its headers), Host, API key.
+        .layer(from_fn_with_state(guarded.clone(), auth::authenticate))
+        .layer(from_fn_with_state(guarded.clone(), security::check_host))
+        .layer(from_fn_with_state(guarded, ratelimit::limit))
+        // Outside the timeout (a 408 is measured too), inside the request span (its log
+        // line carries the request id).
+        .layer(axum::middleware::from_fn(crate::observability::http::track))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let route = req
                 .extensions()

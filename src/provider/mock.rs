@@ -158,8 +158,6 @@ impl Provider for MockProvider {
         if first {
             self.accepted.fetch_add(1, Ordering::Relaxed);
         }
-        Ok(Receipt {
-            provider_message_id: provider_id(message.kind),
-        })
+        Ok(Receipt::new(provider_id(message.kind)))
     }
 }

@@ -1,7 +1,18 @@
 //! Providers deliver messages to the outside world. Each adapter classifies its own errors
 //! into transient (retry later) and permanent (give up now).
 
+pub mod attachments;
+pub mod build;
+pub mod failover;
+pub mod http;
 pub mod mock;
+pub mod pacing;
+pub mod sendgrid;
+pub mod settings;
+pub mod smtp;
+pub mod twilio;
+
+pub use build::{build_providers, install_crypto_provider};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +25,20 @@ use crate::domain::{Message, MessageType};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Receipt {
     pub provider_message_id: String,
+    /// The provider that actually sent it, when a wrapper chose among several.
+    pub provider: Option<String>,
+    /// Billed segments, when the provider reports them (Twilio).
+    pub num_segments: Option<i32>,
+}
+
+impl Receipt {
+    pub fn new(provider_message_id: impl Into<String>) -> Self {
+        Self {
+            provider_message_id: provider_message_id.into(),
+            provider: None,
+            num_segments: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -28,6 +53,13 @@ pub enum ProviderError {
     /// Retrying cannot help: the request itself was refused.
     #[error("permanent provider error {code}: {message}")]
     Permanent { code: String, message: String },
+    /// Not attempted: the sender's pace allows it only after `retry_after`. Does not count
+    /// as a retry.
+    #[error("deferred: {reason}")]
+    Deferred {
+        reason: String,
+        retry_after: Duration,
+    },
 }
 
 #[async_trait]

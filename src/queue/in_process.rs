@@ -8,8 +8,10 @@
 //! Nothing here is written to disk: the database is the queue's durable copy. A message is
 //! stored before its task is enqueued, and on start-up every unfinished message is enqueued
 //! (or, for a retry not yet due, scheduled) again from the database (`Worker::recover`), so
-//! a killed process loses nothing it accepted. Dead letters are kept as the last `DEAD_LETTERS_KEPT` in memory; the message
-//! row (`status = failed`, with its error) is the lasting record and survives restarts.
+//! a killed process loses nothing it accepted. Dead letters are kept as the last
+//! `DEAD_LETTERS_KEPT` in memory, readable and removable through the `Queue` trait by the
+//! running process (`POST /api/v1/messages/{id}/retry`); the message row (`status = failed`,
+//! with its error) is the lasting record and survives restarts.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
@@ -20,17 +22,20 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 
-use super::{DeadLetter, Delivery, Queue, QueueDepths, Task};
+use uuid::Uuid;
+
+use super::{DeadLetter, DeadLetterEntry, Delivery, Queue, QueueDepths, Task};
 use crate::domain::MessageType;
 
 /// Recent dead letters kept for inspection (older ones live on as `failed` message rows).
 pub const DEAD_LETTERS_KEPT: usize = 10_000;
 
-/// A dead letter as recorded, with the time it was written.
+/// A dead letter as recorded, with its entry id and the time it was written.
 #[derive(Debug, Clone)]
-pub struct DeadLetterEntry {
-    pub letter: DeadLetter,
-    pub failed_at: OffsetDateTime,
+struct Dead {
+    entry: u64,
+    letter: DeadLetter,
+    failed_at: OffsetDateTime,
 }
 
 struct Held {
@@ -48,7 +53,8 @@ struct State {
     held: BTreeMap<u64, Held>,
     /// Retries waiting for their time, keyed by (due, entry) so equal times stay distinct.
     delayed: BTreeMap<(OffsetDateTime, u64), Task>,
-    dead: VecDeque<DeadLetterEntry>,
+    /// Oldest first, entry ids increasing.
+    dead: VecDeque<Dead>,
 }
 
 impl State {
@@ -77,11 +83,6 @@ impl InProcessQueue {
         self.state
             .lock()
             .map_err(|_| anyhow!("the in-process queue's lock is poisoned"))
-    }
-
-    /// The most recent dead letters, oldest first.
-    pub fn dead_letters(&self) -> anyhow::Result<Vec<DeadLetterEntry>> {
-        Ok(self.state()?.dead.iter().cloned().collect())
     }
 
     /// Up to `max` entries from each stream (as `XREADGROUP COUNT` does), now held by `consumer`.
@@ -246,12 +247,54 @@ impl Queue for InProcessQueue {
             if state.dead.len() == DEAD_LETTERS_KEPT {
                 state.dead.pop_front();
             }
-            state.dead.push_back(DeadLetterEntry {
+            state.next_entry += 1;
+            let entry = state.next_entry;
+            state.dead.push_back(Dead {
+                entry,
                 letter: letter.clone(),
                 failed_at,
             });
         }
         Ok(())
+    }
+
+    async fn dead_letters(
+        &self,
+        after: Option<&str>,
+        max: usize,
+    ) -> anyhow::Result<Vec<DeadLetterEntry>> {
+        // Entry ids are numbers here; a cursor that is not one starts from the beginning.
+        let after = after.and_then(|a| a.parse::<u64>().ok()).unwrap_or(0);
+        let state = self.state()?;
+        Ok(state
+            .dead
+            .iter()
+            .filter(|d| d.entry > after)
+            .take(max)
+            .map(|d| DeadLetterEntry {
+                entry_id: d.entry.to_string(),
+                message_id: Some(d.letter.task.message_id),
+                kind: Some(d.letter.task.kind),
+                reason: d.letter.reason.clone(),
+                failed_at: d
+                    .failed_at
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    async fn remove_dead_letters(&self, message_ids: &[Uuid]) -> anyhow::Result<usize> {
+        if message_ids.is_empty() {
+            return Ok(0);
+        }
+        let wanted: std::collections::HashSet<Uuid> = message_ids.iter().copied().collect();
+        let mut state = self.state()?;
+        let before = state.dead.len();
+        state
+            .dead
+            .retain(|d| !wanted.contains(&d.letter.task.message_id));
+        Ok(before - state.dead.len())
     }
 
     async fn depths(&self) -> anyhow::Result<QueueDepths> {

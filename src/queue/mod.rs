@@ -39,6 +39,18 @@ pub struct DeadLetter {
     pub reason: String,
 }
 
+/// One entry of the dead-letter queue.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DeadLetterEntry {
+    /// The queue's own id of the entry (a cursor for paging).
+    pub entry_id: String,
+    /// `None` when the entry could not be decoded.
+    pub message_id: Option<Uuid>,
+    pub kind: Option<MessageType>,
+    pub reason: String,
+    pub failed_at: String,
+}
+
 /// Backlog figures for `/ready` and metrics.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct QueueDepths {
@@ -84,6 +96,17 @@ pub trait Queue: Send + Sync + 'static {
     async fn promote_due(&self, limit: usize) -> anyhow::Result<usize>;
 
     async fn dead_letter(&self, letters: &[DeadLetter]) -> anyhow::Result<()>;
+
+    /// Up to `max` dead letters, oldest first, after the entry `after` (a previous page's
+    /// last `entry_id`).
+    async fn dead_letters(
+        &self,
+        after: Option<&str>,
+        max: usize,
+    ) -> anyhow::Result<Vec<DeadLetterEntry>>;
+
+    /// Removes the dead letters of these messages (once redriven); returns how many.
+    async fn remove_dead_letters(&self, message_ids: &[Uuid]) -> anyhow::Result<usize>;
 
     async fn depths(&self) -> anyhow::Result<QueueDepths>;
 }

@@ -17,7 +17,7 @@ use redis::{AsyncCommands, Client, Script};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{DeadLetter, Delivery, Queue, QueueDepths, TASK_VERSION, Task};
+use super::{DeadLetter, DeadLetterEntry, Delivery, Queue, QueueDepths, TASK_VERSION, Task};
 use crate::config::ConnectionUrl;
 use crate::domain::MessageType;
 
@@ -373,6 +373,72 @@ impl Queue for RedisQueue {
             .await
             .context("XADD dead letter")?;
         Ok(())
+    }
+
+    async fn dead_letters(
+        &self,
+        after: Option<&str>,
+        max: usize,
+    ) -> anyhow::Result<Vec<DeadLetterEntry>> {
+        let mut conn = self.conn.clone();
+        // An exclusive start ("(id") continues after the previous page.
+        let start = after.map_or_else(|| "-".to_owned(), |id| format!("({id}"));
+        let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(self.keys.dead_letter())
+            .arg(start)
+            .arg("+")
+            .arg("COUNT")
+            .arg(max)
+            .query_async(&mut conn)
+            .await
+            .context("XRANGE dead letters")?;
+        Ok(reply
+            .ids
+            .iter()
+            .map(|e| DeadLetterEntry {
+                entry_id: e.id.clone(),
+                message_id: e
+                    .get::<String>("id")
+                    .and_then(|raw| Uuid::parse_str(&raw).ok()),
+                kind: e
+                    .get::<String>("type")
+                    .and_then(|raw| MessageType::parse(&raw)),
+                reason: e.get::<String>("reason").unwrap_or_default(),
+                failed_at: e.get::<String>("failed_at").unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    async fn remove_dead_letters(&self, message_ids: &[Uuid]) -> anyhow::Result<usize> {
+        if message_ids.is_empty() {
+            return Ok(0);
+        }
+        let wanted: std::collections::HashSet<Uuid> = message_ids.iter().copied().collect();
+        // The stream is indexed by time only: walk it a page at a time (an operator's
+        // command, not a hot path).
+        let mut removed = 0;
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.dead_letters(after.as_deref(), 500).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.entry_id.clone());
+            let doomed: Vec<&str> = page
+                .iter()
+                .filter(|e| e.message_id.is_some_and(|id| wanted.contains(&id)))
+                .map(|e| e.entry_id.as_str())
+                .collect();
+            if !doomed.is_empty() {
+                let mut conn = self.conn.clone();
+                let n: usize = redis::cmd("XDEL")
+                    .arg(self.keys.dead_letter())
+                    .arg(&doomed)
+                    .query_async(&mut conn)
+                    .await
+                    .context("XDEL dead letters")?;
+                removed += n;
+            }
+        }
+        Ok(removed)
     }
 
     async fn depths(&self) -> anyhow::Result<QueueDepths> {

@@ -1,11 +1,19 @@
 //! The `Store` trait: everything the API and the worker need from the database, with no
 //! SQL dialect showing through. One implementation per backend lives beside it.
 
+mod api_keys;
+mod conversations;
+mod dead_letters;
 mod messages;
 pub mod postgres;
 pub mod sqlite;
+mod webhooks;
 
+pub use api_keys::ApiKeyStore;
+pub use conversations::{ConversationFilter, ConversationStore, SearchHit, SortOrder};
+pub use dead_letters::DeadLetterStore;
 pub use messages::MessageStore;
+pub use webhooks::{EventOutcome, ProviderEvent, WebhookDelivery, WebhookLogEntry, WebhookStore};
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
@@ -63,6 +71,7 @@ pub enum Outcome {
         id: Uuid,
         provider: String,
         provider_message_id: String,
+        num_segments: Option<i32>,
     },
     Retry {
         id: Uuid,
@@ -75,19 +84,29 @@ pub enum Outcome {
         provider: Option<String>,
         error: ErrorInfo,
     },
+    /// Not attempted yet (the sender's pace): back to `retry` until `next_attempt_at`,
+    /// without counting a retry.
+    Deferred {
+        id: Uuid,
+        reason: String,
+        next_attempt_at: OffsetDateTime,
+    },
 }
 
 impl Outcome {
     pub fn id(&self) -> Uuid {
         match self {
-            Self::Sent { id, .. } | Self::Retry { id, .. } | Self::Failed { id, .. } => *id,
+            Self::Sent { id, .. }
+            | Self::Retry { id, .. }
+            | Self::Failed { id, .. }
+            | Self::Deferred { id, .. } => *id,
         }
     }
 
     pub fn status(&self) -> MessageStatus {
         match self {
             Self::Sent { .. } => MessageStatus::Sent,
-            Self::Retry { .. } => MessageStatus::Retry,
+            Self::Retry { .. } | Self::Deferred { .. } => MessageStatus::Retry,
             Self::Failed { .. } => MessageStatus::Failed,
         }
     }
@@ -112,9 +131,31 @@ pub struct SweepQuery {
 /// Everything the service needs from its database. Each aggregate has its own trait (one
 /// file per aggregate); a backend implements them all and is then a `Store`.
 #[async_trait]
-pub trait Store: MessageStore + Send + Sync + 'static {
+pub trait Store:
+    MessageStore
+    + ConversationStore
+    + DeadLetterStore
+    + ApiKeyStore
+    + WebhookStore
+    + Send
+    + Sync
+    + 'static
+{
     /// Name of the backend, for start-up logs and `/ready`.
     fn backend(&self) -> &'static str;
 
     async fn ping(&self) -> StoreResult<()>;
+
+    /// Connection pool figures for metrics; `None` for a backend without a pool.
+    fn pool_usage(&self) -> Option<PoolUsage> {
+        None
+    }
+}
+
+/// Open and idle connections of a pool, and its limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolUsage {
+    pub size: u32,
+    pub idle: u32,
+    pub max: u32,
 }

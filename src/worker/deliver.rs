@@ -6,12 +6,13 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use time::OffsetDateTime;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 use uuid::Uuid;
 
 use super::backoff::retry_delay;
 use crate::config::QueueSettings;
 use crate::domain::{ErrorInfo, Message, address_mask};
+use crate::observability;
 use crate::provider::{ProviderError, Providers};
 use crate::queue::{DeadLetter, Queue, Task};
 use crate::store::{Claim, Outcome, Store};
@@ -35,6 +36,7 @@ impl Deliverer {
     async fn send_one(&self, message: &Message) -> Outcome {
         let provider = self.providers.for_type(message.kind);
         let name = provider.name().to_owned();
+        let started = std::time::Instant::now();
         let result = match tokio::time::timeout(self.provider_timeout, provider.send(message)).await
         {
             Ok(r) => r,
@@ -47,13 +49,31 @@ impl Deliverer {
                 retry_after: None,
             }),
         };
+        if !matches!(result, Err(ProviderError::Deferred { .. })) {
+            observability::provider_call(&name, started.elapsed(), result.as_ref().map(|_| ()));
+        }
         match result {
             Ok(receipt) => {
+                // Behind failover, the receipt names the provider that actually sent it.
+                let name = receipt.provider.unwrap_or(name);
                 info!(provider = %name, to = %address_mask(&message.to), "Message sent");
+                observability::message_sent(message.kind, &name);
                 Outcome::Sent {
                     id: message.id,
                     provider: name,
                     provider_message_id: receipt.provider_message_id,
+                    num_segments: receipt.num_segments,
+                }
+            }
+            Err(ProviderError::Deferred {
+                reason,
+                retry_after,
+            }) => {
+                debug!(provider = %name, delay_ms = retry_after.as_millis() as u64, "Sender is paced; message deferred");
+                Outcome::Deferred {
+                    id: message.id,
+                    reason,
+                    next_attempt_at: OffsetDateTime::now_utc() + retry_after,
                 }
             }
             Err(ProviderError::Transient {
@@ -70,6 +90,7 @@ impl Deliverer {
                         retry_after,
                     );
                     warn!(provider = %name, code = %code, attempt, delay_ms = delay.as_millis() as u64, "Transient provider error; retrying");
+                    observability::message_retry(message.kind, &name);
                     Outcome::Retry {
                         id: message.id,
                         provider: name,
@@ -81,6 +102,7 @@ impl Deliverer {
                     }
                 } else {
                     warn!(provider = %name, code = %code, "Retries exhausted; message failed");
+                    observability::message_failed(message.kind, &name, "retries_exhausted");
                     Outcome::Failed {
                         id: message.id,
                         provider: Some(name),
@@ -96,6 +118,7 @@ impl Deliverer {
                 message: text,
             }) => {
                 warn!(provider = %name, code = %code, "Permanent provider error; message failed");
+                observability::message_failed(message.kind, &name, "rejected");
                 Outcome::Failed {
                     id: message.id,
                     provider: Some(name),
@@ -125,6 +148,9 @@ impl Deliverer {
             };
             match outcome {
                 Outcome::Retry {
+                    next_attempt_at, ..
+                }
+                | Outcome::Deferred {
                     next_attempt_at, ..
                 } => scheduled.push((task, *next_attempt_at)),
                 Outcome::Failed { error, .. } => dead.push(DeadLetter {

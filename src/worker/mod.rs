@@ -20,6 +20,7 @@ use tracing::{debug, error, info, warn};
 use uuid::Uuid;
 
 use crate::domain::MessageStatus;
+use crate::observability;
 use crate::queue::{Delivery, Task};
 use crate::store::{MessageFilter, Page, SweepQuery};
 
@@ -182,6 +183,7 @@ impl Worker {
         let n = deliveries.len();
         if n > 0 {
             info!(count = n, "Reclaimed messages abandoned by another worker");
+            observability::reclaimed(n);
             self.process(deliveries).await;
         }
         Ok(n)
@@ -211,6 +213,7 @@ impl Worker {
             .collect();
         self.deliverer.queue.enqueue(&tasks).await?;
         info!(count = tasks.len(), "Sweeper re-enqueued stranded messages");
+        observability::swept(tasks.len());
         Ok(tasks.len())
     }
 
@@ -308,6 +311,7 @@ impl Worker {
     /// Claims, sends and settles one batch of deliveries, then acknowledges what is done.
     async fn process(&self, deliveries: Vec<Delivery>) {
         let d = &self.deliverer;
+        let started = std::time::Instant::now();
         let ids: Vec<Uuid> = deliveries.iter().filter_map(|x| x.message_id).collect();
         let stale_before = OffsetDateTime::now_utc() - d.settings.visibility_timeout;
         let claim = match d.store.claim(&ids, stale_before).await {
@@ -350,6 +354,9 @@ impl Worker {
                 HashSet::new()
             }
         };
+        for m in claim.messages.iter().filter(|m| applied.contains(&m.id)) {
+            observability::message_processed(m.kind, started.elapsed());
+        }
 
         let done: Vec<Delivery> = deliveries
             .into_iter()

@@ -41,7 +41,9 @@ fn binary(dir: &Path, args: &[&str], env: &[(&str, String)]) -> Command {
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("HOST", "127.0.0.1")
         .env("LOG_LEVEL", "warn")
-        .env("NO_COLOR", "1");
+        .env("NO_COLOR", "1")
+        // One test client sends hundreds of messages from one address.
+        .env("RATE_LIMIT_ENABLED", "false");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -58,6 +60,7 @@ fn start(dir: &Path, env: &[(&str, String)], log: &str) -> Child {
 }
 
 async fn wait_healthy(child: &mut Child, base: &str, dir: &Path, log: &str) {
+    messaging_service::provider::install_crypto_provider();
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

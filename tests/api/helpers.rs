@@ -78,6 +78,8 @@ fn db_url(name: &str, addr: &str) -> String {
 /// A provider whose answers a test scripts, and which counts every call.
 #[derive(Default)]
 pub struct FakeProvider {
+    /// The provider name the service records (default `fake`).
+    name: Option<String>,
     script: Mutex<VecDeque<Result<(), ProviderError>>>,
     calls: Mutex<Vec<Uuid>>,
 }
@@ -123,7 +125,7 @@ pub fn permanent(code: &str) -> ProviderError {
 #[async_trait]
 impl Provider for FakeProvider {
     fn name(&self) -> &str {
-        "fake"
+        self.name.as_deref().unwrap_or("fake")
     }
 
     async fn send(&self, message: &Message) -> Result<Receipt, ProviderError> {
@@ -131,9 +133,7 @@ impl Provider for FakeProvider {
         let next = self.script.lock().unwrap().pop_front();
         match next {
             Some(Err(e)) => Err(e),
-            _ => Ok(Receipt {
-                provider_message_id: format!("FAKE{}", Uuid::new_v4().simple()),
-            }),
+            _ => Ok(Receipt::new(format!("FAKE{}", Uuid::new_v4().simple()))),
         }
     }
 }
@@ -207,6 +207,8 @@ pub struct TestApp {
     pub in_process: Option<Arc<InProcessQueue>>,
     /// The directory holding the SQLite file, on the embedded backend.
     pub data_dir: Option<std::path::PathBuf>,
+    /// The same service as `address`, for driving requests in-process.
+    pub router: axum::Router,
     shutdown: CancellationToken,
 }
 
@@ -216,6 +218,8 @@ pub struct TestAppBuilder {
     redis_proxy: bool,
     db_proxy: bool,
     mock_provider: bool,
+    real_providers: bool,
+    provider_name: Option<String>,
 }
 
 impl TestAppBuilder {
@@ -235,13 +239,27 @@ impl TestAppBuilder {
         self
     }
 
+    /// Name the scripted provider (its metrics series are then this test's alone).
+    pub fn provider_name(mut self, name: &str) -> Self {
+        self.provider_name = Some(name.into());
+        self
+    }
+
     /// Use the built-in mock provider (configured by env) instead of the scripted fake.
     pub fn mock_provider(mut self) -> Self {
         self.mock_provider = true;
         self
     }
 
+    /// Use the providers the settings configure (`SMS_PROVIDERS`, `EMAIL_PROVIDERS`, ...),
+    /// paced through Redis, exactly as the binary does.
+    pub fn real_providers(mut self) -> Self {
+        self.real_providers = true;
+        self
+    }
+
     pub async fn spawn(self) -> TestApp {
+        messaging_service::provider::install_crypto_provider();
         // `TEST_LOG=1 cargo test ...` shows the service's logs while debugging a test.
         if std::env::var("TEST_LOG").is_ok() {
             let _ = tracing_subscriber::fmt()
@@ -310,6 +328,10 @@ impl TestAppBuilder {
             ("DB_MAX_CONNECTIONS", "5".to_owned()),
             ("INGEST_WRITERS", "2".to_owned()),
             ("LOG_LEVEL", "warn".to_owned()),
+            // Tests that are about rate limiting turn it on themselves.
+            ("RATE_LIMIT_ENABLED", "false".to_owned()),
+            // Tests bring their own providers; production-mode tests must not trip on that.
+            ("ALLOW_MOCK_PROVIDERS", "true".to_owned()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -331,8 +353,25 @@ impl TestAppBuilder {
             queue.ensure_groups().await.expect("consumer groups");
             (Arc::new(store), Arc::new(queue), None)
         };
-        let provider = Arc::new(FakeProvider::default());
-        let providers = if self.mock_provider {
+        let provider = Arc::new(FakeProvider {
+            name: self.provider_name,
+            ..FakeProvider::default()
+        });
+        let providers = if self.real_providers {
+            let pacer: Arc<dyn messaging_service::provider::pacing::Pacer> = if embedded {
+                Arc::new(messaging_service::provider::pacing::LocalPacer::default())
+            } else {
+                Arc::new(
+                    messaging_service::provider::pacing::RedisPacer::new(
+                        &settings.redis_url,
+                        &prefix,
+                    )
+                    .expect("pacer"),
+                )
+            };
+            messaging_service::provider::build_providers(&settings, pacer)
+                .expect("providers from settings")
+        } else if self.mock_provider {
             Providers::all(Arc::new(
                 messaging_service::provider::mock::MockProvider::new(
                     settings.mock_provider.clone(),
@@ -352,6 +391,7 @@ impl TestAppBuilder {
             .await
             .expect("build app");
         let address = format!("http://127.0.0.1:{}", app.port());
+        let router = app.router();
         let shutdown = CancellationToken::new();
         tokio::spawn(app.run_until_stopped(shutdown.clone()));
 
@@ -368,6 +408,7 @@ impl TestAppBuilder {
             db_proxy,
             in_process,
             data_dir,
+            router,
             shutdown,
         }
     }
@@ -505,29 +546,74 @@ impl TestApp {
             .expect("XLEN")
     }
 
-    /// The message ids recorded in the dead-letter stream.
+    /// The message ids recorded as dead letters, oldest first (through the `Queue` trait,
+    /// so the same on Redis and in process).
     pub async fn dead_letters(&self) -> Vec<String> {
-        if let Some(queue) = &self.in_process {
-            return queue
-                .dead_letters()
-                .expect("dead letters")
-                .iter()
-                .map(|d| d.letter.task.message_id.to_string())
-                .collect();
-        }
-        let mut conn = self.redis().await;
-        let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-            .arg(format!("{}message_queue:dead_letter", self.prefix))
-            .arg("-")
-            .arg("+")
-            .query_async(&mut conn)
+        self.components
+            .queue
+            .dead_letters(None, 10_000)
             .await
-            .expect("XRANGE");
-        reply
-            .ids
+            .expect("dead letters")
             .iter()
-            .filter_map(|e| e.get::<String>("id"))
+            .filter_map(|e| e.message_id.map(|id| id.to_string()))
             .collect()
+    }
+
+    /// The first column of every row of `sql` (written for PostgreSQL with `$1`… text
+    /// parameters), read as text. On SQLite, where ids are text, `::uuid` casts are dropped.
+    pub async fn db_strings(&self, sql: &str, binds: &[&str]) -> Vec<String> {
+        if self.data_dir.is_some() {
+            let mut conn = sqlx::SqliteConnection::connect(self.database_url().expose())
+                .await
+                .expect("open the test SQLite file");
+            let sql = sql.replace("::uuid", "");
+            let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
+            for b in binds {
+                q = q.bind(*b);
+            }
+            return q
+                .fetch_all(&mut conn)
+                .await
+                .expect("query the test database");
+        }
+        let mut conn = sqlx::PgConnection::connect(self.database_url().expose())
+            .await
+            .expect("connect to the test database");
+        let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql.to_owned()));
+        for b in binds {
+            q = q.bind(*b);
+        }
+        q.fetch_all(&mut conn)
+            .await
+            .expect("query the test database")
+    }
+
+    /// The single number `sql` answers (see `db_strings`).
+    pub async fn db_count(&self, sql: &str, binds: &[&str]) -> i64 {
+        if self.data_dir.is_some() {
+            let mut conn = sqlx::SqliteConnection::connect(self.database_url().expose())
+                .await
+                .expect("open the test SQLite file");
+            let sql = sql.replace("::uuid", "");
+            let mut q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql));
+            for b in binds {
+                q = q.bind(*b);
+            }
+            return q
+                .fetch_one(&mut conn)
+                .await
+                .expect("query the test database");
+        }
+        let mut conn = sqlx::PgConnection::connect(self.database_url().expose())
+            .await
+            .expect("connect to the test database");
+        let mut q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.to_owned()));
+        for b in binds {
+            q = q.bind(*b);
+        }
+        q.fetch_one(&mut conn)
+            .await
+            .expect("query the test database")
     }
 
     pub fn database_url(&self) -> &ConnectionUrl {

@@ -2,13 +2,28 @@
 //! Each test gets its own database and Redis key prefix, so they run in parallel.
 //! `TEST_BACKEND=embedded` runs the same suite on a SQLite file and the in-process queue.
 
+mod api_keys;
+mod conversations;
 mod delivery;
 mod embedded;
 mod faults;
+mod fuzz;
 mod health;
 mod helpers;
 mod idempotency;
+mod legacy;
 mod list;
+mod logs;
+mod metrics;
 mod process;
+mod providers_e2e;
+mod providers_failover;
+mod providers_pacing;
+mod providers_redrive;
+mod providers_sendgrid;
+mod providers_smtp;
+mod providers_twilio;
+mod rate_limit;
 mod send;
 mod validation;
+mod webhooks;

@@ -89,6 +89,7 @@ fn sent(id: Uuid) -> Outcome {
         id,
         provider: "mock".into(),
         provider_message_id: format!("SM{}", id.simple()),
+        num_segments: None,
     }
 }
 

@@ -21,8 +21,9 @@ use crate::store::{
 };
 
 pub(super) const MESSAGE_COLUMNS: &str = "id, conversation_id, direction, type, from_address, to_address, body, subject, \
-     attachments, status, provider, provider_message_id, retry_count, error_code, error_message, metadata, \
-     idempotency_key, created_at, updated_at, sent_at, delivered_at, failed_at, next_attempt_at";
+     attachments, status, provider, provider_message_id, num_segments, retry_count, error_code, error_message, metadata, \
+     idempotency_key, created_at, updated_at, sent_at, delivered_at, failed_at, next_attempt_at, \
+     provider_timestamp, read_at";
 
 pub(super) fn message_from_row(row: &PgRow) -> anyhow::Result<Message> {
     let error_code: Option<String> = row.try_get("error_code")?;
@@ -42,6 +43,7 @@ pub(super) fn message_from_row(row: &PgRow) -> anyhow::Result<Message> {
         status: parse_enum(row, "status", MessageStatus::parse)?,
         provider: row.try_get("provider")?,
         provider_message_id: row.try_get("provider_message_id")?,
+        num_segments: row.try_get("num_segments")?,
         retry_count: row.try_get("retry_count")?,
         error: error_code.map(|code| ErrorInfo {
             code,
@@ -55,6 +57,8 @@ pub(super) fn message_from_row(row: &PgRow) -> anyhow::Result<Message> {
         delivered_at: row.try_get("delivered_at")?,
         failed_at: row.try_get("failed_at")?,
         next_attempt_at: row.try_get("next_attempt_at")?,
+        provider_timestamp: row.try_get("provider_timestamp")?,
+        read_at: row.try_get("read_at")?,
     })
 }
 
@@ -78,6 +82,9 @@ struct MessageColumns {
     metadata: Vec<String>,
     idempotency_key: Vec<Option<String>>,
     request_hash: Vec<Option<String>>,
+    provider: Vec<Option<String>>,
+    provider_message_id: Vec<Option<String>>,
+    provider_timestamp: Vec<Option<OffsetDateTime>>,
     created_at: Vec<OffsetDateTime>,
 }
 
@@ -97,6 +104,9 @@ impl MessageColumns {
         self.metadata.push(serde_json::to_string(&m.metadata)?);
         self.idempotency_key.push(m.idempotency_key.clone());
         self.request_hash.push(m.request_hash.clone());
+        self.provider.push(m.provider.clone());
+        self.provider_message_id.push(m.provider_message_id.clone());
+        self.provider_timestamp.push(m.provider_timestamp);
         self.created_at.push(m.created_at);
         Ok(())
     }
@@ -114,8 +124,9 @@ fn created_message(m: &NewMessage, conversation_id: Uuid) -> Message {
         subject: m.subject.clone(),
         attachments: m.attachments.clone(),
         status: m.status,
-        provider: None,
-        provider_message_id: None,
+        provider: m.provider.clone(),
+        provider_message_id: m.provider_message_id.clone(),
+        num_segments: None,
         retry_count: 0,
         error: None,
         metadata: m.metadata.clone(),
@@ -126,14 +137,52 @@ fn created_message(m: &NewMessage, conversation_id: Uuid) -> Message {
         delivered_at: None,
         failed_at: None,
         next_attempt_at: None,
+        provider_timestamp: m.provider_timestamp,
+        read_at: None,
     }
 }
 
 type ConversationKey = (ChannelFamily, String, String);
 
+/// What makes a message a duplicate of a stored one: the client's idempotency key for a
+/// send, the provider's id for an inbound message.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum DedupeKey {
+    Idempotency(String),
+    Inbound { provider: String, id: String },
+}
+
+impl DedupeKey {
+    fn of_new(m: &NewMessage) -> Option<Self> {
+        if let Some(k) = &m.idempotency_key {
+            return Some(Self::Idempotency(k.clone()));
+        }
+        match (m.direction, &m.provider, &m.provider_message_id) {
+            (Direction::Inbound, Some(provider), Some(id)) => Some(Self::Inbound {
+                provider: provider.clone(),
+                id: id.clone(),
+            }),
+            _ => None,
+        }
+    }
+
+    fn of_stored(m: &Message) -> Option<Self> {
+        if let Some(k) = &m.idempotency_key {
+            return Some(Self::Idempotency(k.clone()));
+        }
+        match (m.direction, &m.provider, &m.provider_message_id) {
+            (Direction::Inbound, Some(provider), Some(id)) => Some(Self::Inbound {
+                provider: provider.clone(),
+                id: id.clone(),
+            }),
+            _ => None,
+        }
+    }
+}
+
 enum BatchAttempt {
     Done(Vec<Inserted>),
-    /// A concurrent batch claimed one of our idempotency keys first: run again.
+    /// A concurrent batch stored one of our idempotency keys or provider ids first: run again.
     Raced,
 }
 
@@ -141,35 +190,50 @@ impl PgStore {
     async fn try_insert_batch(&self, batch: &[NewMessage]) -> StoreResult<BatchAttempt> {
         let mut tx = self.pool.begin().await.map_err(classify)?;
 
-        // Idempotency keys already used by stored messages.
-        let keys: Vec<String> = batch
-            .iter()
-            .filter_map(|m| m.idempotency_key.clone())
-            .collect();
-        let mut existing: HashMap<String, (Message, Option<String>)> = HashMap::new();
-        if !keys.is_empty() {
+        // Idempotency keys and inbound provider ids already used by stored messages, in one
+        // round trip (each half of the union uses its own unique index).
+        let dedupe: Vec<Option<DedupeKey>> = batch.iter().map(DedupeKey::of_new).collect();
+        let mut keys = Vec::new();
+        let (mut providers, mut provider_ids) = (Vec::new(), Vec::new());
+        for key in dedupe.iter().flatten() {
+            match key {
+                DedupeKey::Idempotency(k) => keys.push(k.clone()),
+                DedupeKey::Inbound { provider, id } => {
+                    providers.push(provider.clone());
+                    provider_ids.push(id.clone());
+                }
+            }
+        }
+        let mut existing: HashMap<DedupeKey, (Message, Option<String>)> = HashMap::new();
+        if !keys.is_empty() || !provider_ids.is_empty() {
             let sql = format!(
-                "select {MESSAGE_COLUMNS}, request_hash from messages where idempotency_key = any($1)"
+                "select {MESSAGE_COLUMNS}, request_hash from messages where idempotency_key = any($1)
+                 union all
+                 select {MESSAGE_COLUMNS}, request_hash from messages
+                 where direction = 'inbound' and provider_message_id is not null
+                   and (provider, provider_message_id) in (select * from unnest($2::text[], $3::text[]))"
             );
             let rows = sqlx::query(AssertSqlSafe(sql))
                 .bind(&keys)
+                .bind(&providers)
+                .bind(&provider_ids)
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(classify)?;
             for row in &rows {
                 let message = message_from_row(row)?;
                 let hash: Option<String> = row.try_get("request_hash").map_err(classify)?;
-                if let Some(key) = message.idempotency_key.clone() {
+                if let Some(key) = DedupeKey::of_stored(&message) {
                     existing.insert(key, (message, hash));
                 }
             }
         }
 
         // Which entries are new: not stored yet and the first of their key in this batch.
-        let mut first_of_key: HashMap<&str, usize> = HashMap::new();
+        let mut first_of_key: HashMap<&DedupeKey, usize> = HashMap::new();
         let mut fresh = vec![false; batch.len()];
-        for (i, m) in batch.iter().enumerate() {
-            match m.idempotency_key.as_deref() {
+        for (i, key) in dedupe.iter().enumerate() {
+            match key {
                 Some(k) if existing.contains_key(k) => {}
                 Some(k) => {
                     if !first_of_key.contains_key(k) {
@@ -256,14 +320,19 @@ impl PgStore {
             let inserted = sqlx::query(
                 "insert into messages
                      (id, conversation_id, direction, type, from_address, to_address, body, subject,
-                      attachments, status, metadata, idempotency_key, request_hash, created_at, updated_at)
+                      attachments, status, metadata, idempotency_key, request_hash, provider,
+                      provider_message_id, provider_timestamp, created_at, updated_at)
                  select id, conversation_id, direction, type, from_address, to_address, body, subject,
-                        attachments::jsonb, status, metadata::jsonb, idempotency_key, request_hash, created_at, created_at
+                        attachments::jsonb, status, metadata::jsonb, idempotency_key, request_hash, provider,
+                        provider_message_id, provider_timestamp, created_at, created_at
                  from unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                             $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::timestamptz[])
+                             $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
+                             $14::text[], $15::text[], $16::timestamptz[], $17::timestamptz[])
                      as t(id, conversation_id, direction, type, from_address, to_address, body, subject,
-                          attachments, status, metadata, idempotency_key, request_hash, created_at)
-                 on conflict (idempotency_key) where idempotency_key is not null do nothing",
+                          attachments, status, metadata, idempotency_key, request_hash, provider,
+                          provider_message_id, provider_timestamp, created_at)
+                 -- No target: both the idempotency key and the inbound provider id are unique.
+                 on conflict do nothing",
             )
             .bind(&columns.id)
             .bind(&columns.conversation_id)
@@ -278,6 +347,9 @@ impl PgStore {
             .bind(&columns.metadata)
             .bind(&columns.idempotency_key)
             .bind(&columns.request_hash)
+            .bind(&columns.provider)
+            .bind(&columns.provider_message_id)
+            .bind(&columns.provider_timestamp)
             .bind(&columns.created_at)
             .execute(&mut *tx)
             .await
@@ -308,7 +380,9 @@ impl PgStore {
                 if fresh[i] {
                     return Ok(Inserted::Created(created_message(m, conversation_of[i])));
                 }
-                let key = m.idempotency_key.as_deref().unwrap_or_default();
+                let key = dedupe[i]
+                    .as_ref()
+                    .context("a skipped message without a deduplication key")?;
                 if let Some((message, request_hash)) = existing.get(key) {
                     return Ok(Inserted::Existing {
                         message: message.clone(),
@@ -340,7 +414,7 @@ impl MessageStore for PgStore {
             }
         }
         Err(StoreError::Other(anyhow::anyhow!(
-            "idempotency keys kept racing with concurrent batches"
+            "idempotency keys or provider ids kept racing with concurrent batches"
         )))
     }
 
@@ -488,6 +562,9 @@ impl MessageStore for PgStore {
         let mut error_code: Vec<Option<String>> = Vec::with_capacity(outcomes.len());
         let mut error_message: Vec<Option<String>> = Vec::with_capacity(outcomes.len());
         let mut next_attempt_at: Vec<Option<OffsetDateTime>> = Vec::with_capacity(outcomes.len());
+        let mut num_segments: Vec<Option<i32>> = Vec::with_capacity(outcomes.len());
+        // A deferral (pacing) was not an attempt and does not count as a retry.
+        let mut attempted: Vec<bool> = Vec::with_capacity(outcomes.len());
         for outcome in outcomes {
             // Every outcome is a move out of `sending`; the lifecycle table must agree.
             MessageStatus::Sending
@@ -495,6 +572,11 @@ impl MessageStore for PgStore {
                 .context("recording an outcome")?;
             ids.push(outcome.id());
             status.push(outcome.status().as_str().to_owned());
+            attempted.push(!matches!(outcome, Outcome::Deferred { .. }));
+            num_segments.push(match outcome {
+                Outcome::Sent { num_segments, .. } => *num_segments,
+                _ => None,
+            });
             match outcome {
                 Outcome::Sent {
                     provider: p,
@@ -528,12 +610,25 @@ impl MessageStore for PgStore {
                     error_message.push(Some(error.message.clone()));
                     next_attempt_at.push(None);
                 }
+                Outcome::Deferred {
+                    reason,
+                    next_attempt_at: at,
+                    ..
+                } => {
+                    provider.push(None);
+                    provider_message_id.push(None);
+                    error_code.push(Some("paced".to_owned()));
+                    error_message.push(Some(reason.clone()));
+                    next_attempt_at.push(Some(*at));
+                }
             }
         }
         let rows = sqlx::query(
             "with input as (
-                 select * from unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[])
-                     as u(id, status, provider, provider_message_id, error_code, error_message, next_attempt_at)
+                 select * from unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[],
+                                      $9::int4[], $10::bool[])
+                     as u(id, status, provider, provider_message_id, error_code, error_message, next_attempt_at,
+                          num_segments, attempted)
              ),
              updated as (
                  update messages m set
@@ -542,7 +637,8 @@ impl MessageStore for PgStore {
                      provider_message_id = coalesce(i.provider_message_id, m.provider_message_id),
                      error_code = i.error_code,
                      error_message = i.error_message,
-                     retry_count = m.retry_count + (i.status = 'retry')::int,
+                     num_segments = coalesce(i.num_segments, m.num_segments),
+                     retry_count = m.retry_count + (i.status = 'retry' and i.attempted)::int,
                      next_attempt_at = i.next_attempt_at,
                      sent_at = case when i.status = 'sent' then now() else m.sent_at end,
                      failed_at = case when i.status = 'failed' then now() else m.failed_at end,
@@ -573,6 +669,8 @@ impl MessageStore for PgStore {
         .bind(&error_code)
         .bind(&error_message)
         .bind(&next_attempt_at)
+        .bind(&num_segments)
+        .bind(&attempted)
         .fetch_all(&self.pool)
         .await
         .map_err(classify)?;

@@ -2,7 +2,11 @@
 //! transaction stores many messages (group commit), and worker outcomes are recorded many at
 //! a time, because a durable commit costs about a millisecond whatever its size.
 
+mod api_keys;
+mod conversations;
+mod dead_letters;
 mod messages;
+mod webhooks;
 
 use std::time::Duration;
 
@@ -102,5 +106,13 @@ impl Store for PgStore {
             .await
             .map_err(classify)?;
         Ok(())
+    }
+
+    fn pool_usage(&self) -> Option<super::PoolUsage> {
+        Some(super::PoolUsage {
+            size: self.pool.size(),
+            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+            max: self.pool.options().get_max_connections(),
+        })
     }
 }

@@ -25,8 +25,12 @@ use crate::store::{
 };
 
 pub(super) const MESSAGE_COLUMNS: &str = "id, conversation_id, direction, type, from_address, to_address, body, subject, \
-     attachments, status, provider, provider_message_id, retry_count, error_code, error_message, metadata, \
-     idempotency_key, created_at, updated_at, sent_at, delivered_at, failed_at, next_attempt_at";
+     attachments, status, provider, provider_message_id, num_segments, retry_count, error_code, error_message, metadata, \
+     idempotency_key, created_at, updated_at, sent_at, delivered_at, failed_at, next_attempt_at, \
+     provider_timestamp, read_at";
+
+/// The error code a deferred (paced) message carries until its attempt, as on PostgreSQL.
+const DEFERRED_CODE: &str = "paced";
 
 /// Rows per multi-row insert: well under SQLite's limit of 32766 bound parameters.
 const ROWS_PER_INSERT: usize = 500;
@@ -49,6 +53,7 @@ pub(super) fn message_from_row(row: &SqliteRow) -> anyhow::Result<Message> {
         status: parse_enum(row, "status", MessageStatus::parse)?,
         provider: row.try_get("provider")?,
         provider_message_id: row.try_get("provider_message_id")?,
+        num_segments: row.try_get("num_segments")?,
         retry_count: row.try_get("retry_count")?,
         error: error_code.map(|code| ErrorInfo {
             code,
@@ -62,6 +67,8 @@ pub(super) fn message_from_row(row: &SqliteRow) -> anyhow::Result<Message> {
         delivered_at: get_opt_ts(row, "delivered_at")?,
         failed_at: get_opt_ts(row, "failed_at")?,
         next_attempt_at: get_opt_ts(row, "next_attempt_at")?,
+        provider_timestamp: get_opt_ts(row, "provider_timestamp")?,
+        read_at: get_opt_ts(row, "read_at")?,
     })
 }
 
@@ -83,8 +90,9 @@ fn created_message(m: &NewMessage, conversation_id: Uuid) -> Message {
         subject: m.subject.clone(),
         attachments: m.attachments.clone(),
         status: m.status,
-        provider: None,
-        provider_message_id: None,
+        provider: m.provider.clone(),
+        provider_message_id: m.provider_message_id.clone(),
+        num_segments: None,
         retry_count: 0,
         error: None,
         metadata: m.metadata.clone(),
@@ -95,6 +103,8 @@ fn created_message(m: &NewMessage, conversation_id: Uuid) -> Message {
         delivered_at: None,
         failed_at: None,
         next_attempt_at: None,
+        provider_timestamp: m.provider_timestamp.map(truncate_to_micros),
+        read_at: None,
     }
 }
 
@@ -104,6 +114,52 @@ fn truncate_to_micros(t: OffsetDateTime) -> OffsetDateTime {
 }
 
 type ConversationKey = (ChannelFamily, String, String);
+
+/// What makes a message a duplicate of a stored one: the client's idempotency key for a
+/// send, the provider's id for an inbound message.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum DedupeKey {
+    Idempotency(String),
+    Inbound { provider: String, id: String },
+}
+
+impl DedupeKey {
+    fn of(
+        idempotency_key: &Option<String>,
+        direction: Direction,
+        provider: &Option<String>,
+        provider_message_id: &Option<String>,
+    ) -> Option<Self> {
+        if let Some(k) = idempotency_key {
+            return Some(Self::Idempotency(k.clone()));
+        }
+        match (direction, provider, provider_message_id) {
+            (Direction::Inbound, Some(provider), Some(id)) => Some(Self::Inbound {
+                provider: provider.clone(),
+                id: id.clone(),
+            }),
+            _ => None,
+        }
+    }
+
+    fn of_new(m: &NewMessage) -> Option<Self> {
+        Self::of(
+            &m.idempotency_key,
+            m.direction,
+            &m.provider,
+            &m.provider_message_id,
+        )
+    }
+
+    fn of_stored(m: &Message) -> Option<Self> {
+        Self::of(
+            &m.idempotency_key,
+            m.direction,
+            &m.provider,
+            &m.provider_message_id,
+        )
+    }
+}
 
 /// One row of the messages insert, with its values already encoded.
 struct MessageRow {
@@ -120,6 +176,9 @@ struct MessageRow {
     metadata: String,
     idempotency_key: Option<String>,
     request_hash: Option<String>,
+    provider: Option<String>,
+    provider_message_id: Option<String>,
+    provider_timestamp: Option<String>,
     created_at: String,
 }
 
@@ -139,6 +198,9 @@ impl MessageRow {
             metadata: serde_json::to_string(&m.metadata)?,
             idempotency_key: m.idempotency_key.clone(),
             request_hash: m.request_hash.clone(),
+            provider: m.provider.clone(),
+            provider_message_id: m.provider_message_id.clone(),
+            provider_timestamp: m.provider_timestamp.map(ts).transpose()?,
             created_at: ts(m.created_at)?,
         })
     }
@@ -180,37 +242,51 @@ impl SqliteStore {
         let now = ts(OffsetDateTime::now_utc())?;
         let mut tx = self.begin_write().await?;
 
-        // Idempotency keys already used by stored messages. The write lock is held from the
-        // first statement, so nothing can claim a key between this read and the insert.
-        let keys: Vec<String> = batch
-            .iter()
-            .filter_map(|m| m.idempotency_key.clone())
-            .collect();
-        let mut existing: HashMap<String, (Message, Option<String>)> = HashMap::new();
-        if !keys.is_empty() {
+        // Idempotency keys and inbound provider ids already used by stored messages. The
+        // write lock is held from the first statement, so nothing can claim one between this
+        // read and the insert.
+        let dedupe: Vec<Option<DedupeKey>> = batch.iter().map(DedupeKey::of_new).collect();
+        let mut keys = Vec::new();
+        let mut inbound = Vec::new();
+        for key in dedupe.iter().flatten() {
+            match key {
+                DedupeKey::Idempotency(k) => keys.push(Value::from(k.clone())),
+                DedupeKey::Inbound { provider, id } => {
+                    inbound.push(serde_json::json!([provider, id]));
+                }
+            }
+        }
+        let mut existing: HashMap<DedupeKey, (Message, Option<String>)> = HashMap::new();
+        if !keys.is_empty() || !inbound.is_empty() {
             let sql = format!(
                 "select {MESSAGE_COLUMNS}, request_hash from messages
-                 where idempotency_key in (select value from json_each(?1))"
+                 where idempotency_key in (select value from json_each(?1))
+                 union all
+                 select {MESSAGE_COLUMNS}, request_hash from messages
+                 where direction = 'inbound' and provider_message_id is not null
+                   and (provider, provider_message_id) in
+                       (select value ->> 0, value ->> 1 from json_each(?2))"
             );
             let rows = sqlx::query(AssertSqlSafe(sql))
                 .bind(Value::from(keys).to_string())
+                .bind(Value::from(inbound).to_string())
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(classify)?;
             for row in &rows {
                 let message = message_from_row(row)?;
                 let hash: Option<String> = row.try_get("request_hash").map_err(classify)?;
-                if let Some(key) = message.idempotency_key.clone() {
+                if let Some(key) = DedupeKey::of_stored(&message) {
                     existing.insert(key, (message, hash));
                 }
             }
         }
 
         // Which entries are new: not stored yet and the first of their key in this batch.
-        let mut first_of_key: HashMap<&str, usize> = HashMap::new();
+        let mut first_of_key: HashMap<&DedupeKey, usize> = HashMap::new();
         let mut fresh = vec![false; batch.len()];
-        for (i, m) in batch.iter().enumerate() {
-            match m.idempotency_key.as_deref() {
+        for (i, key) in dedupe.iter().enumerate() {
+            match key {
                 Some(k) if existing.contains_key(k) => {}
                 Some(k) => {
                     if !first_of_key.contains_key(k) {
@@ -297,7 +373,8 @@ impl SqliteStore {
             let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
                 "insert into messages
                      (id, conversation_id, direction, type, from_address, to_address, body, subject,
-                      attachments, status, metadata, idempotency_key, request_hash, created_at, updated_at) ",
+                      attachments, status, metadata, idempotency_key, request_hash, provider,
+                      provider_message_id, provider_timestamp, created_at, updated_at) ",
             );
             q.push_values(chunk, |mut b, r| {
                 b.push_bind(r.id.clone())
@@ -313,6 +390,9 @@ impl SqliteStore {
                     .push_bind(r.metadata.clone())
                     .push_bind(r.idempotency_key.clone())
                     .push_bind(r.request_hash.clone())
+                    .push_bind(r.provider.clone())
+                    .push_bind(r.provider_message_id.clone())
+                    .push_bind(r.provider_timestamp.clone())
                     .push_bind(r.created_at.clone())
                     .push_bind(r.created_at.clone());
             });
@@ -338,7 +418,9 @@ impl SqliteStore {
                 if fresh[i] {
                     return Ok(Inserted::Created(created_message(m, conversation_of[i])));
                 }
-                let key = m.idempotency_key.as_deref().unwrap_or_default();
+                let key = dedupe[i]
+                    .as_ref()
+                    .context("a message not stored has no dedupe key")?;
                 if let Some((message, request_hash)) = existing.get(key) {
                     return Ok(Inserted::Existing {
                         message: message.clone(),
@@ -393,6 +475,15 @@ fn outcome_detail(outcome: &Outcome) -> anyhow::Result<String> {
             put("error_code", Some(error.code.clone()));
             put("error_message", Some(error.message.clone()));
         }
+        Outcome::Deferred {
+            reason,
+            next_attempt_at,
+            ..
+        } => {
+            put("error_code", Some(DEFERRED_CODE.to_owned()));
+            put("error_message", Some(reason.clone()));
+            put("next_attempt_at", Some(next_attempt_at.format(&Rfc3339)?));
+        }
     }
     Ok(Value::Object(detail).to_string())
 }
@@ -417,21 +508,41 @@ fn outcome_input(outcome: &Outcome) -> anyhow::Result<Value> {
         } => (
             Some(provider.clone()),
             None,
-            Some(error),
+            Some(error.clone()),
             Some(ts(*next_attempt_at)?),
         ),
         Outcome::Failed {
             provider, error, ..
-        } => (provider.clone(), None, Some(error), None),
+        } => (provider.clone(), None, Some(error.clone()), None),
+        Outcome::Deferred {
+            reason,
+            next_attempt_at,
+            ..
+        } => (
+            None,
+            None,
+            Some(ErrorInfo {
+                code: DEFERRED_CODE.to_owned(),
+                message: reason.clone(),
+            }),
+            Some(ts(*next_attempt_at)?),
+        ),
+    };
+    let num_segments = match outcome {
+        Outcome::Sent { num_segments, .. } => *num_segments,
+        _ => None,
     };
     Ok(serde_json::json!({
         "id": outcome.id().to_string(),
         "status": outcome.status().as_str(),
         "provider": provider,
         "provider_message_id": provider_message_id,
-        "error_code": error.map(|e| e.code.clone()),
-        "error_message": error.map(|e| e.message.clone()),
+        "error_code": error.as_ref().map(|e| e.code.clone()),
+        "error_message": error.as_ref().map(|e| e.message.clone()),
         "next_attempt_at": next_attempt_at,
+        "num_segments": num_segments,
+        // A deferral (pacing) was not an attempt and does not count as a retry.
+        "attempted": !matches!(outcome, Outcome::Deferred { .. }),
     }))
 }
 
@@ -642,7 +753,8 @@ impl MessageStore for SqliteStore {
                  provider_message_id = coalesce(i.provider_message_id, messages.provider_message_id),
                  error_code = i.error_code,
                  error_message = i.error_message,
-                 retry_count = messages.retry_count + (i.status = 'retry'),
+                 num_segments = coalesce(i.num_segments, messages.num_segments),
+                 retry_count = messages.retry_count + (i.status = 'retry' and i.attempted),
                  next_attempt_at = i.next_attempt_at,
                  sent_at = case when i.status = 'sent' then ?3 else messages.sent_at end,
                  failed_at = case when i.status = 'failed' then ?3 else messages.failed_at end,
@@ -656,7 +768,9 @@ impl MessageStore for SqliteStore {
                         value ->> 'provider_message_id' as provider_message_id,
                         value ->> 'error_code' as error_code,
                         value ->> 'error_message' as error_message,
-                        value ->> 'next_attempt_at' as next_attempt_at
+                        value ->> 'next_attempt_at' as next_attempt_at,
+                        value ->> 'num_segments' as num_segments,
+                        value ->> 'attempted' as attempted
                  from json_each(?2)
              ) as i
              where messages.id = i.id and messages.claim_token = ?1 and messages.status = 'sending'

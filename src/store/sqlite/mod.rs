@@ -15,7 +15,11 @@
 //! timestamps are UTC with a fixed six-digit fraction (`2026-11-28T10:00:00.123456Z`),
 //! so `order by created_at` and comparisons with a bound "now" are plain text comparisons.
 
+mod api_keys;
+mod conversations;
+mod dead_letters;
 mod messages;
+mod webhooks;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -122,7 +126,9 @@ impl SqliteStore {
     /// Drops every table and applies the migrations again.
     pub async fn reset(&self) -> anyhow::Result<()> {
         let tables: Vec<String> = sqlx::query_scalar(
-            "select name from sqlite_master where type = 'table' and name not like 'sqlite_%'",
+            // Virtual tables first: dropping one drops its shadow tables.
+            "select name from sqlite_master where type = 'table' and name not like 'sqlite_%'
+             order by sql like 'create virtual table%' desc",
         )
         .fetch_all(&self.writer)
         .await
@@ -265,6 +271,17 @@ impl Store for SqliteStore {
             .await
             .map_err(classify)?;
         Ok(())
+    }
+
+    /// Both pools together: the single writer connection and the readers.
+    fn pool_usage(&self) -> Option<super::PoolUsage> {
+        let idle = |p: &SqlitePool| u32::try_from(p.num_idle()).unwrap_or(u32::MAX);
+        Some(super::PoolUsage {
+            size: self.writer.size() + self.reader.size(),
+            idle: idle(&self.writer).saturating_add(idle(&self.reader)),
+            max: self.writer.options().get_max_connections()
+                + self.reader.options().get_max_connections(),
+        })
     }
 }
 

@@ -1,0 +1,330 @@
+//! The service's original JSON API under `/api`, kept for the clients and scripts written
+//! against it. Same store, same queue and same validation as v1; only the shapes differ.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{FromRequestParts, Query, State};
+use axum::http::request::Parts;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use uuid::Uuid;
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::ApiJson;
+use super::messages::page;
+use crate::domain::{
+    ChannelFamily, Conversation, InboundContent, MessageType, NewMessage, OutboundContent,
+    ValidationError,
+};
+use crate::store::{ConversationFilter, Inserted, SortOrder};
+
+/// Provider names under which the original webhooks' ids are stored (and deduplicated).
+pub const SMS_WEBHOOK_PROVIDER: &str = "messaging_provider";
+pub const EMAIL_WEBHOOK_PROVIDER: &str = "xillio";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/messages/sms", post(send_sms))
+        .route("/api/messages/email", post(send_email))
+        .route("/api/webhooks/sms", post(webhook_sms))
+        .route("/api/webhooks/email", post(webhook_email))
+        .route("/api/conversations", get(conversations))
+        .route("/api/conversations/", get(conversations))
+        .route("/api/conversations/{id}/messages", get(messages))
+}
+
+const NOT_FOUND: ApiError = ApiError::NotFound {
+    resource: "conversation",
+};
+
+/// The original API answers 404 for any id it cannot find, including ids that are not
+/// UUIDs (like `1`): to its clients they are simply unknown conversations.
+struct LegacyId(Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for LegacyId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::extract::Path(raw) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|_| NOT_FOUND)?;
+        Uuid::parse_str(&raw).map(LegacyId).map_err(|_| NOT_FOUND)
+    }
+}
+
+/// RFC 3339, or an ISO 8601 date-time without offset, which is taken as UTC (the original
+/// API accepted both).
+fn timestamp(raw: Option<&str>) -> Result<Option<OffsetDateTime>, ApiError> {
+    let naive = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second][optional [.[subsecond]]]"
+    );
+    raw.map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            OffsetDateTime::parse(t, &Rfc3339)
+                .or_else(|_| time::PrimitiveDateTime::parse(t, naive).map(|p| p.assume_utc()))
+                .map_err(|_| {
+                    ApiError::invalid(
+                        "timestamp",
+                        "must be an ISO 8601 date-time like 2024-11-01T14:00:00Z",
+                    )
+                })
+        })
+        .transpose()
+}
+
+fn phone_type(raw: Option<&str>, attachments: &[String]) -> Result<MessageType, ApiError> {
+    match raw.map(|t| t.trim().to_ascii_lowercase()).as_deref() {
+        None | Some("") if attachments.is_empty() => Ok(MessageType::Sms),
+        None | Some("") => Ok(MessageType::Mms),
+        Some("sms") => Ok(MessageType::Sms),
+        Some("mms") => Ok(MessageType::Mms),
+        Some(_) => Err(ApiError::invalid("type", "must be sms or mms")),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SendRequest {
+    from: Option<String>,
+    to: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    body: Option<String>,
+    attachments: Option<Vec<String>>,
+    timestamp: Option<String>,
+}
+
+async fn send_sms(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<SendRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let attachments = req.attachments.unwrap_or_default();
+    let kind = phone_type(req.kind.as_deref(), &attachments)?;
+    send(
+        state,
+        kind,
+        req.from,
+        req.to,
+        req.body,
+        attachments,
+        req.timestamp,
+    )
+    .await
+}
+
+async fn send_email(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<SendRequest>,
+) -> Result<Json<Value>, ApiError> {
+    send(
+        state,
+        MessageType::Email,
+        req.from,
+        req.to,
+        req.body,
+        req.attachments.unwrap_or_default(),
+        req.timestamp,
+    )
+    .await
+}
+
+/// Stores and queues an outbound message exactly as `POST /api/v1/messages/send` does,
+/// answering 200 in the original shape.
+#[tracing::instrument(skip_all, fields(r#type = %kind))]
+async fn send(
+    state: AppState,
+    kind: MessageType,
+    from: Option<String>,
+    to: Option<String>,
+    body: Option<String>,
+    attachments: Vec<String>,
+    given_timestamp: Option<String>,
+) -> Result<Json<Value>, ApiError> {
+    let provider_timestamp = timestamp(given_timestamp.as_deref())?;
+    let mut message = NewMessage::outbound(OutboundContent {
+        from,
+        to,
+        kind: Some(kind.as_str().to_owned()),
+        body,
+        subject: None,
+        attachments,
+        metadata: None,
+    })?;
+    message.provider_timestamp = provider_timestamp;
+    let stored = match state.ingest.submit(message).await? {
+        Inserted::Created(m) => m,
+        // Without an idempotency key nothing can be a duplicate; answer with what exists.
+        Inserted::Existing { message, .. } => message,
+    };
+    tracing::info!(message_id = %stored.id, to = %crate::domain::address_mask(&stored.to), "Message accepted");
+    let stored = if state.settings.sync_message_processing {
+        state.deliver_now(stored).await?
+    } else {
+        stored
+    };
+    let provider = stored
+        .provider
+        .clone()
+        .unwrap_or_else(|| state.deliverer.providers.for_type(kind).name().to_owned());
+    Ok(Json(json!({
+        "status": "success",
+        "message_id": stored.id,
+        "conversation_id": stored.conversation_id,
+        "type": stored.kind,
+        "provider": provider,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SmsWebhook {
+    from: Option<String>,
+    to: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    messaging_provider_id: Option<String>,
+    body: Option<String>,
+    attachments: Option<Vec<String>>,
+    timestamp: Option<String>,
+}
+
+async fn webhook_sms(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<SmsWebhook>,
+) -> Result<Json<Value>, ApiError> {
+    let attachments = req.attachments.unwrap_or_default();
+    let content = InboundContent {
+        kind: phone_type(req.kind.as_deref(), &attachments)?,
+        from: req.from,
+        to: req.to,
+        body: req.body,
+        subject: None,
+        attachments,
+        provider: SMS_WEBHOOK_PROVIDER.to_owned(),
+        provider_message_id: req.messaging_provider_id,
+        provider_timestamp: timestamp(req.timestamp.as_deref())?,
+        metadata: None,
+    };
+    receive(state, content, "messaging_provider_id").await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EmailWebhook {
+    from: Option<String>,
+    to: Option<String>,
+    xillio_id: Option<String>,
+    body: Option<String>,
+    attachments: Option<Vec<String>>,
+    timestamp: Option<String>,
+}
+
+async fn webhook_email(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<EmailWebhook>,
+) -> Result<Json<Value>, ApiError> {
+    let content = InboundContent {
+        kind: MessageType::Email,
+        from: req.from,
+        to: req.to,
+        body: req.body,
+        subject: None,
+        attachments: req.attachments.unwrap_or_default(),
+        provider: EMAIL_WEBHOOK_PROVIDER.to_owned(),
+        provider_message_id: req.xillio_id,
+        provider_timestamp: timestamp(req.timestamp.as_deref())?,
+        metadata: None,
+    };
+    receive(state, content, "xillio_id").await
+}
+
+/// Stores an inbound message through the same group commit as sends. A replay (same
+/// provider id) stores nothing and gets the same 200.
+#[tracing::instrument(skip_all, fields(provider = %content.provider))]
+async fn receive(
+    state: AppState,
+    content: InboundContent,
+    id_field: &'static str,
+) -> Result<Json<Value>, ApiError> {
+    let message = NewMessage::inbound(content).map_err(|e| {
+        if e.field == "provider_message_id" {
+            ApiError::Validation(ValidationError::new(id_field, e.reason))
+        } else {
+            ApiError::Validation(e)
+        }
+    })?;
+    match state.ingest.submit(message).await? {
+        Inserted::Created(m) => {
+            tracing::info!(message_id = %m.id, conversation_id = %m.conversation_id, from = %crate::domain::address_mask(&m.from), "Inbound message received");
+        }
+        Inserted::Existing { message, .. } => {
+            tracing::info!(message_id = %message.id, "Replayed webhook ignored: message already received");
+        }
+    }
+    Ok(Json(
+        json!({"status": "success", "message": "Webhook processed"}),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PageQuery {
+    limit: Option<String>,
+    offset: Option<String>,
+}
+
+/// The original shape of a conversation. `participant_from`/`participant_to` are the
+/// stored (sorted) pair; `channel_type` is `sms` for the phone family.
+fn legacy_conversation(c: &Conversation) -> Value {
+    let [from, to] = &c.participants;
+    json!({
+        "id": c.id,
+        "participant_from": from,
+        "participant_to": to,
+        "channel_type": match c.channel {
+            ChannelFamily::Phone => "sms",
+            ChannelFamily::Email => "email",
+        },
+        "status": c.status,
+        "message_count": c.message_count,
+        "unread_count": c.unread_count,
+        "last_message_at": c.last_message_at.and_then(|t| t.format(&Rfc3339).ok()),
+        "created_at": c.created_at.format(&Rfc3339).ok(),
+    })
+}
+
+async fn conversations(
+    State(state): State<AppState>,
+    q: Result<Query<PageQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::invalid("query", e.body_text()))?;
+    let page = page(q.limit.as_deref(), q.offset.as_deref())?;
+    let (conversations, total) = state
+        .store
+        .list_conversations(&ConversationFilter::default(), page)
+        .await?;
+    let conversations: Vec<Value> = conversations.iter().map(legacy_conversation).collect();
+    Ok(Json(
+        json!({ "conversations": conversations, "total": total }),
+    ))
+}
+
+/// Oldest first, like a chat transcript.
+async fn messages(
+    State(state): State<AppState>,
+    LegacyId(id): LegacyId,
+    q: Result<Query<PageQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::invalid("query", e.body_text()))?;
+    let page = page(q.limit.as_deref(), q.offset.as_deref())?;
+    let (messages, total) = state
+        .store
+        .conversation_messages(id, SortOrder::Oldest, page)
+        .await?
+        .ok_or(NOT_FOUND)?;
+    Ok(Json(
+        json!({ "messages": messages, "total": total, "conversation_id": id }),
+    ))
+}

@@ -1,0 +1,238 @@
+//! Circuit breakers and failover. A channel's providers are tried in their configured
+//! order; a provider whose circuit is open is skipped, and a transient error moves on to
+//! the next one. Permanent errors do not fail over: a refused number or an opted-out
+//! recipient is refused everywhere, and sending elsewhere would ignore the refusal.
+//!
+//! Breakers live in each worker process: a worker learns of an outage from its own calls.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tracing::warn;
+
+use super::{Provider, ProviderError, Receipt};
+use crate::domain::Message;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Closed {
+        failures: u32,
+    },
+    Open {
+        until: Instant,
+    },
+    /// One probe is allowed through; more only if it has not answered within the cool-down.
+    HalfOpen {
+        probe_at: Instant,
+    },
+}
+
+/// Opens after `threshold` consecutive transient failures, half-opens after `cooldown`.
+#[derive(Debug)]
+pub struct CircuitBreaker {
+    threshold: u32,
+    cooldown: Duration,
+    state: Mutex<State>,
+}
+
+impl CircuitBreaker {
+    pub fn new(threshold: u32, cooldown: Duration) -> Self {
+        Self {
+            threshold: threshold.max(1),
+            cooldown,
+            state: Mutex::new(State::Closed { failures: 0 }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // The state is a plain value: a panic elsewhere cannot leave it half-written.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// May a call go through now? `Err` carries how long until one may.
+    pub fn try_acquire(&self) -> Result<(), Duration> {
+        let now = Instant::now();
+        let mut state = self.lock();
+        match *state {
+            State::Closed { .. } => Ok(()),
+            State::Open { until } if now < until => Err(until - now),
+            State::Open { .. } => {
+                *state = State::HalfOpen { probe_at: now };
+                Ok(())
+            }
+            State::HalfOpen { probe_at } if now < probe_at + self.cooldown => {
+                Err(probe_at + self.cooldown - now)
+            }
+            State::HalfOpen { .. } => {
+                *state = State::HalfOpen { probe_at: now };
+                Ok(())
+            }
+        }
+    }
+
+    /// The provider answered (success or a permanent refusal): it is healthy.
+    pub fn on_success(&self) {
+        *self.lock() = State::Closed { failures: 0 };
+    }
+
+    pub fn on_failure(&self) {
+        let mut state = self.lock();
+        *state = match *state {
+            State::Closed { failures } if failures + 1 < self.threshold => State::Closed {
+                failures: failures + 1,
+            },
+            _ => State::Open {
+                until: Instant::now() + self.cooldown,
+            },
+        };
+    }
+
+    /// `closed`, `open` or `half_open`, for logs and metrics.
+    pub fn state(&self) -> &'static str {
+        match *self.lock() {
+            State::Closed { .. } => "closed",
+            State::Open { until } if Instant::now() < until => "open",
+            State::Open { .. } | State::HalfOpen { .. } => "half_open",
+        }
+    }
+}
+
+struct Member {
+    provider: Arc<dyn Provider>,
+    breaker: CircuitBreaker,
+}
+
+/// A channel's providers in failover order, each behind its own circuit breaker.
+pub struct FailoverProvider {
+    name: String,
+    members: Vec<Member>,
+}
+
+impl FailoverProvider {
+    pub fn new(providers: Vec<Arc<dyn Provider>>, threshold: u32, cooldown: Duration) -> Self {
+        let name = providers
+            .iter()
+            .map(|p| p.name().to_owned())
+            .collect::<Vec<_>>()
+            .join(",");
+        Self {
+            name,
+            members: providers
+                .into_iter()
+                .map(|provider| Member {
+                    provider,
+                    breaker: CircuitBreaker::new(threshold, cooldown),
+                })
+                .collect(),
+        }
+    }
+
+    /// Each provider's name and circuit state, in order.
+    pub fn circuits(&self) -> Vec<(String, &'static str)> {
+        self.members
+            .iter()
+            .map(|m| (m.provider.name().to_owned(), m.breaker.state()))
+            .collect()
+    }
+}
+
+fn prefixed(name: &str, e: ProviderError) -> ProviderError {
+    match e {
+        ProviderError::Transient {
+            code,
+            message,
+            retry_after,
+        } => ProviderError::Transient {
+            code,
+            message: format!("{name}: {message}"),
+            retry_after,
+        },
+        ProviderError::Permanent { code, message } => ProviderError::Permanent {
+            code,
+            message: format!("{name}: {message}"),
+        },
+        other => other,
+    }
+}
+
+#[async_trait]
+impl Provider for FailoverProvider {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn send(&self, message: &Message) -> Result<Receipt, ProviderError> {
+        let mut last: Option<ProviderError> = None;
+        let mut reopens: Option<Duration> = None;
+        for (i, member) in self.members.iter().enumerate() {
+            let name = member.provider.name();
+            if let Err(wait) = member.breaker.try_acquire() {
+                reopens = Some(reopens.map_or(wait, |r| r.min(wait)));
+                continue;
+            }
+            match member.provider.send(message).await {
+                Ok(mut receipt) => {
+                    member.breaker.on_success();
+                    receipt.provider.get_or_insert_with(|| name.to_owned());
+                    return Ok(receipt);
+                }
+                Err(e @ ProviderError::Permanent { .. }) => {
+                    member.breaker.on_success();
+                    return Err(prefixed(name, e));
+                }
+                Err(e @ ProviderError::Deferred { .. }) => return Err(e),
+                Err(e @ ProviderError::Transient { .. }) => {
+                    member.breaker.on_failure();
+                    if let Some(next) = self.members.get(i + 1) {
+                        warn!(message_id = %message.id, provider = name, next = next.provider.name(), error = %e, circuit = member.breaker.state(), "provider failed; failing over");
+                    }
+                    last = Some(prefixed(name, e));
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| ProviderError::Transient {
+            code: "circuit_open".into(),
+            message: format!(
+                "every provider of this channel ({}) has its circuit open",
+                self.name
+            ),
+            retry_after: reopens,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_breaker_opens_after_the_threshold_and_half_opens_after_the_cooldown() {
+        let b = CircuitBreaker::new(3, Duration::from_millis(50));
+        b.on_failure();
+        b.on_failure();
+        assert!(b.try_acquire().is_ok(), "two failures keep it closed");
+        b.on_failure();
+        assert_eq!(b.state(), "open");
+        assert!(b.try_acquire().is_err());
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(b.try_acquire().is_ok(), "one probe after the cool-down");
+        assert!(b.try_acquire().is_err(), "only one probe at a time");
+        b.on_failure();
+        assert_eq!(b.state(), "open", "a failed probe opens it again");
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(b.try_acquire().is_ok());
+        b.on_success();
+        assert_eq!(b.state(), "closed");
+        assert!(b.try_acquire().is_ok());
+    }
+
+    #[test]
+    fn a_success_resets_the_count_of_consecutive_failures() {
+        let b = CircuitBreaker::new(2, Duration::from_secs(60));
+        b.on_failure();
+        b.on_success();
+        b.on_failure();
+        assert_eq!(b.state(), "closed");
+    }
+}

@@ -1,0 +1,356 @@
+//! Conversations on PostgreSQL. Counters are written by the batched message insert (see
+//! `messages.rs`); here they are only read, and zeroed when a conversation is marked read.
+
+use async_trait::async_trait;
+use sqlx::postgres::PgRow;
+use sqlx::{AssertSqlSafe, Postgres, QueryBuilder, Row};
+use uuid::Uuid;
+
+use super::messages::{MESSAGE_COLUMNS, message_from_row};
+use super::{PgStore, classify, parse_enum};
+use crate::domain::{
+    ChannelFamily, Conversation, ConversationPatch, ConversationStatistics, ConversationStatus,
+    Message, NewConversation, SearchQuery,
+};
+use crate::store::{
+    ConversationFilter, ConversationStore, Page, SearchHit, SortOrder, StoreResult,
+};
+
+const CONVERSATION_COLUMNS: &str = "id, channel, participant_a, participant_b, status, title, \
+     message_count, unread_count, last_message_at, metadata, created_at, updated_at";
+
+/// The indexed text of a message; must match `messages_text_search_idx` exactly.
+const MESSAGE_TSVECTOR: &str =
+    "to_tsvector('simple', left(coalesce(m.subject, '') || ' ' || coalesce(m.body, ''), 65536))";
+
+fn conversation_from_row(row: &PgRow) -> anyhow::Result<Conversation> {
+    Ok(Conversation {
+        id: row.try_get("id")?,
+        channel: parse_enum(row, "channel", ChannelFamily::parse)?,
+        participants: [row.try_get("participant_a")?, row.try_get("participant_b")?],
+        status: parse_enum(row, "status", ConversationStatus::parse)?,
+        title: row.try_get("title")?,
+        message_count: row.try_get("message_count")?,
+        unread_count: row.try_get("unread_count")?,
+        last_message_at: row.try_get("last_message_at")?,
+        metadata: row.try_get("metadata")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn conversations_from_rows(rows: &[PgRow]) -> StoreResult<Vec<Conversation>> {
+    Ok(rows
+        .iter()
+        .map(conversation_from_row)
+        .collect::<anyhow::Result<Vec<_>>>()?)
+}
+
+/// `value` as a LIKE prefix pattern, with the pattern characters escaped.
+fn like_prefix(value: &str) -> String {
+    let mut pattern = String::with_capacity(value.len() + 1);
+    for c in value.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+#[async_trait]
+impl ConversationStore for PgStore {
+    #[tracing::instrument(skip_all)]
+    async fn create_conversation(
+        &self,
+        new: &NewConversation,
+    ) -> StoreResult<(Conversation, bool)> {
+        // `on conflict do nothing` waits for a concurrent insert of the same pair, so the
+        // select that follows always finds the winner.
+        let sql = format!(
+            "insert into conversations (id, channel, participant_a, participant_b, title, metadata)
+             values ($1, $2, $3, $4, $5, $6)
+             on conflict (channel, participant_a, participant_b) do nothing
+             returning {CONVERSATION_COLUMNS}"
+        );
+        let created = sqlx::query(AssertSqlSafe(sql))
+            .bind(new.id)
+            .bind(new.channel.as_str())
+            .bind(&new.participants.0)
+            .bind(&new.participants.1)
+            .bind(&new.title)
+            .bind(&new.metadata)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        if let Some(row) = created {
+            return Ok((conversation_from_row(&row)?, true));
+        }
+        let sql = format!(
+            "select {CONVERSATION_COLUMNS} from conversations
+             where channel = $1 and participant_a = $2 and participant_b = $3"
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(new.channel.as_str())
+            .bind(&new.participants.0)
+            .bind(&new.participants.1)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok((conversation_from_row(&row)?, false))
+    }
+
+    async fn get_conversation(&self, id: Uuid) -> StoreResult<Option<Conversation>> {
+        let sql = format!("select {CONVERSATION_COLUMNS} from conversations where id = $1");
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(row.as_ref().map(conversation_from_row).transpose()?)
+    }
+
+    async fn list_conversations(
+        &self,
+        filter: &ConversationFilter,
+        page: Page,
+    ) -> StoreResult<(Vec<Conversation>, i64)> {
+        fn push_filters(q: &mut QueryBuilder<Postgres>, f: &ConversationFilter) {
+            q.push(" where true");
+            if let Some(s) = f.status {
+                q.push(" and status = ").push_bind(s.as_str());
+            }
+            if let Some(c) = f.channel {
+                q.push(" and channel = ").push_bind(c.as_str());
+            }
+            if let Some(p) = &f.participant {
+                q.push(" and (participant_a = ")
+                    .push_bind(p.clone())
+                    .push(" or participant_b = ")
+                    .push_bind(p.clone())
+                    .push(")");
+            }
+        }
+        let mut q = QueryBuilder::new(format!("select {CONVERSATION_COLUMNS} from conversations"));
+        push_filters(&mut q, filter);
+        q.push(" order by last_message_at desc nulls last, id limit ")
+            .push_bind(page.limit)
+            .push(" offset ")
+            .push_bind(page.offset);
+        let rows = q.build().fetch_all(&self.pool).await.map_err(classify)?;
+
+        let mut count = QueryBuilder::new("select count(*) from conversations");
+        push_filters(&mut count, filter);
+        let total: i64 = count
+            .build_query_scalar()
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok((conversations_from_rows(&rows)?, total))
+    }
+
+    async fn conversation_messages(
+        &self,
+        id: Uuid,
+        order: SortOrder,
+        page: Page,
+    ) -> StoreResult<Option<(Vec<Message>, i64)>> {
+        let total: Option<i64> = sqlx::query_scalar(
+            "select (select count(*) from messages m where m.conversation_id = c.id)
+             from conversations c where c.id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(classify)?;
+        let Some(total) = total else {
+            return Ok(None);
+        };
+        let direction = match order {
+            SortOrder::Oldest => "asc",
+            SortOrder::Newest => "desc",
+        };
+        let sql = format!(
+            "select {MESSAGE_COLUMNS} from messages where conversation_id = $1
+             order by created_at {direction}, id {direction} limit $2 offset $3"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(id)
+            .bind(page.limit)
+            .bind(page.offset)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        let messages = rows
+            .iter()
+            .map(message_from_row)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Some((messages, total)))
+    }
+
+    #[tracing::instrument(skip_all, fields(conversation_id = %id))]
+    async fn update_conversation(
+        &self,
+        id: Uuid,
+        patch: &ConversationPatch,
+    ) -> StoreResult<Option<Conversation>> {
+        let sql = format!(
+            "update conversations set
+                 title = case when $2 then $3 else title end,
+                 status = coalesce($4, status),
+                 metadata = (metadata || $5::jsonb) - $6::text[],
+                 updated_at = now()
+             where id = $1
+             returning {CONVERSATION_COLUMNS}"
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(id)
+            .bind(patch.title.is_some())
+            .bind(patch.title.clone().flatten())
+            .bind(patch.status.map(ConversationStatus::as_str))
+            .bind(serde_json::Value::Object(patch.metadata_set.clone()))
+            .bind(&patch.metadata_remove)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(row.as_ref().map(conversation_from_row).transpose()?)
+    }
+
+    #[tracing::instrument(skip_all, fields(conversation_id = %id))]
+    async fn delete_conversation(&self, id: Uuid) -> StoreResult<bool> {
+        // Messages and their events go with it (`on delete cascade`).
+        let done = sqlx::query("delete from conversations where id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    #[tracing::instrument(skip_all, fields(conversation_id = %id))]
+    async fn mark_conversation_read(&self, id: Uuid) -> StoreResult<Option<(Conversation, u64)>> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        // Zero the counter first: that takes the conversation's row lock, so a batch of
+        // inbound messages either committed before (its messages are marked below) or
+        // waits and counts its messages unread after this commit. Never both or neither.
+        let sql = format!(
+            "update conversations set unread_count = 0, updated_at = now() where id = $1
+             returning {CONVERSATION_COLUMNS}"
+        );
+        let Some(row) = sqlx::query(AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(classify)?
+        else {
+            return Ok(None);
+        };
+        let marked = sqlx::query(
+            "update messages set read_at = now(), updated_at = now()
+             where conversation_id = $1 and direction = 'inbound' and read_at is null",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?
+        .rows_affected();
+        tx.commit().await.map_err(classify)?;
+        Ok(Some((conversation_from_row(&row)?, marked)))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn search_conversations(
+        &self,
+        query: &SearchQuery,
+        limit: i64,
+    ) -> StoreResult<Vec<SearchHit>> {
+        // Rank: an exact participant match counts 1, a participant prefix 0.5, and each
+        // matching message adds its full-text rank, so more (and closer) mentions rank higher.
+        let prefix = (!query.text.contains(char::is_whitespace)).then(|| like_prefix(&query.text));
+        let sql = format!(
+            "with q as (select websearch_to_tsquery('simple', $1) as query),
+             text_hits as (
+                 select m.conversation_id, sum(ts_rank({MESSAGE_TSVECTOR}, q.query))::float8 as rank,
+                        count(*) as hits
+                 from messages m, q
+                 where {MESSAGE_TSVECTOR} @@ q.query
+                 group by m.conversation_id
+             ),
+             participant_hits as (
+                 select id as conversation_id,
+                        case when participant_a = $2 or participant_b = $2 then 1.0 else 0.5 end::float8 as rank
+                 from conversations
+                 where participant_a = $2 or participant_b = $2
+                    or participant_a like $3 or participant_b like $3
+             ),
+             scored as (
+                 select coalesce(t.conversation_id, p.conversation_id) as id,
+                        coalesce(t.rank, 0) + coalesce(p.rank, 0) as rank,
+                        coalesce(t.hits, 0) as hits
+                 from text_hits t full join participant_hits p on p.conversation_id = t.conversation_id
+             )
+             select {CONVERSATION_COLUMNS}, s.rank, s.hits
+             from scored s join conversations c using (id)
+             order by s.rank desc, c.last_message_at desc nulls last, c.id
+             limit $4"
+        );
+        // An address is searched in its normalised form, the form it takes in message text.
+        let words = query.address.as_deref().unwrap_or(&query.text);
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(words)
+            .bind(&query.address)
+            .bind(prefix)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        rows.iter()
+            .map(|row| {
+                Ok(SearchHit {
+                    conversation: conversation_from_row(row)?,
+                    rank: row.try_get("rank")?,
+                    matching_messages: row.try_get("hits")?,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()
+            .map_err(Into::into)
+    }
+
+    async fn conversation_statistics(
+        &self,
+        id: Uuid,
+    ) -> StoreResult<Option<ConversationStatistics>> {
+        let row = sqlx::query(
+            "select c.id,
+                    count(m.id) as total,
+                    count(*) filter (where m.direction = 'inbound') as inbound,
+                    count(*) filter (where m.direction = 'outbound') as outbound,
+                    count(*) filter (where m.status = 'failed') as failed,
+                    (avg(extract(epoch from m.sent_at - m.created_at))
+                        filter (where m.direction = 'outbound' and m.sent_at is not null))::float8 as avg_to_sent
+             from conversations c left join messages m on m.conversation_id = c.id
+             where c.id = $1
+             group by c.id",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(classify)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let stats = (|| -> Result<_, sqlx::Error> {
+            Ok(ConversationStatistics {
+                conversation_id: row.try_get("id")?,
+                total_messages: row.try_get("total")?,
+                inbound: row.try_get("inbound")?,
+                outbound: row.try_get("outbound")?,
+                failed: row.try_get("failed")?,
+                average_seconds_to_sent: row.try_get("avg_to_sent")?,
+            })
+        })()
+        .map_err(classify)?;
+        Ok(Some(stats))
+    }
+}

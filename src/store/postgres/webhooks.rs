@@ -1,0 +1,303 @@
+//! Provider callbacks on PostgreSQL: one transaction per batch of receipts.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use sqlx::{Postgres, QueryBuilder, Row};
+use uuid::Uuid;
+
+use super::{PgStore, classify};
+use crate::domain::MessageStatus;
+use crate::store::{
+    EventOutcome, Page, ProviderEvent, StoreResult, WebhookDelivery, WebhookLogEntry, WebhookStore,
+};
+
+#[async_trait]
+impl WebhookStore for PgStore {
+    #[tracing::instrument(skip_all, fields(count = events.len()))]
+    async fn apply_provider_events(
+        &self,
+        events: &[ProviderEvent],
+    ) -> StoreResult<Vec<EventOutcome>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+
+        // 1. Claim each dedupe key in the log; a key already there is a replay.
+        let providers: Vec<&str> = events.iter().map(|e| e.provider).collect();
+        let keys: Vec<&str> = events.iter().map(|e| e.dedupe_key.as_str()).collect();
+        let details: Vec<String> = events
+            .iter()
+            .map(|e| serde_json::json!({ "event": e.event, "provider_message_id": e.provider_message_id }).to_string())
+            .collect();
+        let rows = sqlx::query(
+            "insert into webhook_deliveries (provider, kind, dedupe_key, verified, outcome, detail)
+             select provider, 'receipt', dedupe_key, true, 'pending', detail::jsonb
+             from unnest($1::text[], $2::text[], $3::text[]) as t(provider, dedupe_key, detail)
+             on conflict (provider, dedupe_key) where dedupe_key is not null and outcome <> 'duplicate' do nothing
+             returning id, provider, dedupe_key",
+        )
+        .bind(&providers)
+        .bind(&keys)
+        .bind(&details)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(classify)?;
+        let mut log_ids: HashMap<(String, String), i64> = HashMap::new();
+        for row in &rows {
+            log_ids.insert(
+                (
+                    row.try_get("provider").map_err(classify)?,
+                    row.try_get("dedupe_key").map_err(classify)?,
+                ),
+                row.try_get("id").map_err(classify)?,
+            );
+        }
+
+        // 2. The messages concerned, locked in id order so concurrent batches cannot deadlock.
+        let pmids: Vec<&str> = events
+            .iter()
+            .map(|e| e.provider_message_id.as_str())
+            .collect();
+        let rows = sqlx::query(
+            "select id, status, provider_message_id from messages
+             where provider_message_id = any($1) and direction = 'outbound'
+             order by id
+             for update",
+        )
+        .bind(&pmids)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(classify)?;
+        let mut messages: HashMap<String, (Uuid, MessageStatus)> = HashMap::new();
+        for row in &rows {
+            let raw: String = row.try_get("status").map_err(classify)?;
+            let Some(status) = MessageStatus::parse(&raw) else {
+                continue;
+            };
+            messages
+                .entry(row.try_get("provider_message_id").map_err(classify)?)
+                .or_insert((row.try_get("id").map_err(classify)?, status));
+        }
+
+        // Replays are logged too, as duplicates.
+        let duplicates: Vec<usize> = {
+            let mut claimed = log_ids.clone();
+            events
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| {
+                    claimed
+                        .remove(&(e.provider.to_owned(), e.dedupe_key.clone()))
+                        .is_none()
+                })
+                .map(|(i, _)| i)
+                .collect()
+        };
+        if !duplicates.is_empty() {
+            let pick = |f: &dyn Fn(&ProviderEvent) -> String| -> Vec<String> {
+                duplicates.iter().map(|i| f(&events[*i])).collect()
+            };
+            sqlx::query(
+                "insert into webhook_deliveries (provider, kind, dedupe_key, verified, outcome, detail)
+                 select provider, 'receipt', dedupe_key, true, 'duplicate', detail::jsonb
+                 from unnest($1::text[], $2::text[], $3::text[]) as t(provider, dedupe_key, detail)",
+            )
+            .bind(pick(&|e| e.provider.to_owned()))
+            .bind(pick(&|e| e.dedupe_key.clone()))
+            .bind(duplicates.iter().map(|i| details[*i].clone()).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        }
+
+        // 3. Decide, in order, what each event does; the lifecycle table is the judge.
+        let mut outcomes = Vec::with_capacity(events.len());
+        let mut log_rows: (Vec<i64>, Vec<&str>, Vec<Option<Uuid>>) = Default::default();
+        let mut history: (Vec<Uuid>, Vec<Option<&str>>, Vec<Option<&str>>, Vec<String>) =
+            Default::default();
+        let mut final_state: HashMap<Uuid, (MessageStatus, Option<String>, Option<String>)> =
+            HashMap::new();
+        for event in events {
+            let Some(log_id) =
+                log_ids.remove(&(event.provider.to_owned(), event.dedupe_key.clone()))
+            else {
+                outcomes.push(EventOutcome::Duplicate);
+                continue;
+            };
+            let outcome = match messages.get_mut(&event.provider_message_id) {
+                None => EventOutcome::UnknownMessage,
+                Some((id, status)) => {
+                    let from = *status;
+                    let moved = event
+                        .target
+                        .filter(|t| *t != from && from.transition_to(*t).is_ok());
+                    if let Some(to) = moved {
+                        *status = to;
+                        let error = event.error.as_ref();
+                        final_state.insert(
+                            *id,
+                            (
+                                to,
+                                error.map(|e| e.code.clone()),
+                                error.map(|e| e.message.clone()),
+                            ),
+                        );
+                    }
+                    let mut detail = event.detail.clone();
+                    if let serde_json::Value::Object(map) = &mut detail {
+                        map.insert("provider".into(), event.provider.into());
+                        map.insert("event".into(), event.event.clone().into());
+                    }
+                    history.0.push(*id);
+                    history.1.push(moved.map(|_| from.as_str()));
+                    history.2.push(moved.map(|t| t.as_str()));
+                    history.3.push(detail.to_string());
+                    log_rows.2.push(Some(*id));
+                    if moved.is_some() {
+                        EventOutcome::Applied
+                    } else {
+                        EventOutcome::Recorded
+                    }
+                }
+            };
+            if outcome == EventOutcome::UnknownMessage {
+                log_rows.2.push(None);
+            }
+            log_rows.0.push(log_id);
+            log_rows.1.push(outcome.as_str());
+            outcomes.push(outcome);
+        }
+
+        // 4. Status changes, one statement.
+        if !final_state.is_empty() {
+            let mut ids = Vec::new();
+            let mut statuses = Vec::new();
+            let mut codes = Vec::new();
+            let mut texts = Vec::new();
+            for (id, (status, code, text)) in &final_state {
+                ids.push(*id);
+                statuses.push(status.as_str());
+                codes.push(code.clone());
+                texts.push(text.clone());
+            }
+            sqlx::query(
+                "update messages m set
+                     status = u.status,
+                     error_code = coalesce(u.error_code, m.error_code),
+                     error_message = coalesce(u.error_message, m.error_message),
+                     delivered_at = case when u.status = 'delivered' then now() else m.delivered_at end,
+                     failed_at = case when u.status = 'failed' then now() else m.failed_at end,
+                     updated_at = now()
+                 from unnest($1::uuid[], $2::text[], $3::text[], $4::text[])
+                     as u(id, status, error_code, error_message)
+                 where m.id = u.id",
+            )
+            .bind(&ids)
+            .bind(&statuses)
+            .bind(&codes)
+            .bind(&texts)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        }
+
+        // 5. The messages' history, 6. the log's outcomes.
+        if !history.0.is_empty() {
+            sqlx::query(
+                "insert into message_events (message_id, event, from_status, to_status, detail)
+                 select id, 'provider_event', from_status, to_status, detail::jsonb
+                 from unnest($1::uuid[], $2::text[], $3::text[], $4::text[])
+                     as t(id, from_status, to_status, detail)",
+            )
+            .bind(&history.0)
+            .bind(&history.1)
+            .bind(&history.2)
+            .bind(&history.3)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        }
+        if !log_rows.0.is_empty() {
+            sqlx::query(
+                "update webhook_deliveries w set outcome = u.outcome, message_id = u.message_id
+                 from unnest($1::int8[], $2::text[], $3::uuid[]) as u(id, outcome, message_id)
+                 where w.id = u.id",
+            )
+            .bind(&log_rows.0)
+            .bind(&log_rows.1)
+            .bind(&log_rows.2)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        }
+        tx.commit().await.map_err(classify)?;
+        Ok(outcomes)
+    }
+
+    async fn log_webhook(&self, entry: &WebhookLogEntry) -> StoreResult<()> {
+        sqlx::query(
+            "insert into webhook_deliveries (provider, kind, dedupe_key, verified, outcome, message_id, detail)
+             values ($1, $2, $3, $4, $5, $6, $7)
+             on conflict (provider, dedupe_key) where dedupe_key is not null and outcome <> 'duplicate' do nothing",
+        )
+        .bind(entry.provider)
+        .bind(entry.kind)
+        .bind(&entry.dedupe_key)
+        .bind(entry.verified)
+        .bind(&entry.outcome)
+        .bind(entry.message_id)
+        .bind(&entry.detail)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn webhook_deliveries(
+        &self,
+        provider: Option<&str>,
+        page: Page,
+    ) -> StoreResult<(Vec<WebhookDelivery>, i64)> {
+        let filter = |q: &mut QueryBuilder<Postgres>| {
+            if let Some(p) = provider {
+                q.push(" where provider = ").push_bind(p.to_owned());
+            }
+        };
+        let mut q = QueryBuilder::new(
+            "select id, provider, kind, dedupe_key, verified, outcome, message_id, detail, received_at
+             from webhook_deliveries",
+        );
+        filter(&mut q);
+        q.push(" order by received_at desc, id desc limit ")
+            .push_bind(page.limit);
+        q.push(" offset ").push_bind(page.offset);
+        let rows = q.build().fetch_all(&self.pool).await.map_err(classify)?;
+        let deliveries = rows
+            .iter()
+            .map(|r| {
+                Ok(WebhookDelivery {
+                    id: r.try_get("id")?,
+                    provider: r.try_get("provider")?,
+                    kind: r.try_get("kind")?,
+                    dedupe_key: r.try_get("dedupe_key")?,
+                    verified: r.try_get("verified")?,
+                    outcome: r.try_get("outcome")?,
+                    message_id: r.try_get("message_id")?,
+                    detail: r.try_get("detail")?,
+                    received_at: r.try_get("received_at")?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map_err(classify)?;
+        let mut count = QueryBuilder::new("select count(*) from webhook_deliveries");
+        filter(&mut count);
+        let total: i64 = count
+            .build_query_scalar()
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok((deliveries, total))
+    }
+}

@@ -1,0 +1,150 @@
+//! Failover and circuit breakers, configured as an operator would: `EMAIL_PROVIDERS` lists
+//! SendGrid first (played by a local fake server) and the mock second.
+
+use std::time::Duration;
+
+use messaging_service::domain::MessageStatus;
+use serde_json::json;
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::helpers::TestApp;
+
+async fn app(server: &MockServer, extra: &[(&str, &str)]) -> TestApp {
+    let mut b = TestApp::builder()
+        .real_providers()
+        .env("EMAIL_PROVIDERS", "sendgrid,mock")
+        .env("SENDGRID_API_KEY", "SG.key")
+        .env("SENDGRID_API_BASE", &server.uri());
+    for (k, v) in extra {
+        b = b.env(k, v);
+    }
+    b.spawn().await
+}
+
+async fn send_email(app: &TestApp) -> serde_json::Value {
+    let id = app
+        .send(&json!({"from": "a@example.com", "to": "b@example.com", "subject": "s", "body": "x"}))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.drain_until(&id, MessageStatus::Sent).await
+}
+
+async fn calls(server: &MockServer) -> usize {
+    server.received_requests().await.unwrap().len()
+}
+
+#[tokio::test]
+async fn when_the_primary_answers_500_the_secondary_sends_and_is_named_on_the_message() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&server)
+        .await;
+    let app = app(&server, &[]).await;
+    let sent = send_email(&app).await;
+    assert_eq!(sent["provider"], "mock");
+    assert_eq!(
+        sent["retry_count"], 0,
+        "failover happens within the attempt"
+    );
+    assert_eq!(calls(&server).await, 1);
+}
+
+#[tokio::test]
+async fn a_permanent_refusal_does_not_fail_over() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(400)
+                .set_body_json(json!({"errors": [{"message": "bad", "field": "to"}]})),
+        )
+        .mount(&server)
+        .await;
+    let app = app(&server, &[]).await;
+    let id = app
+        .send(&json!({"from": "a@example.com", "to": "b@example.com", "body": "x"}))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let failed = app.drain_until(&id, MessageStatus::Failed).await;
+    assert_eq!(failed["error"]["code"], "400");
+}
+
+#[tokio::test]
+async fn the_circuit_opens_after_consecutive_failures_and_closes_after_a_good_probe() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&server)
+        .await;
+    let app = app(
+        &server,
+        &[
+            ("CIRCUIT_BREAKER_THRESHOLD", "2"),
+            ("CIRCUIT_BREAKER_COOLDOWN", "3"),
+        ],
+    )
+    .await;
+    // Two failures open SendGrid's circuit; each message still goes out through the mock.
+    for _ in 0..2 {
+        assert_eq!(send_email(&app).await["provider"], "mock");
+    }
+    assert_eq!(calls(&server).await, 2);
+    // While open, SendGrid is not even called.
+    assert_eq!(send_email(&app).await["provider"], "mock");
+    assert_eq!(
+        calls(&server).await,
+        2,
+        "an open circuit skips the provider"
+    );
+
+    // SendGrid recovers; after the cool-down one probe goes through and closes the circuit.
+    server.reset().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(202).insert_header("X-Message-Id", "back"))
+        .mount(&server)
+        .await;
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    let probe = send_email(&app).await;
+    assert_eq!(probe["provider"], "sendgrid");
+    assert_eq!(probe["provider_message_id"], "back");
+    assert_eq!(
+        send_email(&app).await["provider"],
+        "sendgrid",
+        "closed again"
+    );
+    assert_eq!(calls(&server).await, 2);
+}
+
+#[tokio::test]
+async fn with_every_circuit_open_the_message_waits_for_the_cool_down() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&server)
+        .await;
+    let app = TestApp::builder()
+        .real_providers()
+        .env("EMAIL_PROVIDERS", "sendgrid")
+        .env("SENDGRID_API_KEY", "SG.key")
+        .env("SENDGRID_API_BASE", &server.uri())
+        .env("CIRCUIT_BREAKER_THRESHOLD", "1")
+        .env("CIRCUIT_BREAKER_COOLDOWN", "60")
+        .spawn()
+        .await;
+    let body = json!({"from": "a@example.com", "to": "b@example.com", "body": "x"});
+    let first = app.send(&body).await["id"].as_str().unwrap().to_owned();
+    app.drain_until(&first, MessageStatus::Retry).await;
+    let second = app.send(&body).await["id"].as_str().unwrap().to_owned();
+    let waiting = app.drain_until(&second, MessageStatus::Retry).await;
+    assert_eq!(waiting["error"]["code"], "circuit_open");
+    assert_eq!(
+        calls(&server).await,
+        1,
+        "the open circuit kept SendGrid from being called"
+    );
+}
