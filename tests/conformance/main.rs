@@ -5,3 +5,4 @@
 mod backends;
 mod queue;
 mod store;
+mod store_features;
