@@ -45,7 +45,7 @@ run-bg: build ## Run the API in the background (PID in run/app.pid, log logs/app
 worker: build ## Run the worker in the foreground (`make worker &` for background; logs/worker.log)
 	@$(RUN_ENV) SKIP_BUILD=1 bin/start.sh worker
 
-dev: services build ## Run API and worker in one process in the foreground (`all` mode)
+dev: build ## Run API and worker in one process (SQLite under ./data, in-process queue; nothing else needed)
 	@$(RUN_ENV) SKIP_BUILD=1 bin/start.sh all
 
 stop: ## Stop the API and the worker (by their PID files only)
@@ -75,9 +75,10 @@ db-reset: build ## Drop every table and re-run migrations (asks first unless FOR
 	fi
 	$(BIN) db-reset
 
-test: ## Run all tests: services, cargo test --all-targets, the flow check and the Prometheus check on scratch services
+test: ## Run all tests: services, cargo test --all-targets, the HTTP suite again embedded, the flow and Prometheus checks
 	scripts/services.sh
 	cargo test --all-targets
+	TEST_BACKEND=embedded cargo test --test api
 	scripts/test-flow.sh --start
 	scripts/test-prometheus.sh
 
@@ -91,7 +92,7 @@ test-rate-limit: ## The guide's rate-limit check (110 x /health) on a private in
 	scripts/services.sh
 	python3 tests/integration/test_rate_limiting.py --start
 
-bench: ## Run scripts/bench.sh (pass options with ARGS="...")
+bench: ## Run scripts/bench.sh (ARGS="--embedded ..." for the single-process SQLite mode)
 	@if [ -x scripts/bench.sh ]; then scripts/bench.sh $(ARGS); else bash scripts/bench.sh $(ARGS); fi
 
 fmt: ## Format the code (cargo fmt)

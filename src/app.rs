@@ -8,16 +8,18 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Settings;
+use crate::config::{QueueBackend, Settings};
 use crate::http::security::SecurityState;
 use crate::http::{AppState, router};
 use crate::ingest::Ingestor;
 use crate::provider::build_providers;
-use crate::provider::pacing::RedisPacer;
+use crate::provider::pacing::{LocalPacer, Pacer, RedisPacer};
 use crate::queue::Queue;
+use crate::queue::in_process::InProcessQueue;
 use crate::queue::redis::RedisQueue;
 use crate::store::Store;
 use crate::store::postgres::PgStore;
+use crate::store::sqlite::SqliteStore;
 use crate::worker::{Deliverer, Worker};
 
 /// The longest one delivery attempt may take, all providers of the channel tried: each
@@ -38,22 +40,31 @@ pub struct Components {
 }
 
 impl Components {
-    /// PostgreSQL and Redis from the settings (migrated), with the configured providers
-    /// paced through Redis.
+    /// The store chosen by the `DATABASE_URL` scheme (PostgreSQL or a SQLite file, migrated),
+    /// the queue chosen by the settings (Redis or in-process), and the configured providers,
+    /// paced through Redis when the queue is Redis and in process otherwise.
     pub async fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
-        let store = PgStore::connect_lazy(&settings.database_url, settings.db_max_connections)?;
-        store.migrate().await.with_context(|| {
-            format!(
-                "cannot prepare PostgreSQL at {} (is it running? `make services` starts it and creates the role and database)",
-                settings.database_url.redacted()
-            )
-        })?;
-        let queue = RedisQueue::new(&settings.redis_url, &settings.queue.key_prefix)?;
-        let pacer = RedisPacer::new(&settings.redis_url, &settings.queue.key_prefix)?;
-        let providers = build_providers(settings, Arc::new(pacer))?;
+        let (queue, pacer): (Arc<dyn Queue>, Arc<dyn Pacer>) = match settings.queue_backend {
+            QueueBackend::Redis => (
+                Arc::new(RedisQueue::new(
+                    &settings.redis_url,
+                    &settings.queue.key_prefix,
+                )?),
+                Arc::new(RedisPacer::new(
+                    &settings.redis_url,
+                    &settings.queue.key_prefix,
+                )?),
+            ),
+            QueueBackend::InProcess => (
+                Arc::new(InProcessQueue::new()),
+                Arc::new(LocalPacer::default()),
+            ),
+        };
+        let store = connect_store(settings).await?;
+        let providers = build_providers(settings, pacer)?;
         Ok(Self {
-            store: Arc::new(store),
-            queue: Arc::new(queue),
+            store,
+            queue,
             providers,
         })
     }
@@ -71,6 +82,27 @@ impl Components {
     pub fn worker(&self, settings: &Settings) -> Worker {
         Worker::new(self.deliverer(settings))
     }
+}
+
+/// Opens the configured database and applies its migrations.
+pub async fn connect_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+    if settings.database_is_sqlite() {
+        // With the in-process queue this process must be the file's only user.
+        let store = if settings.queue_backend == QueueBackend::InProcess {
+            SqliteStore::open_exclusive(&settings.database_url, settings.db_max_connections).await?
+        } else {
+            SqliteStore::open(&settings.database_url, settings.db_max_connections).await?
+        };
+        return Ok(Arc::new(store));
+    }
+    let store = PgStore::connect_lazy(&settings.database_url, settings.db_max_connections)?;
+    store.migrate().await.with_context(|| {
+        format!(
+            "cannot prepare PostgreSQL at {} (is it running? `make services` starts it and creates the role and database)",
+            settings.database_url.redacted()
+        )
+    })?;
+    Ok(Arc::new(store))
 }
 
 /// The HTTP API, bound and ready to serve.

@@ -15,6 +15,27 @@ pub use security::{
 
 pub const DEFAULT_SECRET_KEY: &str = "change-me-in-production";
 
+/// Where the single-process mode keeps its data when no database is configured.
+pub const EMBEDDED_DATABASE_URL: &str = "sqlite://data/messaging.db";
+
+/// Which queue hands messages from the API to the worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueBackend {
+    /// Redis Streams: shared by any number of API and worker processes.
+    Redis,
+    /// In the process's memory, durable through the database: one process runs API and worker.
+    InProcess,
+}
+
+impl QueueBackend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Redis => "redis",
+            Self::InProcess => "in-process",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Environment {
     Development,
@@ -91,6 +112,8 @@ pub struct MockProviderSettings {
     pub error_rate: f64,
     pub rate_429: f64,
     pub rate_500: f64,
+    /// `MOCK_PROVIDER_SENT_LOG`: append-only file of deliveries (tests and development).
+    pub sent_log: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -104,6 +127,13 @@ pub struct Settings {
     pub database_url: ConnectionUrl,
     pub db_max_connections: u32,
     pub redis_url: ConnectionUrl,
+    /// `DATABASE_URL` or a `POSTGRES_*` part was given (otherwise the URL is a default).
+    pub database_configured: bool,
+    /// `REDIS_URL` or a `REDIS_*` part was given (otherwise the URL is a default).
+    pub redis_configured: bool,
+    pub queue_backend: QueueBackend,
+    /// `QUEUE_BACKEND` was given (otherwise the backend follows the other settings).
+    pub queue_backend_configured: bool,
     pub sync_message_processing: bool,
     pub secret_key: SecretString,
     pub queue: QueueSettings,
@@ -303,7 +333,19 @@ impl Settings {
                 )
             }
         };
-        check_url("DATABASE_URL", &database_url, &["postgres", "postgresql"])?;
+        check_url(
+            "DATABASE_URL",
+            &database_url,
+            &["postgres", "postgresql", "sqlite"],
+        )?;
+        let database_configured = env.raw("DATABASE_URL").is_some()
+            || ["HOST", "PORT", "USER", "PASSWORD", "DB"]
+                .iter()
+                .any(|part| env.raw(&format!("POSTGRES_{part}")).is_some());
+        let redis_configured = env.raw("REDIS_URL").is_some()
+            || ["HOST", "PORT", "PASSWORD", "DB"]
+                .iter()
+                .any(|part| env.raw(&format!("REDIS_{part}")).is_some());
 
         let redis_url = match env.raw("REDIS_URL") {
             Some(url) => url.to_owned(),
@@ -321,6 +363,24 @@ impl Settings {
             }
         };
         check_url("REDIS_URL", &redis_url, &["redis", "rediss"])?;
+
+        // Redis when it is configured or the database is PostgreSQL (the guide's layout); the
+        // in-process queue when the database is a SQLite file and Redis is not mentioned.
+        let queue_backend_configured = env.raw("QUEUE_BACKEND").is_some();
+        let queue_backend = match env
+            .raw("QUEUE_BACKEND")
+            .map(|v| v.trim().to_ascii_lowercase())
+        {
+            Some(v) if v == "redis" => QueueBackend::Redis,
+            Some(v) if v == "in-process" || v == "memory" => QueueBackend::InProcess,
+            Some(v) => {
+                return Err(ConfigError(format!(
+                    "QUEUE_BACKEND={v:?} must be redis or in-process"
+                )));
+            }
+            None if !redis_configured && is_sqlite(&database_url) => QueueBackend::InProcess,
+            None => QueueBackend::Redis,
+        };
 
         let secret_key = env.string("SECRET_KEY", DEFAULT_SECRET_KEY);
         if environment == Environment::Production && secret_key == DEFAULT_SECRET_KEY {
@@ -358,6 +418,9 @@ impl Settings {
             error_rate: env.rate("PROVIDER_ERROR_RATE")?,
             rate_429: env.rate("PROVIDER_429_RATE")?,
             rate_500: env.rate("PROVIDER_500_RATE")?,
+            sent_log: env
+                .raw("MOCK_PROVIDER_SENT_LOG")
+                .map(std::path::PathBuf::from),
         };
         if mock_provider.error_rate + mock_provider.rate_429 + mock_provider.rate_500 > 1.0 {
             return Err(ConfigError(
@@ -378,6 +441,10 @@ impl Settings {
             database_url: ConnectionUrl::new(database_url),
             db_max_connections: env.parse("DB_MAX_CONNECTIONS", 20, "a positive integer")?,
             redis_url: ConnectionUrl::new(redis_url),
+            database_configured,
+            redis_configured,
+            queue_backend,
+            queue_backend_configured,
             sync_message_processing: env.flag("SYNC_MESSAGE_PROCESSING", false)?,
             secret_key: SecretString::from(secret_key),
             queue,
@@ -393,6 +460,29 @@ impl Settings {
             webhooks: webhook_settings(env, environment)?,
         })
     }
+}
+
+impl Settings {
+    /// The settings of the single-process mode (API and worker together, the binary's
+    /// default): what is not configured is embedded — a SQLite file under `./data` instead of
+    /// the default PostgreSQL, the in-process queue instead of the default Redis.
+    pub fn single_process(mut self) -> Self {
+        if !self.database_configured {
+            self.database_url = ConnectionUrl::new(EMBEDDED_DATABASE_URL);
+        }
+        if !self.redis_configured && !self.queue_backend_configured {
+            self.queue_backend = QueueBackend::InProcess;
+        }
+        self
+    }
+
+    pub fn database_is_sqlite(&self) -> bool {
+        is_sqlite(self.database_url.expose())
+    }
+}
+
+fn is_sqlite(url: &str) -> bool {
+    url.starts_with("sqlite:")
 }
 
 fn webhook_settings(env: &Env, environment: Environment) -> Result<WebhookSettings, ConfigError> {
@@ -520,6 +610,42 @@ mod tests {
                 .to_string();
             assert!(err.contains(name), "{err} should name {name}");
         }
+    }
+
+    #[test]
+    fn serve_and_worker_keep_the_guides_postgresql_and_redis_defaults() {
+        let s = Settings::from_env(&Env::from_pairs::<_, &str, &str>([])).unwrap();
+        assert_eq!(s.queue_backend, QueueBackend::Redis);
+        assert!(!s.database_is_sqlite());
+    }
+
+    #[test]
+    fn the_single_process_mode_is_embedded_unless_backends_are_configured() {
+        let s = Settings::from_env(&Env::from_pairs::<_, &str, &str>([]))
+            .unwrap()
+            .single_process();
+        assert_eq!(s.database_url.expose(), EMBEDDED_DATABASE_URL);
+        assert_eq!(s.queue_backend, QueueBackend::InProcess);
+
+        let s = Settings::from_env(&Env::from_pairs([("POSTGRES_HOST", "db")]))
+            .unwrap()
+            .single_process();
+        assert!(s.database_url.expose().starts_with("postgres://"));
+        assert_eq!(s.queue_backend, QueueBackend::InProcess);
+
+        let s = Settings::from_env(&Env::from_pairs([("REDIS_URL", "redis://cache:6379")]))
+            .unwrap()
+            .single_process();
+        assert!(s.database_is_sqlite());
+        assert_eq!(s.queue_backend, QueueBackend::Redis);
+    }
+
+    #[test]
+    fn a_sqlite_database_without_redis_means_the_in_process_queue() {
+        let s = Settings::from_env(&Env::from_pairs([("DATABASE_URL", "sqlite://x.db")])).unwrap();
+        assert_eq!(s.queue_backend, QueueBackend::InProcess);
+        let err = Settings::from_env(&Env::from_pairs([("QUEUE_BACKEND", "kafka")])).unwrap_err();
+        assert!(err.to_string().contains("QUEUE_BACKEND"));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! A self-hosted messaging service: one HTTP API to send and receive SMS, MMS and email,
-//! backed by PostgreSQL (the truth) and Redis Streams (the work queue).
+//! backed by PostgreSQL (the truth) and Redis Streams (the work queue) — or, embedded in one
+//! process, by a SQLite file and an in-process queue.
 
 pub mod app;
 pub mod config;

@@ -1,4 +1,6 @@
-//! The `messaging-service` binary: `serve` (API), `worker`, both at once, and database tools.
+//! The `messaging-service` binary: `serve` (API), `worker`, both at once (the default, which
+//! runs embedded on SQLite with an in-process queue unless backends are configured), and
+//! database tools.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -9,10 +11,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use messaging_service::app::{Application, Components};
-use messaging_service::config::{Env, Settings};
+use messaging_service::config::{Env, LogFormat, QueueBackend, Settings};
 use messaging_service::keys;
 use messaging_service::observability;
 use messaging_service::store::postgres::PgStore;
+use messaging_service::store::sqlite::SqliteStore;
 use messaging_service::telemetry;
 
 #[derive(Parser)]
@@ -32,7 +35,8 @@ enum Command {
     Serve,
     /// Run the background worker that delivers queued messages
     Worker,
-    /// Run the API and a worker in one process (the default)
+    /// Run the API and a worker in one process (the default; embedded on SQLite with an
+    /// in-process queue unless DATABASE_URL / REDIS_URL are set)
     All,
     /// Apply database migrations
     Migrate,
@@ -86,7 +90,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command.unwrap_or(Command::All), settings)) {
+    let command = cli.command.unwrap_or(Command::All);
+    let settings = match command {
+        Command::All => settings.single_process(),
+        _ => settings,
+    };
+    match runtime.block_on(run(command, settings)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!(error = %format!("{e:#}"), "exiting");
@@ -126,6 +135,20 @@ fn shutdown_on_signal() -> CancellationToken {
 
 async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
     match command {
+        Command::Migrate if settings.database_is_sqlite() => {
+            SqliteStore::open(&settings.database_url, 1).await?;
+            println!("migrations applied to {}", settings.database_url.redacted());
+            Ok(())
+        }
+        Command::DbReset if settings.database_is_sqlite() => {
+            let store = SqliteStore::open(&settings.database_url, 1).await?;
+            store.reset().await?;
+            println!(
+                "database {} reset: all tables dropped and recreated",
+                settings.database_url.redacted()
+            );
+            Ok(())
+        }
         Command::Migrate => {
             let store = PgStore::connect_lazy(&settings.database_url, 2)?;
             store.migrate().await?;
@@ -143,31 +166,34 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Dlq(command) => {
-            let store = PgStore::connect_lazy(&settings.database_url, 2)?;
+            refuse_dlq_in_process(&settings)?;
+            let store = open_store_for_tool(&settings).await?;
             let queue = messaging_service::queue::redis::RedisQueue::new(
                 &settings.redis_url,
                 &settings.queue.key_prefix,
             )?;
-            messaging_service::dlq::run(command, &store, &queue).await
+            messaging_service::dlq::run(command, store.as_ref(), &queue).await
         }
         Command::FakeProviders(args) => {
             messaging_service::fake_providers::run(args, shutdown_on_signal()).await
         }
         Command::Keys { action } => {
-            let store = PgStore::connect_lazy(&settings.database_url, 2)?;
-            store.migrate().await?;
+            let store = open_store_for_tool(&settings).await?;
+            let store = store.as_ref();
             let mut out = std::io::stdout();
             match action {
-                KeysCommand::Create { name } => keys::create(&store, &name, &mut out).await,
-                KeysCommand::List => keys::list(&store, &mut out).await,
-                KeysCommand::Revoke { id } => keys::revoke(&store, &id, &mut out).await,
+                KeysCommand::Create { name } => keys::create(store, &name, &mut out).await,
+                KeysCommand::List => keys::list(store, &mut out).await,
+                KeysCommand::Revoke { id } => keys::revoke(store, &id, &mut out).await,
             }
         }
         Command::Serve => {
+            refuse_in_process_queue("serve", &settings)?;
             let components = Components::from_settings(&settings).await?;
-            serve(settings, components, shutdown_on_signal()).await
+            serve(settings, components, shutdown_on_signal(), false).await
         }
         Command::Worker => {
+            refuse_in_process_queue("worker", &settings)?;
             if settings.sync_message_processing {
                 warn!(
                     "SYNC_MESSAGE_PROCESSING=true: the API delivers inline; this worker only handles retries and stranded messages"
@@ -189,13 +215,96 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             let components = Components::from_settings(&settings).await?;
             let shutdown = shutdown_on_signal();
             let worker = components.worker(&settings);
+            if settings.queue_backend == QueueBackend::InProcess {
+                // The queue starts empty: refill it from the database before taking work.
+                worker
+                    .recover()
+                    .await
+                    .context("recovering unfinished messages")?;
+            }
             let grace = settings.shutdown_grace;
             let worker_task = tokio::spawn(worker.run(shutdown.clone(), grace));
-            let served = serve(settings, components, shutdown.clone()).await;
+            let served = serve(settings, components, shutdown.clone(), true).await;
             shutdown.cancel();
             worker_task.await.context("worker task panicked")??;
             served
         }
+    }
+}
+
+/// The configured database (`DATABASE_URL`: PostgreSQL or a SQLite file), migrated, for an
+/// operator's command. A SQLite file is opened shared: the command runs beside the service
+/// using it (SQLite serialises the writes).
+async fn open_store_for_tool(
+    settings: &Settings,
+) -> anyhow::Result<std::sync::Arc<dyn messaging_service::store::Store>> {
+    if settings.database_is_sqlite() {
+        return Ok(std::sync::Arc::new(
+            SqliteStore::open(&settings.database_url, 2).await?,
+        ));
+    }
+    let store = PgStore::connect_lazy(&settings.database_url, 2)?;
+    store.migrate().await?;
+    Ok(std::sync::Arc::new(store))
+}
+
+/// The in-process queue's dead letters live in the memory of the process that runs it: a
+/// separate command cannot see or remove them. The service's HTTP API can.
+fn refuse_dlq_in_process(settings: &Settings) -> anyhow::Result<()> {
+    if settings.queue_backend == QueueBackend::InProcess {
+        anyhow::bail!(
+            "`dlq` needs the Redis queue: with the in-process queue the dead letters live in the running service's memory. \
+             List failed messages with `GET /api/v1/messages?status=failed` and redrive one with \
+             `POST /api/v1/messages/{{id}}/retry` on the running service, or set REDIS_URL."
+        );
+    }
+    Ok(())
+}
+
+/// `serve` and `worker` are separate processes: they can only meet through a shared queue.
+fn refuse_in_process_queue(role: &str, settings: &Settings) -> anyhow::Result<()> {
+    if settings.queue_backend == QueueBackend::InProcess {
+        anyhow::bail!(
+            "`{role}` cannot run on the in-process queue, which only connects an API and a worker inside one process. \
+             Set REDIS_URL (e.g. redis://localhost:6379) so separate processes share a Redis queue, \
+             or run `messaging-service` with no subcommand (`make dev`) for API and worker in one process."
+        );
+    }
+    Ok(())
+}
+
+/// What an operator needs on start-up: where to reach the API, what it runs on, a first request.
+fn print_banner(settings: &Settings, addr: std::net::SocketAddr, with_worker: bool) {
+    let host = if addr.ip().is_unspecified() || addr.ip().is_loopback() {
+        "localhost".to_owned()
+    } else {
+        addr.ip().to_string()
+    };
+    let url = format!("http://{host}:{}", addr.port());
+    let queue = match settings.queue_backend {
+        QueueBackend::InProcess => "in-process (durable through the database)".to_owned(),
+        QueueBackend::Redis => format!("Redis Streams at {}", settings.redis_url.redacted()),
+    };
+    let role = if with_worker {
+        "API and worker in one process"
+    } else {
+        "API"
+    };
+    let banner = format!(
+        "messaging-service ({role}) listening on {url}\n  \
+         storage: {}\n  \
+         queue:   {queue}\n\
+         Send a first message:\n  \
+         curl -X POST {url}/api/v1/messages/send -H 'Content-Type: application/json' \\\n    \
+         -d '{{\"from\":\"+15551234567\",\"to\":\"+15559876543\",\"type\":\"sms\",\"body\":\"Hello\"}}'\n\
+         then: curl '{url}/api/v1/messages?limit=1'",
+        settings.database_url.redacted()
+    );
+    // With JSON logs, stdout carries only log lines (collectors parse every one of them).
+    if settings.log_format == LogFormat::Json {
+        eprintln!("{banner}");
+    } else {
+        println!("{banner}");
     }
 }
 
@@ -229,14 +338,17 @@ async fn serve(
     settings: Settings,
     components: Components,
     shutdown: CancellationToken,
+    with_worker: bool,
 ) -> anyhow::Result<()> {
     let store = components.store.backend();
     let queue = components.queue.backend();
     let sync = settings.sync_message_processing;
     let verify_webhooks = settings.webhooks.verify_signatures;
+    let banner_settings = settings.clone();
     let app = Application::build(settings, components).await?;
     let addr = app.local_addr()?;
     info!(%addr, store, queue, sync_message_processing = sync, "API listening on http://{addr}");
+    print_banner(&banner_settings, addr, with_worker);
     if sync {
         warn!(
             "SYNC_MESSAGE_PROCESSING=true: messages are delivered inside the request (debugging only)"

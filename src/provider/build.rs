@@ -56,7 +56,7 @@ fn adapter(
 /// shared by all workers, or a `LocalPacer` in a single process).
 pub fn build_providers(settings: &Settings, pacer: Arc<dyn Pacer>) -> anyhow::Result<Providers> {
     let p = &settings.providers;
-    let mock = Arc::new(MockProvider::new(settings.mock_provider.clone()));
+    let mock = Arc::new(MockProvider::from_settings(&settings.mock_provider)?);
     let chain = |kinds: &[ProviderKind]| -> anyhow::Result<Arc<dyn Provider>> {
         let members = kinds
             .iter()

@@ -1,6 +1,7 @@
 //! The `Queue` trait: how the API hands work to workers. Entries carry only a message id
 //! (and its type); the database row stays the truth about what to do with it.
 
+pub mod in_process;
 pub mod redis;
 
 use std::time::Duration;

@@ -6,6 +6,7 @@ mod conversations;
 mod dead_letters;
 mod messages;
 pub mod postgres;
+pub mod sqlite;
 mod webhooks;
 
 pub use api_keys::ApiKeyStore;

@@ -19,9 +19,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 use uuid::Uuid;
 
+use crate::domain::MessageStatus;
 use crate::observability;
 use crate::queue::{Delivery, Task};
-use crate::store::SweepQuery;
+use crate::store::{MessageFilter, Page, SweepQuery};
 
 #[derive(Clone)]
 pub struct Worker {
@@ -215,6 +216,75 @@ impl Worker {
         info!(count = tasks.len(), "Sweeper re-enqueued stranded messages");
         observability::swept(tasks.len());
         Ok(tasks.len())
+    }
+
+    /// Refills a queue that starts empty (the in-process one) from the database; run once at
+    /// start-up before taking work. `pending` messages, due retries and `sending` ones are
+    /// enqueued (a claim is honoured: a message is sent again only once its claim is older
+    /// than the visibility timeout); retries not yet due wait in the delayed set for their
+    /// time, as they did before. Returns how many messages were put back.
+    pub async fn recover(&self) -> anyhow::Result<usize> {
+        let d = &self.deliverer;
+        let stranded = d
+            .store
+            .sweep(SweepQuery {
+                age: Duration::ZERO,
+                visibility_timeout: Duration::ZERO,
+                limit: i64::MAX,
+            })
+            .await?;
+        let tasks: Vec<Task> = stranded
+            .iter()
+            .map(|s| Task {
+                message_id: s.id,
+                kind: s.kind,
+            })
+            .collect();
+        for chunk in tasks.chunks(10_000) {
+            d.queue.enqueue(chunk).await?;
+        }
+
+        let now = OffsetDateTime::now_utc();
+        let retries = MessageFilter {
+            status: Some(MessageStatus::Retry),
+            ..Default::default()
+        };
+        let mut scheduled = 0;
+        let mut offset = 0;
+        loop {
+            let page = Page {
+                limit: 1000,
+                offset,
+            };
+            let (messages, _) = d.store.list_messages(&retries, page).await?;
+            let later: Vec<(Task, OffsetDateTime)> = messages
+                .iter()
+                .filter_map(|m| {
+                    let due = m.next_attempt_at.filter(|at| *at > now)?;
+                    Some((
+                        Task {
+                            message_id: m.id,
+                            kind: m.kind,
+                        },
+                        due,
+                    ))
+                })
+                .collect();
+            d.queue.schedule(&later).await?;
+            scheduled += later.len();
+            if (messages.len() as i64) < page.limit {
+                break;
+            }
+            offset += page.limit;
+        }
+        let recovered = tasks.len() + scheduled;
+        if recovered > 0 {
+            info!(
+                enqueued = tasks.len(),
+                scheduled, "Recovered unfinished messages from the database"
+            );
+        }
+        Ok(recovered)
     }
 
     async fn housekeeping(self, shutdown: CancellationToken) {

@@ -96,20 +96,15 @@ async fn only_the_hash_of_a_key_is_stored() {
         .find(|w| w.starts_with("msk_"))
         .expect("key")
         .to_owned();
-    let store = messaging_service::store::postgres::PgStore::connect_lazy(app.database_url(), 1)
-        .expect("pool");
-    let dump: Vec<(String,)> =
-        sqlx::query_as("select concat_ws(' ', id, name, prefix, key_hash) from api_keys")
-            .fetch_all(store.pool())
-            .await
-            .expect("select");
+    let dump = app
+        .db_strings(
+            "select concat_ws(' ', id, name, prefix, key_hash) from api_keys",
+            &[],
+        )
+        .await;
     assert_eq!(dump.len(), 1);
-    assert!(!dump[0].0.contains(&key));
-    assert!(
-        dump[0]
-            .0
-            .contains(&messaging_service::domain::hash_key(&key))
-    );
+    assert!(!dump[0].contains(&key));
+    assert!(dump[0].contains(&messaging_service::domain::hash_key(&key)));
 }
 
 #[tokio::test]

@@ -1,7 +1,6 @@
 //! `/api/v1/conversations`: every endpoint over HTTP, and counters under concurrent sends.
 
 use messaging_service::domain::MessageStatus;
-use messaging_service::store::postgres::PgStore;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -412,14 +411,12 @@ async fn delete_answers_204_and_removes_the_messages_and_their_events() {
     let (_, left) = app.get_json("/api/v1/messages").await;
     assert_eq!(ids(&left, "messages"), vec![other["id"].as_str().unwrap()]);
 
-    let store = PgStore::connect_lazy(app.database_url(), 1).unwrap();
-    let events: i64 = sqlx::query_scalar(
-        "select count(*) from message_events e left join messages m on m.id = e.message_id where m.id is null or m.conversation_id = $1::uuid",
-    )
-    .bind(id)
-    .fetch_one(store.pool())
-    .await
-    .unwrap();
+    let events = app
+        .db_count(
+            "select count(*) from message_events e left join messages m on m.id = e.message_id where m.id is null or m.conversation_id = $1::uuid",
+            &[id],
+        )
+        .await;
     assert_eq!(events, 0, "events of deleted messages are gone");
     let (status, _) = call(
         &app,
@@ -763,14 +760,12 @@ async fn counters_stay_exact_under_many_parallel_sends_and_inbound_messages() {
     while let Some(done) = tasks.join_next().await {
         done.expect("request task");
     }
-    let store = PgStore::connect_lazy(app.database_url(), 1).unwrap();
-    let unread_rows: i64 = sqlx::query_scalar(
-        "select count(*) from messages where conversation_id = $1::uuid and direction = 'inbound' and read_at is null",
-    )
-    .bind(id)
-    .fetch_one(store.pool())
-    .await
-    .unwrap();
+    let unread_rows = app
+        .db_count(
+            "select count(*) from messages where conversation_id = $1::uuid and direction = 'inbound' and read_at is null",
+            &[id],
+        )
+        .await;
     let c = conversation(&app, id).await;
     assert_eq!(c["unread_count"], unread_rows);
     assert_eq!(c["message_count"], (SENDS + INBOUND + 50) as i64);

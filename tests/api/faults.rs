@@ -100,6 +100,11 @@ async fn spawn_with_visibility(secs: &str) -> TestApp {
 
 #[tokio::test]
 async fn with_redis_unreachable_a_send_is_still_accepted_and_the_sweeper_delivers_it_later() {
+    if !crate::helpers::requires_postgres_and_redis(
+        "with_redis_unreachable_a_send_is_still_accepted_and_the_sweeper_delivers_it_later",
+    ) {
+        return;
+    }
     let app = TestApp::builder()
         .redis_proxy()
         .env("QUEUE_SWEEP_AGE", "0")
@@ -162,6 +167,11 @@ async fn the_sweeper_leaves_recent_pending_messages_alone() {
 
 #[tokio::test]
 async fn a_retry_whose_scheduled_entry_was_lost_is_swept_back() {
+    if !crate::helpers::requires_postgres_and_redis(
+        "a_retry_whose_scheduled_entry_was_lost_is_swept_back",
+    ) {
+        return;
+    }
     let app = TestApp::builder().env("QUEUE_SWEEP_AGE", "0").spawn().await;
     app.provider.fail_next([crate::helpers::transient("500")]);
     let id = app.send(&sms_body()).await["id"]

@@ -511,20 +511,16 @@ async fn a_hundred_thousand_generated_and_mutated_requests_never_get_a_5xx_or_st
     }
     let elapsed = started.elapsed();
 
-    let store = messaging_service::store::postgres::PgStore::connect_lazy(app.database_url(), 1)
-        .expect("pool");
-    let keys: Vec<(String,)> =
-        sqlx::query_as("select idempotency_key from messages where idempotency_key like 'fuzz-%'")
-            .fetch_all(store.pool())
-            .await
-            .expect("stored keys");
-    let (rows,): (i64,) = sqlx::query_as("select count(*) from messages")
-        .fetch_one(store.pool())
-        .await
-        .expect("count");
+    let keys = app
+        .db_strings(
+            "select idempotency_key from messages where idempotency_key like 'fuzz-%'",
+            &[],
+        )
+        .await;
+    let rows = app.db_count("select count(*) from messages", &[]).await;
     let stored: HashSet<usize> = keys
         .iter()
-        .filter_map(|(k,)| k.strip_prefix(TRACK)?.parse().ok())
+        .filter_map(|k| k.strip_prefix(TRACK)?.parse().ok())
         .collect();
 
     let t = tally.lock().unwrap();

@@ -30,6 +30,10 @@ async fn ready_checks_every_dependency() {
 
 #[tokio::test]
 async fn ready_is_503_naming_redis_when_redis_is_down() {
+    if !crate::helpers::requires_postgres_and_redis("ready_is_503_naming_redis_when_redis_is_down")
+    {
+        return;
+    }
     let app = TestApp::builder().redis_proxy().spawn().await;
     app.redis_proxy.as_ref().unwrap().cut();
     let (status, body) = app.get_json("/ready").await;
@@ -46,6 +50,11 @@ async fn ready_is_503_naming_redis_when_redis_is_down() {
 
 #[tokio::test]
 async fn ready_is_503_naming_the_database_when_postgresql_is_down() {
+    if !crate::helpers::requires_postgres_and_redis(
+        "ready_is_503_naming_the_database_when_postgresql_is_down",
+    ) {
+        return;
+    }
     let app = TestApp::builder().db_proxy().spawn().await;
     app.db_proxy.as_ref().unwrap().cut();
     let (status, body) = app.get_json("/ready").await;

@@ -1,6 +1,10 @@
 //! The test harness: `TestApp` runs the real API in-process on port 0 against a fresh
 //! PostgreSQL database and its own Redis key prefix, with a scripted provider, and offers
 //! a typed method per endpoint plus deterministic queue draining.
+//!
+//! `TEST_BACKEND=embedded` runs the same tests on the embedded deployment instead: a fresh
+//! SQLite file and the in-process queue (`make test` runs the suite both ways). Tests of
+//! PostgreSQL- or Redis-only behaviour return early there (`requires_postgres_and_redis`).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,8 +16,12 @@ use messaging_service::app::{Application, Components};
 use messaging_service::config::{ConnectionUrl, Env, Settings};
 use messaging_service::domain::{Message, MessageStatus};
 use messaging_service::provider::{Provider, ProviderError, Providers, Receipt};
+use messaging_service::queue::Queue;
+use messaging_service::queue::in_process::InProcessQueue;
 use messaging_service::queue::redis::RedisQueue;
+use messaging_service::store::Store;
 use messaging_service::store::postgres::PgStore;
+use messaging_service::store::sqlite::SqliteStore;
 use messaging_service::worker::Worker;
 use serde_json::{Value, json};
 use sqlx::Connection;
@@ -23,6 +31,33 @@ use uuid::Uuid;
 
 pub const REDIS_ADDR: &str = "127.0.0.1:6379";
 pub const PG_ADDR: &str = "127.0.0.1:5432";
+
+/// The deployment the suite runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// PostgreSQL and Redis Streams (the default).
+    PostgresRedis,
+    /// A SQLite file and the in-process queue (`TEST_BACKEND=embedded`).
+    Embedded,
+}
+
+pub fn backend() -> Backend {
+    match std::env::var("TEST_BACKEND").as_deref() {
+        Ok("embedded") => Backend::Embedded,
+        Ok("") | Ok("postgres") | Err(_) => Backend::PostgresRedis,
+        Ok(other) => panic!("TEST_BACKEND={other:?} must be embedded or postgres"),
+    }
+}
+
+/// For tests of PostgreSQL or Redis behaviour (cutting their connections, reading Redis keys,
+/// separate processes sharing a queue): false, with a note, on the embedded backend.
+pub fn requires_postgres_and_redis(test: &str) -> bool {
+    if backend() == Backend::Embedded {
+        eprintln!("{test}: not applicable to the embedded backend (PostgreSQL/Redis only)");
+        return false;
+    }
+    true
+}
 
 fn admin_url() -> String {
     std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| {
@@ -168,6 +203,10 @@ pub struct TestApp {
     pub db_name: String,
     pub redis_proxy: Option<Proxy>,
     pub db_proxy: Option<Proxy>,
+    /// The in-process queue, on the embedded backend.
+    pub in_process: Option<Arc<InProcessQueue>>,
+    /// The directory holding the SQLite file, on the embedded backend.
+    pub data_dir: Option<std::path::PathBuf>,
     /// The same service as `address`, for driving requests in-process.
     pub router: axum::Router,
     shutdown: CancellationToken,
@@ -228,15 +267,23 @@ impl TestAppBuilder {
                 .with_test_writer()
                 .try_init();
         }
+        let embedded = backend() == Backend::Embedded;
+        assert!(
+            !(embedded && (self.redis_proxy || self.db_proxy)),
+            "proxies cut PostgreSQL or Redis; guard this test with requires_postgres_and_redis"
+        );
         let db_name = format!("test_{}", Uuid::new_v4().simple());
-        let mut admin = sqlx::PgConnection::connect(&admin_url())
-            .await
-            .expect("connect to PostgreSQL as the test admin");
-        sqlx::query(sqlx::AssertSqlSafe(format!("create database {db_name}")))
-            .execute(&mut admin)
-            .await
-            .expect("create test database");
-        let _ = admin.close().await;
+        let data_dir = embedded.then(|| std::env::temp_dir().join(format!("messaging-{db_name}")));
+        if !embedded {
+            let mut admin = sqlx::PgConnection::connect(&admin_url())
+                .await
+                .expect("connect to PostgreSQL as the test admin");
+            sqlx::query(sqlx::AssertSqlSafe(format!("create database {db_name}")))
+                .execute(&mut admin)
+                .await
+                .expect("create test database");
+            let _ = admin.close().await;
+        }
 
         let redis_proxy = if self.redis_proxy {
             Some(Proxy::start(REDIS_ADDR).await)
@@ -261,8 +308,18 @@ impl TestAppBuilder {
         let mut env: HashMap<String, String> = [
             ("HOST", "127.0.0.1".to_owned()),
             ("PORT", "0".to_owned()),
-            ("DATABASE_URL", db_url(&db_name, &db_addr)),
+            (
+                "DATABASE_URL",
+                match &data_dir {
+                    Some(dir) => format!("sqlite://{}", dir.join("messaging.db").display()),
+                    None => db_url(&db_name, &db_addr),
+                },
+            ),
             ("REDIS_URL", format!("redis://{redis_addr}/0")),
+            (
+                "QUEUE_BACKEND",
+                if embedded { "in-process" } else { "redis" }.to_owned(),
+            ),
             ("QUEUE_KEY_PREFIX", prefix.clone()),
             ("MOCK_PROVIDER_LATENCY_MS", "0".to_owned()),
             ("QUEUE_RETRY_DELAY", "0.01".to_owned()),
@@ -282,27 +339,38 @@ impl TestAppBuilder {
         env.extend(self.env);
         let settings = Settings::from_env(&Env::from_pairs(env)).expect("test settings are valid");
 
-        let store = PgStore::connect_lazy(&settings.database_url, settings.db_max_connections)
-            .expect("pool");
-        store.migrate().await.expect("migrate test database");
-        let queue = RedisQueue::new(&settings.redis_url, &prefix).expect("redis queue");
-        queue.ensure_groups().await.expect("consumer groups");
+        let (store, queue, in_process): (Arc<dyn Store>, Arc<dyn Queue>, _) = if embedded {
+            let store = SqliteStore::open(&settings.database_url, settings.db_max_connections)
+                .await
+                .expect("open the test SQLite file");
+            let queue = Arc::new(InProcessQueue::new());
+            (Arc::new(store), queue.clone(), Some(queue))
+        } else {
+            let store = PgStore::connect_lazy(&settings.database_url, settings.db_max_connections)
+                .expect("pool");
+            store.migrate().await.expect("migrate test database");
+            let queue = RedisQueue::new(&settings.redis_url, &prefix).expect("redis queue");
+            queue.ensure_groups().await.expect("consumer groups");
+            (Arc::new(store), Arc::new(queue), None)
+        };
         let provider = Arc::new(FakeProvider {
             name: self.provider_name,
             ..FakeProvider::default()
         });
         let providers = if self.real_providers {
-            messaging_service::provider::build_providers(
-                &settings,
+            let pacer: Arc<dyn messaging_service::provider::pacing::Pacer> = if embedded {
+                Arc::new(messaging_service::provider::pacing::LocalPacer::default())
+            } else {
                 Arc::new(
                     messaging_service::provider::pacing::RedisPacer::new(
                         &settings.redis_url,
                         &prefix,
                     )
                     .expect("pacer"),
-                ),
-            )
-            .expect("providers from settings")
+                )
+            };
+            messaging_service::provider::build_providers(&settings, pacer)
+                .expect("providers from settings")
         } else if self.mock_provider {
             Providers::all(Arc::new(
                 messaging_service::provider::mock::MockProvider::new(
@@ -313,8 +381,8 @@ impl TestAppBuilder {
             Providers::all(provider.clone())
         };
         let components = Components {
-            store: Arc::new(store.clone()),
-            queue: Arc::new(queue),
+            store,
+            queue,
             providers,
         };
         let worker = components.worker(&settings);
@@ -338,6 +406,8 @@ impl TestAppBuilder {
             db_name,
             redis_proxy,
             db_proxy,
+            in_process,
+            data_dir,
             router,
             shutdown,
         }
@@ -455,7 +525,19 @@ impl TestApp {
             .expect("direct redis connection")
     }
 
+    /// The backlog of a stream (`message_queue:sms`...): its `XLEN`, or the in-process
+    /// queue's equivalent.
     pub async fn xlen(&self, stream: &str) -> u64 {
+        if self.in_process.is_some() {
+            let d = self.components.queue.depths().await.expect("depths");
+            return match stream {
+                "message_queue:sms" => d.sms,
+                "message_queue:mms" => d.mms,
+                "message_queue:email" => d.email,
+                "message_queue:dead_letter" => d.dead_letter,
+                other => panic!("no in-process equivalent of {other}"),
+            };
+        }
         let mut conn = self.redis().await;
         redis::cmd("XLEN")
             .arg(format!("{}{stream}", self.prefix))
@@ -464,21 +546,74 @@ impl TestApp {
             .expect("XLEN")
     }
 
-    /// The message ids recorded in the dead-letter stream.
+    /// The message ids recorded as dead letters, oldest first (through the `Queue` trait,
+    /// so the same on Redis and in process).
     pub async fn dead_letters(&self) -> Vec<String> {
-        let mut conn = self.redis().await;
-        let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-            .arg(format!("{}message_queue:dead_letter", self.prefix))
-            .arg("-")
-            .arg("+")
-            .query_async(&mut conn)
+        self.components
+            .queue
+            .dead_letters(None, 10_000)
             .await
-            .expect("XRANGE");
-        reply
-            .ids
+            .expect("dead letters")
             .iter()
-            .filter_map(|e| e.get::<String>("id"))
+            .filter_map(|e| e.message_id.map(|id| id.to_string()))
             .collect()
+    }
+
+    /// The first column of every row of `sql` (written for PostgreSQL with `$1`… text
+    /// parameters), read as text. On SQLite, where ids are text, `::uuid` casts are dropped.
+    pub async fn db_strings(&self, sql: &str, binds: &[&str]) -> Vec<String> {
+        if self.data_dir.is_some() {
+            let mut conn = sqlx::SqliteConnection::connect(self.database_url().expose())
+                .await
+                .expect("open the test SQLite file");
+            let sql = sql.replace("::uuid", "");
+            let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
+            for b in binds {
+                q = q.bind(*b);
+            }
+            return q
+                .fetch_all(&mut conn)
+                .await
+                .expect("query the test database");
+        }
+        let mut conn = sqlx::PgConnection::connect(self.database_url().expose())
+            .await
+            .expect("connect to the test database");
+        let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql.to_owned()));
+        for b in binds {
+            q = q.bind(*b);
+        }
+        q.fetch_all(&mut conn)
+            .await
+            .expect("query the test database")
+    }
+
+    /// The single number `sql` answers (see `db_strings`).
+    pub async fn db_count(&self, sql: &str, binds: &[&str]) -> i64 {
+        if self.data_dir.is_some() {
+            let mut conn = sqlx::SqliteConnection::connect(self.database_url().expose())
+                .await
+                .expect("open the test SQLite file");
+            let sql = sql.replace("::uuid", "");
+            let mut q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql));
+            for b in binds {
+                q = q.bind(*b);
+            }
+            return q
+                .fetch_one(&mut conn)
+                .await
+                .expect("query the test database");
+        }
+        let mut conn = sqlx::PgConnection::connect(self.database_url().expose())
+            .await
+            .expect("connect to the test database");
+        let mut q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.to_owned()));
+        for b in binds {
+            q = q.bind(*b);
+        }
+        q.fetch_one(&mut conn)
+            .await
+            .expect("query the test database")
     }
 
     pub fn database_url(&self) -> &ConnectionUrl {
@@ -489,6 +624,10 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();
+        if let Some(dir) = &self.data_dir {
+            let _ = std::fs::remove_dir_all(dir);
+            return;
+        }
         let db = self.db_name.clone();
         let prefix = self.prefix.clone();
         // Dropping needs async I/O; do it on a thread of its own so it works from any context.

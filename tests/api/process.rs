@@ -68,6 +68,11 @@ async fn wait_count(app: &TestApp, status: &str, n: i64) {
 
 #[tokio::test]
 async fn sigterm_lets_the_worker_finish_its_in_flight_messages_and_exit_0() {
+    if !crate::helpers::requires_postgres_and_redis(
+        "sigterm_lets_the_worker_finish_its_in_flight_messages_and_exit_0",
+    ) {
+        return;
+    }
     let app = TestApp::builder().spawn().await;
     let mut worker = spawn_binary(
         &app,
@@ -90,6 +95,11 @@ async fn sigterm_lets_the_worker_finish_its_in_flight_messages_and_exit_0() {
 
 #[tokio::test]
 async fn a_worker_process_killed_with_sigkill_loses_nothing() {
+    if !crate::helpers::requires_postgres_and_redis(
+        "a_worker_process_killed_with_sigkill_loses_nothing",
+    ) {
+        return;
+    }
     let app = TestApp::builder()
         .env("QUEUE_VISIBILITY_TIMEOUT", "1")
         .spawn()
@@ -129,6 +139,10 @@ async fn a_worker_process_killed_with_sigkill_loses_nothing() {
 
 #[tokio::test]
 async fn the_api_process_drains_and_exits_0_on_sigterm() {
+    if !crate::helpers::requires_postgres_and_redis("the_api_process_drains_and_exits_0_on_sigterm")
+    {
+        return;
+    }
     let app = TestApp::builder().spawn().await;
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -54,6 +54,11 @@ async fn recorded(base: &str) -> Vec<Value> {
 
 #[tokio::test]
 async fn pacing_holds_a_senders_rate_across_two_workers_within_ten_percent() {
+    if !crate::helpers::requires_postgres_and_redis(
+        "pacing_holds_a_senders_rate_across_two_workers_within_ten_percent",
+    ) {
+        return;
+    }
     const RATE: f64 = 10.0;
     const N: usize = 40;
     let (base, _stop) = fake_twilio().await;

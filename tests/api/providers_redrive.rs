@@ -104,6 +104,11 @@ fn dlq(app: &TestApp, args: &[&str]) -> String {
 
 #[tokio::test]
 async fn the_dlq_command_lists_dead_letters_and_redrives_them_all() {
+    if !crate::helpers::requires_postgres_and_redis(
+        "the_dlq_command_lists_dead_letters_and_redrives_them_all",
+    ) {
+        return;
+    }
     let app = spawn_app().await;
     let a = failed_message(&app).await;
     let b = failed_message(&app).await;
@@ -128,6 +133,10 @@ async fn the_dlq_command_lists_dead_letters_and_redrives_them_all() {
 
 #[tokio::test]
 async fn the_dlq_command_redrives_named_messages_only() {
+    if !crate::helpers::requires_postgres_and_redis("the_dlq_command_redrives_named_messages_only")
+    {
+        return;
+    }
     let app = spawn_app().await;
     let a = failed_message(&app).await;
     let b = failed_message(&app).await;

@@ -55,6 +55,11 @@ async fn the_first_requests_up_to_the_limit_succeed_with_decreasing_remaining_th
 
 #[tokio::test]
 async fn two_instances_sharing_redis_admit_exactly_the_limit_of_200_concurrent_requests() {
+    if !crate::helpers::requires_postgres_and_redis(
+        "two_instances_sharing_redis_admit_exactly_the_limit_of_200_concurrent_requests",
+    ) {
+        return;
+    }
     let first = limited(50).spawn().await;
     // A second API instance on the same database, Redis and key prefix.
     let second = Application::build(first.settings.clone(), first.components.clone())
@@ -180,6 +185,11 @@ async fn forwarded_for_names_the_client_only_behind_a_trusted_proxy() {
 
 #[tokio::test]
 async fn requests_are_let_through_while_redis_is_unreachable_and_limited_again_after() {
+    if !crate::helpers::requires_postgres_and_redis(
+        "requests_are_let_through_while_redis_is_unreachable_and_limited_again_after",
+    ) {
+        return;
+    }
     let app = limited(2).redis_proxy().spawn().await;
     let proxy = app.redis_proxy.as_ref().expect("proxy");
     proxy.cut();

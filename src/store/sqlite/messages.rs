@@ -1,0 +1,841 @@
+//! Messages on SQLite: group-committed inserts, listing, and the worker's claim and outcome
+//! statements. Every write is one `begin immediate` transaction covering a whole batch;
+//! lists of ids travel as one JSON array parameter (`json_each`), multi-row inserts as
+//! `values (...), (...)`.
+
+use std::collections::{BTreeMap, HashMap};
+
+use anyhow::Context;
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use uuid::Uuid;
+
+use super::{SqliteStore, classify, get_opt_ts, get_ts, get_uuid, id_list, parse_enum, ts};
+use crate::domain::{
+    ChannelFamily, Direction, ErrorInfo, Message, MessageEvent, MessageStatus, MessageType,
+    NewMessage,
+};
+use crate::store::{
+    Claim, Inserted, MessageFilter, MessageStore, Outcome, Page, StoreError, StoreResult, Stranded,
+    SweepQuery,
+};
+
+pub(super) const MESSAGE_COLUMNS: &str = "id, conversation_id, direction, type, from_address, to_address, body, subject, \
+     attachments, status, provider, provider_message_id, num_segments, retry_count, error_code, error_message, metadata, \
+     idempotency_key, created_at, updated_at, sent_at, delivered_at, failed_at, next_attempt_at, \
+     provider_timestamp, read_at";
+
+/// The error code a deferred (paced) message carries until its attempt, as on PostgreSQL.
+const DEFERRED_CODE: &str = "paced";
+
+/// Rows per multi-row insert: well under SQLite's limit of 32766 bound parameters.
+const ROWS_PER_INSERT: usize = 500;
+
+pub(super) fn message_from_row(row: &SqliteRow) -> anyhow::Result<Message> {
+    let error_code: Option<String> = row.try_get("error_code")?;
+    let error_message: Option<String> = row.try_get("error_message")?;
+    let attachments: String = row.try_get("attachments")?;
+    let metadata: String = row.try_get("metadata")?;
+    Ok(Message {
+        id: get_uuid(row, "id")?,
+        conversation_id: get_uuid(row, "conversation_id")?,
+        direction: parse_enum(row, "direction", Direction::parse)?,
+        kind: parse_enum(row, "type", MessageType::parse)?,
+        from: row.try_get("from_address")?,
+        to: row.try_get("to_address")?,
+        body: row.try_get("body")?,
+        subject: row.try_get("subject")?,
+        attachments: serde_json::from_str(&attachments).context("attachments column")?,
+        status: parse_enum(row, "status", MessageStatus::parse)?,
+        provider: row.try_get("provider")?,
+        provider_message_id: row.try_get("provider_message_id")?,
+        num_segments: row.try_get("num_segments")?,
+        retry_count: row.try_get("retry_count")?,
+        error: error_code.map(|code| ErrorInfo {
+            code,
+            message: error_message.unwrap_or_default(),
+        }),
+        metadata: serde_json::from_str(&metadata).context("metadata column")?,
+        idempotency_key: row.try_get("idempotency_key")?,
+        created_at: get_ts(row, "created_at")?,
+        updated_at: get_ts(row, "updated_at")?,
+        sent_at: get_opt_ts(row, "sent_at")?,
+        delivered_at: get_opt_ts(row, "delivered_at")?,
+        failed_at: get_opt_ts(row, "failed_at")?,
+        next_attempt_at: get_opt_ts(row, "next_attempt_at")?,
+        provider_timestamp: get_opt_ts(row, "provider_timestamp")?,
+        read_at: get_opt_ts(row, "read_at")?,
+    })
+}
+
+fn statuses(list: &[MessageStatus]) -> String {
+    Value::from(list.iter().map(|s| s.as_str()).collect::<Vec<_>>()).to_string()
+}
+
+/// The message as it was just stored, at the precision the database keeps.
+fn created_message(m: &NewMessage, conversation_id: Uuid) -> Message {
+    let created_at = truncate_to_micros(m.created_at);
+    Message {
+        id: m.id,
+        conversation_id,
+        direction: m.direction,
+        kind: m.kind,
+        from: m.from.as_str().to_owned(),
+        to: m.to.as_str().to_owned(),
+        body: m.body.clone(),
+        subject: m.subject.clone(),
+        attachments: m.attachments.clone(),
+        status: m.status,
+        provider: m.provider.clone(),
+        provider_message_id: m.provider_message_id.clone(),
+        num_segments: None,
+        retry_count: 0,
+        error: None,
+        metadata: m.metadata.clone(),
+        idempotency_key: m.idempotency_key.clone(),
+        created_at,
+        updated_at: created_at,
+        sent_at: None,
+        delivered_at: None,
+        failed_at: None,
+        next_attempt_at: None,
+        provider_timestamp: m.provider_timestamp.map(truncate_to_micros),
+        read_at: None,
+    }
+}
+
+fn truncate_to_micros(t: OffsetDateTime) -> OffsetDateTime {
+    t.replace_nanosecond(t.nanosecond() / 1000 * 1000)
+        .unwrap_or(t)
+}
+
+type ConversationKey = (ChannelFamily, String, String);
+
+/// What makes a message a duplicate of a stored one: the client's idempotency key for a
+/// send, the provider's id for an inbound message.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum DedupeKey {
+    Idempotency(String),
+    Inbound { provider: String, id: String },
+}
+
+impl DedupeKey {
+    fn of(
+        idempotency_key: &Option<String>,
+        direction: Direction,
+        provider: &Option<String>,
+        provider_message_id: &Option<String>,
+    ) -> Option<Self> {
+        if let Some(k) = idempotency_key {
+            return Some(Self::Idempotency(k.clone()));
+        }
+        match (direction, provider, provider_message_id) {
+            (Direction::Inbound, Some(provider), Some(id)) => Some(Self::Inbound {
+                provider: provider.clone(),
+                id: id.clone(),
+            }),
+            _ => None,
+        }
+    }
+
+    fn of_new(m: &NewMessage) -> Option<Self> {
+        Self::of(
+            &m.idempotency_key,
+            m.direction,
+            &m.provider,
+            &m.provider_message_id,
+        )
+    }
+
+    fn of_stored(m: &Message) -> Option<Self> {
+        Self::of(
+            &m.idempotency_key,
+            m.direction,
+            &m.provider,
+            &m.provider_message_id,
+        )
+    }
+}
+
+/// One row of the messages insert, with its values already encoded.
+struct MessageRow {
+    id: String,
+    conversation_id: String,
+    direction: &'static str,
+    kind: &'static str,
+    from: String,
+    to: String,
+    body: Option<String>,
+    subject: Option<String>,
+    attachments: String,
+    status: &'static str,
+    metadata: String,
+    idempotency_key: Option<String>,
+    request_hash: Option<String>,
+    provider: Option<String>,
+    provider_message_id: Option<String>,
+    provider_timestamp: Option<String>,
+    created_at: String,
+}
+
+impl MessageRow {
+    fn new(m: &NewMessage, conversation_id: Uuid) -> anyhow::Result<Self> {
+        Ok(Self {
+            id: m.id.to_string(),
+            conversation_id: conversation_id.to_string(),
+            direction: m.direction.as_str(),
+            kind: m.kind.as_str(),
+            from: m.from.as_str().to_owned(),
+            to: m.to.as_str().to_owned(),
+            body: m.body.clone(),
+            subject: m.subject.clone(),
+            attachments: serde_json::to_string(&m.attachments)?,
+            status: m.status.as_str(),
+            metadata: serde_json::to_string(&m.metadata)?,
+            idempotency_key: m.idempotency_key.clone(),
+            request_hash: m.request_hash.clone(),
+            provider: m.provider.clone(),
+            provider_message_id: m.provider_message_id.clone(),
+            provider_timestamp: m.provider_timestamp.map(ts).transpose()?,
+            created_at: ts(m.created_at)?,
+        })
+    }
+}
+
+/// One row of the message_events insert.
+struct EventRow {
+    message_id: String,
+    from_status: Option<&'static str>,
+    to_status: &'static str,
+    detail: String,
+}
+
+async fn insert_events(
+    tx: &mut sqlx::SqliteConnection,
+    event: &str,
+    rows: &[EventRow],
+    at: &str,
+) -> StoreResult<()> {
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "insert into message_events (message_id, event, from_status, to_status, detail, created_at) ",
+        );
+        q.push_values(chunk, |mut b, r| {
+            b.push_bind(r.message_id.clone())
+                .push_bind(event.to_owned())
+                .push_bind(r.from_status)
+                .push_bind(r.to_status)
+                .push_bind(r.detail.clone())
+                .push_bind(at.to_owned());
+        });
+        q.build().execute(&mut *tx).await.map_err(classify)?;
+    }
+    Ok(())
+}
+
+impl SqliteStore {
+    async fn insert_batch(&self, batch: &[NewMessage]) -> StoreResult<Vec<Inserted>> {
+        let now = ts(OffsetDateTime::now_utc())?;
+        let mut tx = self.begin_write().await?;
+
+        // Idempotency keys and inbound provider ids already used by stored messages. The
+        // write lock is held from the first statement, so nothing can claim one between this
+        // read and the insert.
+        let dedupe: Vec<Option<DedupeKey>> = batch.iter().map(DedupeKey::of_new).collect();
+        let mut keys = Vec::new();
+        let mut inbound = Vec::new();
+        for key in dedupe.iter().flatten() {
+            match key {
+                DedupeKey::Idempotency(k) => keys.push(Value::from(k.clone())),
+                DedupeKey::Inbound { provider, id } => {
+                    inbound.push(serde_json::json!([provider, id]));
+                }
+            }
+        }
+        let mut existing: HashMap<DedupeKey, (Message, Option<String>)> = HashMap::new();
+        if !keys.is_empty() || !inbound.is_empty() {
+            let sql = format!(
+                "select {MESSAGE_COLUMNS}, request_hash from messages
+                 where idempotency_key in (select value from json_each(?1))
+                 union all
+                 select {MESSAGE_COLUMNS}, request_hash from messages
+                 where direction = 'inbound' and provider_message_id is not null
+                   and (provider, provider_message_id) in
+                       (select value ->> 0, value ->> 1 from json_each(?2))"
+            );
+            let rows = sqlx::query(AssertSqlSafe(sql))
+                .bind(Value::from(keys).to_string())
+                .bind(Value::from(inbound).to_string())
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(classify)?;
+            for row in &rows {
+                let message = message_from_row(row)?;
+                let hash: Option<String> = row.try_get("request_hash").map_err(classify)?;
+                if let Some(key) = DedupeKey::of_stored(&message) {
+                    existing.insert(key, (message, hash));
+                }
+            }
+        }
+
+        // Which entries are new: not stored yet and the first of their key in this batch.
+        let mut first_of_key: HashMap<&DedupeKey, usize> = HashMap::new();
+        let mut fresh = vec![false; batch.len()];
+        for (i, key) in dedupe.iter().enumerate() {
+            match key {
+                Some(k) if existing.contains_key(k) => {}
+                Some(k) => {
+                    if !first_of_key.contains_key(k) {
+                        first_of_key.insert(k, i);
+                        fresh[i] = true;
+                    }
+                }
+                None => fresh[i] = true,
+            }
+        }
+
+        let mut conversations: BTreeMap<ConversationKey, (i64, i64, OffsetDateTime)> =
+            BTreeMap::new();
+        for (m, _) in batch.iter().zip(&fresh).filter(|(_, f)| **f) {
+            let unread = i64::from(m.direction == Direction::Inbound);
+            let entry = conversations
+                .entry(m.conversation_key())
+                .or_insert((0, 0, m.created_at));
+            entry.0 += 1;
+            entry.1 += unread;
+            entry.2 = entry.2.max(m.created_at);
+        }
+        let mut conversation_ids: HashMap<ConversationKey, Uuid> = HashMap::new();
+        let entries: Vec<_> = conversations.into_iter().collect();
+        for chunk in entries.chunks(ROWS_PER_INSERT) {
+            let mut rows = Vec::with_capacity(chunk.len());
+            for ((family, a, b), (count, unread, at)) in chunk {
+                rows.push((
+                    Uuid::now_v7().to_string(),
+                    family.as_str(),
+                    a.clone(),
+                    b.clone(),
+                    *count,
+                    *unread,
+                    ts(*at)?,
+                ));
+            }
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "insert into conversations
+                     (id, channel, participant_a, participant_b, message_count, unread_count,
+                      last_message_at, created_at, updated_at) ",
+            );
+            q.push_values(&rows, |mut b, r| {
+                b.push_bind(r.0.clone())
+                    .push_bind(r.1)
+                    .push_bind(r.2.clone())
+                    .push_bind(r.3.clone())
+                    .push_bind(r.4)
+                    .push_bind(r.5)
+                    .push_bind(r.6.clone())
+                    .push_bind(now.clone())
+                    .push_bind(now.clone());
+            });
+            // An inbound message re-opens an archived conversation.
+            q.push(
+                " on conflict (channel, participant_a, participant_b) do update set
+                     message_count = conversations.message_count + excluded.message_count,
+                     unread_count = conversations.unread_count + excluded.unread_count,
+                     last_message_at = max(coalesce(conversations.last_message_at, ''), excluded.last_message_at),
+                     status = case when excluded.unread_count > 0 and conversations.status = 'archived'
+                                   then 'active' else conversations.status end,
+                     updated_at = excluded.updated_at
+                 returning id, channel, participant_a, participant_b",
+            );
+            let returned = q.build().fetch_all(&mut *tx).await.map_err(classify)?;
+            for row in &returned {
+                let channel = parse_enum(row, "channel", ChannelFamily::parse)?;
+                let a: String = row.try_get("participant_a").map_err(classify)?;
+                let b: String = row.try_get("participant_b").map_err(classify)?;
+                conversation_ids.insert((channel, a, b), get_uuid(row, "id")?);
+            }
+        }
+
+        let mut rows = Vec::new();
+        let mut conversation_of = vec![Uuid::nil(); batch.len()];
+        for (i, m) in batch.iter().enumerate().filter(|(i, _)| fresh[*i]) {
+            let conversation_id = *conversation_ids
+                .get(&m.conversation_key())
+                .context("conversation upsert returned no row for a message")?;
+            conversation_of[i] = conversation_id;
+            rows.push(MessageRow::new(m, conversation_id)?);
+        }
+        for chunk in rows.chunks(ROWS_PER_INSERT) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "insert into messages
+                     (id, conversation_id, direction, type, from_address, to_address, body, subject,
+                      attachments, status, metadata, idempotency_key, request_hash, provider,
+                      provider_message_id, provider_timestamp, created_at, updated_at) ",
+            );
+            q.push_values(chunk, |mut b, r| {
+                b.push_bind(r.id.clone())
+                    .push_bind(r.conversation_id.clone())
+                    .push_bind(r.direction)
+                    .push_bind(r.kind)
+                    .push_bind(r.from.clone())
+                    .push_bind(r.to.clone())
+                    .push_bind(r.body.clone())
+                    .push_bind(r.subject.clone())
+                    .push_bind(r.attachments.clone())
+                    .push_bind(r.status)
+                    .push_bind(r.metadata.clone())
+                    .push_bind(r.idempotency_key.clone())
+                    .push_bind(r.request_hash.clone())
+                    .push_bind(r.provider.clone())
+                    .push_bind(r.provider_message_id.clone())
+                    .push_bind(r.provider_timestamp.clone())
+                    .push_bind(r.created_at.clone())
+                    .push_bind(r.created_at.clone());
+            });
+            q.build().execute(&mut *tx).await.map_err(classify)?;
+
+            let mut e: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "insert into message_events (message_id, event, to_status, created_at) ",
+            );
+            e.push_values(chunk, |mut b, r| {
+                b.push_bind(r.id.clone())
+                    .push_bind("created")
+                    .push_bind(r.status)
+                    .push_bind(r.created_at.clone());
+            });
+            e.build().execute(&mut *tx).await.map_err(classify)?;
+        }
+        tx.commit().await.map_err(classify)?;
+
+        batch
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                if fresh[i] {
+                    return Ok(Inserted::Created(created_message(m, conversation_of[i])));
+                }
+                let key = dedupe[i]
+                    .as_ref()
+                    .context("a message not stored has no dedupe key")?;
+                if let Some((message, request_hash)) = existing.get(key) {
+                    return Ok(Inserted::Existing {
+                        message: message.clone(),
+                        request_hash: request_hash.clone(),
+                    });
+                }
+                let first = *first_of_key
+                    .get(key)
+                    .context("duplicate key without a first occurrence")?;
+                Ok(Inserted::Existing {
+                    message: created_message(&batch[first], conversation_of[first]),
+                    request_hash: batch[first].request_hash.clone(),
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()
+            .map_err(StoreError::Other)
+    }
+}
+
+/// The audit detail of an outcome, without empty fields (as PostgreSQL's `jsonb_strip_nulls`).
+fn outcome_detail(outcome: &Outcome) -> anyhow::Result<String> {
+    let mut detail = Map::new();
+    let mut put = |k: &str, v: Option<String>| {
+        if let Some(v) = v {
+            detail.insert(k.to_owned(), Value::String(v));
+        }
+    };
+    match outcome {
+        Outcome::Sent {
+            provider,
+            provider_message_id,
+            ..
+        } => {
+            put("provider", Some(provider.clone()));
+            put("provider_message_id", Some(provider_message_id.clone()));
+        }
+        Outcome::Retry {
+            provider,
+            error,
+            next_attempt_at,
+            ..
+        } => {
+            put("provider", Some(provider.clone()));
+            put("error_code", Some(error.code.clone()));
+            put("error_message", Some(error.message.clone()));
+            put("next_attempt_at", Some(next_attempt_at.format(&Rfc3339)?));
+        }
+        Outcome::Failed {
+            provider, error, ..
+        } => {
+            put("provider", provider.clone());
+            put("error_code", Some(error.code.clone()));
+            put("error_message", Some(error.message.clone()));
+        }
+        Outcome::Deferred {
+            reason,
+            next_attempt_at,
+            ..
+        } => {
+            put("error_code", Some(DEFERRED_CODE.to_owned()));
+            put("error_message", Some(reason.clone()));
+            put("next_attempt_at", Some(next_attempt_at.format(&Rfc3339)?));
+        }
+    }
+    Ok(Value::Object(detail).to_string())
+}
+
+fn outcome_input(outcome: &Outcome) -> anyhow::Result<Value> {
+    let (provider, provider_message_id, error, next_attempt_at) = match outcome {
+        Outcome::Sent {
+            provider,
+            provider_message_id,
+            ..
+        } => (
+            Some(provider.clone()),
+            Some(provider_message_id.clone()),
+            None,
+            None,
+        ),
+        Outcome::Retry {
+            provider,
+            error,
+            next_attempt_at,
+            ..
+        } => (
+            Some(provider.clone()),
+            None,
+            Some(error.clone()),
+            Some(ts(*next_attempt_at)?),
+        ),
+        Outcome::Failed {
+            provider, error, ..
+        } => (provider.clone(), None, Some(error.clone()), None),
+        Outcome::Deferred {
+            reason,
+            next_attempt_at,
+            ..
+        } => (
+            None,
+            None,
+            Some(ErrorInfo {
+                code: DEFERRED_CODE.to_owned(),
+                message: reason.clone(),
+            }),
+            Some(ts(*next_attempt_at)?),
+        ),
+    };
+    let num_segments = match outcome {
+        Outcome::Sent { num_segments, .. } => *num_segments,
+        _ => None,
+    };
+    Ok(serde_json::json!({
+        "id": outcome.id().to_string(),
+        "status": outcome.status().as_str(),
+        "provider": provider,
+        "provider_message_id": provider_message_id,
+        "error_code": error.as_ref().map(|e| e.code.clone()),
+        "error_message": error.as_ref().map(|e| e.message.clone()),
+        "next_attempt_at": next_attempt_at,
+        "num_segments": num_segments,
+        // A deferral (pacing) was not an attempt and does not count as a retry.
+        "attempted": !matches!(outcome, Outcome::Deferred { .. }),
+    }))
+}
+
+#[async_trait]
+impl MessageStore for SqliteStore {
+    #[tracing::instrument(skip_all, fields(batch = batch.len()))]
+    async fn insert_messages(&self, batch: &[NewMessage]) -> StoreResult<Vec<Inserted>> {
+        self.insert_batch(batch).await
+    }
+
+    async fn get_message(&self, id: Uuid) -> StoreResult<Option<Message>> {
+        let sql = format!("select {MESSAGE_COLUMNS} from messages where id = ?1");
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(classify)?;
+        Ok(row.as_ref().map(message_from_row).transpose()?)
+    }
+
+    async fn list_messages(
+        &self,
+        filter: &MessageFilter,
+        page: Page,
+    ) -> StoreResult<(Vec<Message>, i64)> {
+        fn push_filters(q: &mut QueryBuilder<Sqlite>, f: &MessageFilter) {
+            q.push(" where true");
+            if let Some(id) = f.conversation_id {
+                q.push(" and conversation_id = ").push_bind(id.to_string());
+            }
+            if let Some(s) = f.status {
+                q.push(" and status = ").push_bind(s.as_str());
+            }
+            if let Some(d) = f.direction {
+                q.push(" and direction = ").push_bind(d.as_str());
+            }
+            if let Some(k) = f.kind {
+                q.push(" and type = ").push_bind(k.as_str());
+            }
+        }
+        let mut q = QueryBuilder::new(format!("select {MESSAGE_COLUMNS} from messages"));
+        push_filters(&mut q, filter);
+        q.push(" order by created_at desc, id desc limit ")
+            .push_bind(page.limit);
+        q.push(" offset ").push_bind(page.offset);
+        let rows = q.build().fetch_all(&self.reader).await.map_err(classify)?;
+        let messages = rows
+            .iter()
+            .map(message_from_row)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+
+        let mut count = QueryBuilder::new("select count(*) from messages");
+        push_filters(&mut count, filter);
+        let total: i64 = count
+            .build_query_scalar()
+            .fetch_one(&self.reader)
+            .await
+            .map_err(classify)?;
+        Ok((messages, total))
+    }
+
+    async fn message_events(&self, id: Uuid) -> StoreResult<Vec<MessageEvent>> {
+        let rows = sqlx::query(
+            "select id, message_id, event, from_status, to_status, detail, created_at
+             from message_events where message_id = ?1 order by id",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.reader)
+        .await
+        .map_err(classify)?;
+        let status = |row: &SqliteRow, col: &str| -> anyhow::Result<Option<MessageStatus>> {
+            let raw: Option<String> = row.try_get(col)?;
+            Ok(raw.as_deref().and_then(MessageStatus::parse))
+        };
+        let events = rows
+            .iter()
+            .map(|row| {
+                let detail: String = row.try_get("detail")?;
+                Ok(MessageEvent {
+                    id: row.try_get("id")?,
+                    message_id: get_uuid(row, "message_id")?,
+                    event: row.try_get("event")?,
+                    from_status: status(row, "from_status")?,
+                    to_status: status(row, "to_status")?,
+                    detail: serde_json::from_str(&detail).context("detail column")?,
+                    created_at: get_ts(row, "created_at")?,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(events)
+    }
+
+    #[tracing::instrument(skip_all, fields(count = ids.len()))]
+    async fn claim(&self, ids: &[Uuid], stale_before: OffsetDateTime) -> StoreResult<Claim> {
+        let token = Uuid::now_v7();
+        if ids.is_empty() {
+            return Ok(Claim {
+                token,
+                messages: Vec::new(),
+            });
+        }
+        let now = ts(OffsetDateTime::now_utc())?;
+        let mut tx = self.begin_write().await?;
+        let targets = sqlx::query(
+            "select id, status from messages
+             where id in (select value from json_each(?1))
+               and status in (select value from json_each(?2))
+               and (status = 'pending'
+                    or (status = 'retry' and (next_attempt_at is null or next_attempt_at <= ?3))
+                    or (status = 'sending' and claimed_at < ?4))
+             order by id",
+        )
+        .bind(id_list(ids))
+        .bind(statuses(&MessageStatus::predecessors(
+            MessageStatus::Sending,
+        )))
+        .bind(&now)
+        .bind(ts(stale_before)?)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(classify)?;
+        if targets.is_empty() {
+            tx.rollback().await.map_err(classify)?;
+            return Ok(Claim {
+                token,
+                messages: Vec::new(),
+            });
+        }
+        let mut events = Vec::with_capacity(targets.len());
+        let mut claimed = Vec::with_capacity(targets.len());
+        for row in &targets {
+            let id = get_uuid(row, "id")?;
+            let old = parse_enum(row, "status", MessageStatus::parse)?;
+            claimed.push(id);
+            events.push(EventRow {
+                message_id: id.to_string(),
+                from_status: Some(old.as_str()),
+                to_status: MessageStatus::Sending.as_str(),
+                detail: if old == MessageStatus::Sending {
+                    r#"{"reclaimed":true}"#.to_owned()
+                } else {
+                    "{}".to_owned()
+                },
+            });
+        }
+        let claimed_list = id_list(&claimed);
+        sqlx::query(
+            "update messages
+             set status = 'sending', claimed_at = ?1, claim_token = ?2, next_attempt_at = null, updated_at = ?1
+             where id in (select value from json_each(?3))",
+        )
+        .bind(&now)
+        .bind(token.to_string())
+        .bind(&claimed_list)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        insert_events(&mut tx, "status_changed", &events, &now).await?;
+        let sql = format!(
+            "select {MESSAGE_COLUMNS} from messages where id in (select value from json_each(?1)) order by id"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(&claimed_list)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        let messages = rows
+            .iter()
+            .map(message_from_row)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Claim { token, messages })
+    }
+
+    async fn in_flight(&self, ids: &[Uuid]) -> StoreResult<Vec<Uuid>> {
+        let rows = sqlx::query(
+            "select id from messages where id in (select value from json_each(?1)) and status = 'sending'",
+        )
+        .bind(id_list(ids))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(classify)?;
+        Ok(rows
+            .iter()
+            .map(|r| get_uuid(r, "id"))
+            .collect::<anyhow::Result<Vec<_>>>()?)
+    }
+
+    #[tracing::instrument(skip_all, fields(count = outcomes.len()))]
+    async fn record_outcomes(&self, token: Uuid, outcomes: &[Outcome]) -> StoreResult<Vec<Uuid>> {
+        if outcomes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut input = Vec::with_capacity(outcomes.len());
+        for outcome in outcomes {
+            // Every outcome is a move out of `sending`; the lifecycle table must agree.
+            MessageStatus::Sending
+                .transition_to(outcome.status())
+                .context("recording an outcome")?;
+            input.push(outcome_input(outcome)?);
+        }
+        let now = ts(OffsetDateTime::now_utc())?;
+        let mut tx = self.begin_write().await?;
+        let rows = sqlx::query(
+            "update messages set
+                 status = i.status,
+                 provider = coalesce(i.provider, messages.provider),
+                 provider_message_id = coalesce(i.provider_message_id, messages.provider_message_id),
+                 error_code = i.error_code,
+                 error_message = i.error_message,
+                 num_segments = coalesce(i.num_segments, messages.num_segments),
+                 retry_count = messages.retry_count + (i.status = 'retry' and i.attempted),
+                 next_attempt_at = i.next_attempt_at,
+                 sent_at = case when i.status = 'sent' then ?3 else messages.sent_at end,
+                 failed_at = case when i.status = 'failed' then ?3 else messages.failed_at end,
+                 claimed_at = null,
+                 claim_token = null,
+                 updated_at = ?3
+             from (
+                 select value ->> 'id' as id,
+                        value ->> 'status' as status,
+                        value ->> 'provider' as provider,
+                        value ->> 'provider_message_id' as provider_message_id,
+                        value ->> 'error_code' as error_code,
+                        value ->> 'error_message' as error_message,
+                        value ->> 'next_attempt_at' as next_attempt_at,
+                        value ->> 'num_segments' as num_segments,
+                        value ->> 'attempted' as attempted
+                 from json_each(?2)
+             ) as i
+             where messages.id = i.id and messages.claim_token = ?1 and messages.status = 'sending'
+             returning messages.id",
+        )
+        .bind(token.to_string())
+        .bind(Value::from(input).to_string())
+        .bind(&now)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(classify)?;
+        let applied = rows
+            .iter()
+            .map(|r| get_uuid(r, "id"))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let mut events = Vec::with_capacity(applied.len());
+        for outcome in outcomes.iter().filter(|o| applied.contains(&o.id())) {
+            events.push(EventRow {
+                message_id: outcome.id().to_string(),
+                from_status: Some(MessageStatus::Sending.as_str()),
+                to_status: outcome.status().as_str(),
+                detail: outcome_detail(outcome)?,
+            });
+        }
+        insert_events(&mut tx, "status_changed", &events, &now).await?;
+        tx.commit().await.map_err(classify)?;
+        Ok(applied)
+    }
+
+    async fn sweep(&self, query: SweepQuery) -> StoreResult<Vec<Stranded>> {
+        let now = OffsetDateTime::now_utc();
+        let older = ts(now - query.age)?;
+        let abandoned = ts(now - query.age - query.visibility_timeout)?;
+        let mut tx = self.begin_write().await?;
+        let rows = sqlx::query(
+            "update messages set enqueued_at = ?1
+             where id in (
+                 select id from messages
+                 where status in ('pending', 'retry', 'sending')
+                   and created_at < ?2
+                   and (enqueued_at is null or enqueued_at < ?2)
+                   and (status = 'pending'
+                        or (status = 'retry' and next_attempt_at < ?2)
+                        or (status = 'sending' and claimed_at < ?3))
+                 order by created_at
+                 limit ?4
+             )
+             returning id, type",
+        )
+        .bind(ts(now)?)
+        .bind(&older)
+        .bind(&abandoned)
+        .bind(query.limit)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        rows.iter()
+            .map(|row| {
+                Ok(Stranded {
+                    id: get_uuid(row, "id")?,
+                    kind: parse_enum(row, "type", MessageType::parse)?,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()
+            .map_err(StoreError::Other)
+    }
+}

@@ -1,0 +1,8 @@
+//! Conformance suites for the two storage seams: every case is written once, as a function of
+//! `Arc<dyn Store>` or `Arc<dyn Queue>`, and run against every implementation (PostgreSQL and
+//! SQLite; Redis Streams and the in-process queue). Same inputs, same observable results.
+
+mod backends;
+mod queue;
+mod store;
+mod store_features;
