@@ -430,6 +430,9 @@ impl Settings {
         }
 
         let providers = crate::provider::settings::ProviderSettings::from_env(env, environment)?;
+        let port: u16 = env.parse("PORT", 8080, "a port number")?;
+        let webhooks =
+            webhook_settings(env, environment, port, providers.public_base_url.as_deref())?;
 
         Ok(Self {
             environment,
@@ -437,7 +440,7 @@ impl Settings {
             log_level,
             log_format,
             host: env.string("HOST", "0.0.0.0"),
-            port: env.parse("PORT", 8080, "a port number")?,
+            port,
             database_url: ConnectionUrl::new(database_url),
             db_max_connections: env.parse("DB_MAX_CONNECTIONS", 20, "a positive integer")?,
             redis_url: ConnectionUrl::new(redis_url),
@@ -457,7 +460,7 @@ impl Settings {
             worker_metrics_port: env.parse("WORKER_METRICS_PORT", 9091, "a port number")?,
             metrics_sample_interval: env.seconds("METRICS_SAMPLE_INTERVAL", 5.0)?,
             security,
-            webhooks: webhook_settings(env, environment)?,
+            webhooks,
         })
     }
 }
@@ -485,13 +488,17 @@ fn is_sqlite(url: &str) -> bool {
     url.starts_with("sqlite:")
 }
 
-fn webhook_settings(env: &Env, environment: Environment) -> Result<WebhookSettings, ConfigError> {
-    let port: u16 = env.parse("PORT", 8080, "a port number")?;
-    let public_base_url = env
-        .raw("PUBLIC_BASE_URL")
-        .map(|u| u.trim().trim_end_matches('/').to_owned())
+/// `public_base_url` is `PUBLIC_BASE_URL` as the provider settings parsed it; signatures are
+/// checked against the local address when it is unset.
+fn webhook_settings(
+    env: &Env,
+    environment: Environment,
+    port: u16,
+    public_base_url: Option<&str>,
+) -> Result<WebhookSettings, ConfigError> {
+    let public_base_url = public_base_url
+        .map(str::to_owned)
         .unwrap_or_else(|| format!("http://localhost:{port}"));
-    check_url("PUBLIC_BASE_URL", &public_base_url, &["http", "https"])?;
     let verify_signatures = env.flag("WEBHOOK_VERIFY_SIGNATURES", true)?;
     if environment == Environment::Production && !verify_signatures {
         return Err(ConfigError(
