@@ -13,7 +13,10 @@ pub use api_keys::ApiKeyStore;
 pub use conversations::{ConversationFilter, ConversationStore, SearchHit, SortOrder};
 pub use dead_letters::DeadLetterStore;
 pub use messages::MessageStore;
-pub use webhooks::{EventOutcome, ProviderEvent, WebhookDelivery, WebhookLogEntry, WebhookStore};
+pub use webhooks::{
+    EventOutcome, HistoryEntry, ProviderEvent, ReceiptPlan, StatusChange, WebhookDelivery,
+    WebhookLogEntry, WebhookStore, plan_receipts,
+};
 
 use async_trait::async_trait;
 use time::OffsetDateTime;

@@ -1,5 +1,7 @@
 //! Provider callbacks: the durable delivery log and applying receipts to messages.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::Value;
@@ -97,4 +99,180 @@ pub trait WebhookStore: Send + Sync + 'static {
         provider: Option<&str>,
         page: Page,
     ) -> StoreResult<(Vec<WebhookDelivery>, i64)>;
+}
+
+/// One receipt's line in a message's history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryEntry {
+    pub message_id: Uuid,
+    /// Set when the receipt moved the message.
+    pub from: Option<MessageStatus>,
+    pub to: Option<MessageStatus>,
+    pub detail: Value,
+}
+
+/// A message's status after a batch of receipts, with the error of the receipt that set it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusChange {
+    pub message_id: Uuid,
+    pub status: MessageStatus,
+    pub error: Option<crate::domain::ErrorInfo>,
+}
+
+/// What a batch of receipts does, decided once for every backend; the backend only writes it.
+#[derive(Debug, Default)]
+pub struct ReceiptPlan {
+    /// One per event, in input order.
+    pub outcomes: Vec<EventOutcome>,
+    /// Indices of the events that are replays (logged as duplicates).
+    pub duplicates: Vec<usize>,
+    /// The log row each fresh event claimed, with its outcome and message.
+    pub log_results: Vec<(i64, EventOutcome, Option<Uuid>)>,
+    pub history: Vec<HistoryEntry>,
+    pub status_changes: Vec<StatusChange>,
+}
+
+/// Decides, in order, what each event does. `log_ids` maps (provider, dedupe key) to the log
+/// row the event claimed; an event without one is a replay. `messages` maps provider ids to
+/// the message and its status, which later events of the batch see as updated. The
+/// lifecycle table is the judge: a receipt only ever moves a message forward.
+pub fn plan_receipts(
+    events: &[ProviderEvent],
+    mut log_ids: HashMap<(String, String), i64>,
+    mut messages: HashMap<String, (Uuid, MessageStatus)>,
+) -> ReceiptPlan {
+    let mut plan = ReceiptPlan::default();
+    let mut changes: HashMap<Uuid, StatusChange> = HashMap::new();
+    for (index, event) in events.iter().enumerate() {
+        let Some(log_id) = log_ids.remove(&(event.provider.to_owned(), event.dedupe_key.clone()))
+        else {
+            plan.duplicates.push(index);
+            plan.outcomes.push(EventOutcome::Duplicate);
+            continue;
+        };
+        let (outcome, message_id) = match messages.get_mut(&event.provider_message_id) {
+            None => (EventOutcome::UnknownMessage, None),
+            Some((id, status)) => {
+                let from = *status;
+                let moved = event
+                    .target
+                    .filter(|t| *t != from && from.transition_to(*t).is_ok());
+                if let Some(to) = moved {
+                    *status = to;
+                    changes.insert(
+                        *id,
+                        StatusChange {
+                            message_id: *id,
+                            status: to,
+                            error: event.error.clone(),
+                        },
+                    );
+                }
+                let mut detail = event.detail.clone();
+                if let Value::Object(map) = &mut detail {
+                    map.insert("provider".into(), event.provider.into());
+                    map.insert("event".into(), event.event.clone().into());
+                }
+                plan.history.push(HistoryEntry {
+                    message_id: *id,
+                    from: moved.map(|_| from),
+                    to: moved,
+                    detail,
+                });
+                let outcome = if moved.is_some() {
+                    EventOutcome::Applied
+                } else {
+                    EventOutcome::Recorded
+                };
+                (outcome, Some(*id))
+            }
+        };
+        plan.log_results.push((log_id, outcome, message_id));
+        plan.outcomes.push(outcome);
+    }
+    plan.status_changes = changes.into_values().collect();
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ErrorInfo;
+
+    fn event(key: &str, sid: &str, target: Option<MessageStatus>) -> ProviderEvent {
+        ProviderEvent {
+            provider: "twilio",
+            dedupe_key: key.into(),
+            provider_message_id: sid.into(),
+            event: "x".into(),
+            target,
+            error: target
+                .filter(|t| *t == MessageStatus::Failed)
+                .map(|_| ErrorInfo {
+                    code: "30003".into(),
+                    message: "unreachable".into(),
+                }),
+            detail: serde_json::json!({}),
+        }
+    }
+
+    #[test]
+    fn receipts_move_forward_only_and_replays_and_strangers_are_told_apart() {
+        let id = Uuid::now_v7();
+        let events = [
+            event("a", "SM1", Some(MessageStatus::Delivered)),
+            event("b", "SM1", Some(MessageStatus::Sent)),
+            event("a", "SM1", Some(MessageStatus::Delivered)),
+            event("c", "SM9", Some(MessageStatus::Delivered)),
+        ];
+        let log_ids: HashMap<_, _> = [("a", 1), ("b", 2), ("c", 3)]
+            .into_iter()
+            .map(|(k, v)| (("twilio".to_owned(), k.to_owned()), v))
+            .collect();
+        let messages = HashMap::from([("SM1".to_owned(), (id, MessageStatus::Sent))]);
+        let plan = plan_receipts(&events, log_ids, messages);
+        use EventOutcome::*;
+        assert_eq!(
+            plan.outcomes,
+            [Applied, Recorded, Duplicate, UnknownMessage]
+        );
+        assert_eq!(plan.duplicates, [2]);
+        assert_eq!(
+            plan.status_changes,
+            [StatusChange {
+                message_id: id,
+                status: MessageStatus::Delivered,
+                error: None
+            }]
+        );
+        assert_eq!(plan.history.len(), 2);
+        assert_eq!(plan.history[1].to, None, "the late `sent` is history only");
+        assert_eq!(
+            plan.log_results,
+            [
+                (1, Applied, Some(id)),
+                (2, Recorded, Some(id)),
+                (3, UnknownMessage, None)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failure_keeps_the_error_of_the_receipt_that_set_it() {
+        let id = Uuid::now_v7();
+        let events = [event("f", "SM1", Some(MessageStatus::Failed))];
+        let log_ids = HashMap::from([(("twilio".to_owned(), "f".to_owned()), 7)]);
+        let plan = plan_receipts(
+            &events,
+            log_ids,
+            HashMap::from([("SM1".to_owned(), (id, MessageStatus::Sent))]),
+        );
+        assert_eq!(
+            plan.status_changes[0]
+                .error
+                .as_ref()
+                .map(|e| e.code.as_str()),
+            Some("30003")
+        );
+    }
 }

@@ -10,6 +10,7 @@ use super::{PgStore, classify};
 use crate::domain::MessageStatus;
 use crate::store::{
     EventOutcome, Page, ProviderEvent, StoreResult, WebhookDelivery, WebhookLogEntry, WebhookStore,
+    plan_receipts,
 };
 
 #[async_trait]
@@ -81,107 +82,38 @@ impl WebhookStore for PgStore {
                 .or_insert((row.try_get("id").map_err(classify)?, status));
         }
 
-        // Replays are logged too, as duplicates.
-        let duplicates: Vec<usize> = {
-            let mut claimed = log_ids.clone();
-            events
-                .iter()
-                .enumerate()
-                .filter(|(_, e)| {
-                    claimed
-                        .remove(&(e.provider.to_owned(), e.dedupe_key.clone()))
-                        .is_none()
-                })
-                .map(|(i, _)| i)
-                .collect()
-        };
-        if !duplicates.is_empty() {
-            let pick = |f: &dyn Fn(&ProviderEvent) -> String| -> Vec<String> {
-                duplicates.iter().map(|i| f(&events[*i])).collect()
+        // 3. Decide what each event does (shared by every backend), then write it down.
+        let plan = plan_receipts(events, log_ids, messages);
+        if !plan.duplicates.is_empty() {
+            let pick = |f: &dyn Fn(usize) -> String| -> Vec<String> {
+                plan.duplicates.iter().map(|i| f(*i)).collect()
             };
             sqlx::query(
                 "insert into webhook_deliveries (provider, kind, dedupe_key, verified, outcome, detail)
                  select provider, 'receipt', dedupe_key, true, 'duplicate', detail::jsonb
                  from unnest($1::text[], $2::text[], $3::text[]) as t(provider, dedupe_key, detail)",
             )
-            .bind(pick(&|e| e.provider.to_owned()))
-            .bind(pick(&|e| e.dedupe_key.clone()))
-            .bind(duplicates.iter().map(|i| details[*i].clone()).collect::<Vec<_>>())
+            .bind(pick(&|i| events[i].provider.to_owned()))
+            .bind(pick(&|i| events[i].dedupe_key.clone()))
+            .bind(pick(&|i| details[i].clone()))
             .execute(&mut *tx)
             .await
             .map_err(classify)?;
         }
 
-        // 3. Decide, in order, what each event does; the lifecycle table is the judge.
-        let mut outcomes = Vec::with_capacity(events.len());
-        let mut log_rows: (Vec<i64>, Vec<&str>, Vec<Option<Uuid>>) = Default::default();
-        let mut history: (Vec<Uuid>, Vec<Option<&str>>, Vec<Option<&str>>, Vec<String>) =
-            Default::default();
-        let mut final_state: HashMap<Uuid, (MessageStatus, Option<String>, Option<String>)> =
-            HashMap::new();
-        for event in events {
-            let Some(log_id) =
-                log_ids.remove(&(event.provider.to_owned(), event.dedupe_key.clone()))
-            else {
-                outcomes.push(EventOutcome::Duplicate);
-                continue;
-            };
-            let outcome = match messages.get_mut(&event.provider_message_id) {
-                None => EventOutcome::UnknownMessage,
-                Some((id, status)) => {
-                    let from = *status;
-                    let moved = event
-                        .target
-                        .filter(|t| *t != from && from.transition_to(*t).is_ok());
-                    if let Some(to) = moved {
-                        *status = to;
-                        let error = event.error.as_ref();
-                        final_state.insert(
-                            *id,
-                            (
-                                to,
-                                error.map(|e| e.code.clone()),
-                                error.map(|e| e.message.clone()),
-                            ),
-                        );
-                    }
-                    let mut detail = event.detail.clone();
-                    if let serde_json::Value::Object(map) = &mut detail {
-                        map.insert("provider".into(), event.provider.into());
-                        map.insert("event".into(), event.event.clone().into());
-                    }
-                    history.0.push(*id);
-                    history.1.push(moved.map(|_| from.as_str()));
-                    history.2.push(moved.map(|t| t.as_str()));
-                    history.3.push(detail.to_string());
-                    log_rows.2.push(Some(*id));
-                    if moved.is_some() {
-                        EventOutcome::Applied
-                    } else {
-                        EventOutcome::Recorded
-                    }
-                }
-            };
-            if outcome == EventOutcome::UnknownMessage {
-                log_rows.2.push(None);
-            }
-            log_rows.0.push(log_id);
-            log_rows.1.push(outcome.as_str());
-            outcomes.push(outcome);
-        }
-
         // 4. Status changes, one statement.
-        if !final_state.is_empty() {
-            let mut ids = Vec::new();
-            let mut statuses = Vec::new();
-            let mut codes = Vec::new();
-            let mut texts = Vec::new();
-            for (id, (status, code, text)) in &final_state {
-                ids.push(*id);
-                statuses.push(status.as_str());
-                codes.push(code.clone());
-                texts.push(text.clone());
-            }
+        if !plan.status_changes.is_empty() {
+            let changes = &plan.status_changes;
+            let ids: Vec<Uuid> = changes.iter().map(|c| c.message_id).collect();
+            let statuses: Vec<&str> = changes.iter().map(|c| c.status.as_str()).collect();
+            let codes: Vec<Option<&str>> = changes
+                .iter()
+                .map(|c| c.error.as_ref().map(|e| e.code.as_str()))
+                .collect();
+            let texts: Vec<Option<&str>> = changes
+                .iter()
+                .map(|c| c.error.as_ref().map(|e| e.message.as_str()))
+                .collect();
             sqlx::query(
                 "update messages m set
                      status = u.status,
@@ -204,36 +136,46 @@ impl WebhookStore for PgStore {
         }
 
         // 5. The messages' history, 6. the log's outcomes.
-        if !history.0.is_empty() {
+        if !plan.history.is_empty() {
+            let h = &plan.history;
             sqlx::query(
                 "insert into message_events (message_id, event, from_status, to_status, detail)
                  select id, 'provider_event', from_status, to_status, detail::jsonb
                  from unnest($1::uuid[], $2::text[], $3::text[], $4::text[])
                      as t(id, from_status, to_status, detail)",
             )
-            .bind(&history.0)
-            .bind(&history.1)
-            .bind(&history.2)
-            .bind(&history.3)
+            .bind(h.iter().map(|e| e.message_id).collect::<Vec<_>>())
+            .bind(
+                h.iter()
+                    .map(|e| e.from.map(|s| s.as_str()))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                h.iter()
+                    .map(|e| e.to.map(|s| s.as_str()))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(h.iter().map(|e| e.detail.to_string()).collect::<Vec<_>>())
             .execute(&mut *tx)
             .await
             .map_err(classify)?;
         }
-        if !log_rows.0.is_empty() {
+        if !plan.log_results.is_empty() {
+            let l = &plan.log_results;
             sqlx::query(
                 "update webhook_deliveries w set outcome = u.outcome, message_id = u.message_id
                  from unnest($1::int8[], $2::text[], $3::uuid[]) as u(id, outcome, message_id)
                  where w.id = u.id",
             )
-            .bind(&log_rows.0)
-            .bind(&log_rows.1)
-            .bind(&log_rows.2)
+            .bind(l.iter().map(|r| r.0).collect::<Vec<_>>())
+            .bind(l.iter().map(|r| r.1.as_str()).collect::<Vec<_>>())
+            .bind(l.iter().map(|r| r.2).collect::<Vec<_>>())
             .execute(&mut *tx)
             .await
             .map_err(classify)?;
         }
         tx.commit().await.map_err(classify)?;
-        Ok(outcomes)
+        Ok(plan.outcomes)
     }
 
     async fn log_webhook(&self, entry: &WebhookLogEntry) -> StoreResult<()> {

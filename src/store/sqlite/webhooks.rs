@@ -13,6 +13,7 @@ use super::{SqliteStore, classify, get_ts, ts};
 use crate::domain::MessageStatus;
 use crate::store::{
     EventOutcome, Page, ProviderEvent, StoreResult, WebhookDelivery, WebhookLogEntry, WebhookStore,
+    plan_receipts,
 };
 
 #[async_trait]
@@ -91,67 +92,32 @@ impl WebhookStore for SqliteStore {
                 .or_insert((id, status));
         }
 
-        // 3. Decide, in order, what each event does; the lifecycle table is the judge.
-        // Replays are logged too, as duplicates.
-        let mut outcomes = Vec::with_capacity(events.len());
-        let mut duplicates: Vec<Value> = Vec::new();
-        let mut log_rows: Vec<Value> = Vec::new();
-        let mut history: Vec<Value> = Vec::new();
-        let mut final_state: HashMap<Uuid, (MessageStatus, Option<String>, Option<String>)> =
-            HashMap::new();
-        for (event, detail) in events.iter().zip(&details) {
-            let Some(log_id) =
-                log_ids.remove(&(event.provider.to_owned(), event.dedupe_key.clone()))
-            else {
-                duplicates.push(serde_json::json!([
-                    event.provider,
-                    event.dedupe_key,
-                    detail
-                ]));
-                outcomes.push(EventOutcome::Duplicate);
-                continue;
-            };
-            let (outcome, message_id) = match messages.get_mut(&event.provider_message_id) {
-                None => (EventOutcome::UnknownMessage, None),
-                Some((id, status)) => {
-                    let from = *status;
-                    let moved = event
-                        .target
-                        .filter(|t| *t != from && from.transition_to(*t).is_ok());
-                    if let Some(to) = moved {
-                        *status = to;
-                        let error = event.error.as_ref();
-                        final_state.insert(
-                            *id,
-                            (
-                                to,
-                                error.map(|e| e.code.clone()),
-                                error.map(|e| e.message.clone()),
-                            ),
-                        );
-                    }
-                    let mut detail = event.detail.clone();
-                    if let Value::Object(map) = &mut detail {
-                        map.insert("provider".into(), event.provider.into());
-                        map.insert("event".into(), event.event.clone().into());
-                    }
-                    history.push(serde_json::json!([
-                        id.to_string(),
-                        moved.map(|_| from.as_str()),
-                        moved.map(|t| t.as_str()),
-                        detail.to_string(),
-                    ]));
-                    let outcome = if moved.is_some() {
-                        EventOutcome::Applied
-                    } else {
-                        EventOutcome::Recorded
-                    };
-                    (outcome, Some(id.to_string()))
-                }
-            };
-            log_rows.push(serde_json::json!([log_id, outcome.as_str(), message_id]));
-            outcomes.push(outcome);
-        }
+        // 3. Decide what each event does (shared by every backend), then write it down.
+        let plan = plan_receipts(events, log_ids, messages);
+        let duplicates: Vec<Value> = plan
+            .duplicates
+            .iter()
+            .map(|i| serde_json::json!([events[*i].provider, events[*i].dedupe_key, details[*i]]))
+            .collect();
+        let log_rows: Vec<Value> = plan
+            .log_results
+            .iter()
+            .map(|(log_id, outcome, id)| {
+                serde_json::json!([log_id, outcome.as_str(), id.map(|i| i.to_string())])
+            })
+            .collect();
+        let history: Vec<Value> = plan
+            .history
+            .iter()
+            .map(|h| {
+                serde_json::json!([
+                    h.message_id.to_string(),
+                    h.from.map(|s| s.as_str()),
+                    h.to.map(|s| s.as_str()),
+                    h.detail.to_string(),
+                ])
+            })
+            .collect();
 
         if !duplicates.is_empty() {
             sqlx::query(
@@ -167,11 +133,18 @@ impl WebhookStore for SqliteStore {
         }
 
         // 4. Status changes, one statement.
-        if !final_state.is_empty() {
-            let changes: Vec<Value> = final_state
+        if !plan.status_changes.is_empty() {
+            let changes: Vec<Value> = plan
+                .status_changes
                 .iter()
-                .map(|(id, (status, code, text))| {
-                    serde_json::json!([id.to_string(), status.as_str(), code, text])
+                .map(|c| {
+                    let error = c.error.as_ref();
+                    serde_json::json!([
+                        c.message_id.to_string(),
+                        c.status.as_str(),
+                        error.map(|e| &e.code),
+                        error.map(|e| &e.message),
+                    ])
                 })
                 .collect();
             sqlx::query(
@@ -220,7 +193,7 @@ impl WebhookStore for SqliteStore {
             .map_err(classify)?;
         }
         tx.commit().await.map_err(classify)?;
-        Ok(outcomes)
+        Ok(plan.outcomes)
     }
 
     async fn log_webhook(&self, entry: &WebhookLogEntry) -> StoreResult<()> {
