@@ -324,7 +324,7 @@ impl NewMessage {
             provider: None,
             provider_message_id: None,
             provider_timestamp: None,
-            created_at: OffsetDateTime::now_utc(),
+            created_at: now_micros(),
         })
     }
 
@@ -375,7 +375,7 @@ impl NewMessage {
             provider: Some(content.provider),
             provider_message_id: Some(provider_message_id.to_owned()),
             provider_timestamp: content.provider_timestamp,
-            created_at: OffsetDateTime::now_utc(),
+            created_at: now_micros(),
         })
     }
 
@@ -385,6 +385,13 @@ impl NewMessage {
         let (low, high) = if a <= b { (a, b) } else { (b, a) };
         (self.kind.family(), low.to_owned(), high.to_owned())
     }
+}
+
+/// Now, to the microsecond: the precision both databases store, so a message's creation
+/// time reads back exactly as it was answered.
+fn now_micros() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    now.replace_nanosecond(now.nanosecond() / 1000 * 1000).unwrap_or(now)
 }
 
 fn non_empty(raw: Option<&str>) -> Option<&str> {

@@ -2,6 +2,7 @@
 //! SQL dialect showing through. One implementation per backend lives beside it.
 
 mod api_keys;
+mod batch;
 mod conversations;
 mod dead_letters;
 mod messages;

@@ -1,7 +1,7 @@
 //! Messages on PostgreSQL: group-committed inserts, listing, and the worker's claim and
 //! outcome statements (each a single round trip).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use anyhow::Context;
 use async_trait::async_trait;
@@ -15,6 +15,7 @@ use crate::domain::{
     ChannelFamily, Direction, ErrorInfo, Message, MessageEvent, MessageStatus, MessageType,
     NewMessage,
 };
+use crate::store::batch::{BatchPlan, ConversationKey, DedupeKey, Existing};
 use crate::store::{
     Claim, Inserted, MessageFilter, MessageStore, Outcome, Page, StoreError, StoreResult, Stranded,
     SweepQuery,
@@ -112,74 +113,6 @@ impl MessageColumns {
     }
 }
 
-fn created_message(m: &NewMessage, conversation_id: Uuid) -> Message {
-    Message {
-        id: m.id,
-        conversation_id,
-        direction: m.direction,
-        kind: m.kind,
-        from: m.from.as_str().to_owned(),
-        to: m.to.as_str().to_owned(),
-        body: m.body.clone(),
-        subject: m.subject.clone(),
-        attachments: m.attachments.clone(),
-        status: m.status,
-        provider: m.provider.clone(),
-        provider_message_id: m.provider_message_id.clone(),
-        num_segments: None,
-        retry_count: 0,
-        error: None,
-        metadata: m.metadata.clone(),
-        idempotency_key: m.idempotency_key.clone(),
-        created_at: m.created_at,
-        updated_at: m.created_at,
-        sent_at: None,
-        delivered_at: None,
-        failed_at: None,
-        next_attempt_at: None,
-        provider_timestamp: m.provider_timestamp,
-        read_at: None,
-    }
-}
-
-type ConversationKey = (ChannelFamily, String, String);
-
-/// What makes a message a duplicate of a stored one: the client's idempotency key for a
-/// send, the provider's id for an inbound message.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum DedupeKey {
-    Idempotency(String),
-    Inbound { provider: String, id: String },
-}
-
-impl DedupeKey {
-    fn of_new(m: &NewMessage) -> Option<Self> {
-        if let Some(k) = &m.idempotency_key {
-            return Some(Self::Idempotency(k.clone()));
-        }
-        match (m.direction, &m.provider, &m.provider_message_id) {
-            (Direction::Inbound, Some(provider), Some(id)) => Some(Self::Inbound {
-                provider: provider.clone(),
-                id: id.clone(),
-            }),
-            _ => None,
-        }
-    }
-
-    fn of_stored(m: &Message) -> Option<Self> {
-        if let Some(k) = &m.idempotency_key {
-            return Some(Self::Idempotency(k.clone()));
-        }
-        match (m.direction, &m.provider, &m.provider_message_id) {
-            (Direction::Inbound, Some(provider), Some(id)) => Some(Self::Inbound {
-                provider: provider.clone(),
-                id: id.clone(),
-            }),
-            _ => None,
-        }
-    }
-}
-
 enum BatchAttempt {
     Done(Vec<Inserted>),
     /// A concurrent batch stored one of our idempotency keys or provider ids first: run again.
@@ -204,7 +137,7 @@ impl PgStore {
                 }
             }
         }
-        let mut existing: HashMap<DedupeKey, (Message, Option<String>)> = HashMap::new();
+        let mut existing = Existing::new();
         if !keys.is_empty() || !provider_ids.is_empty() {
             let sql = format!(
                 "select {MESSAGE_COLUMNS}, request_hash from messages where idempotency_key = any($1)
@@ -229,34 +162,9 @@ impl PgStore {
             }
         }
 
-        // Which entries are new: not stored yet and the first of their key in this batch.
-        let mut first_of_key: HashMap<&DedupeKey, usize> = HashMap::new();
-        let mut fresh = vec![false; batch.len()];
-        for (i, key) in dedupe.iter().enumerate() {
-            match key {
-                Some(k) if existing.contains_key(k) => {}
-                Some(k) => {
-                    if !first_of_key.contains_key(k) {
-                        first_of_key.insert(k, i);
-                        fresh[i] = true;
-                    }
-                }
-                None => fresh[i] = true,
-            }
-        }
-
-        // Conversations, sorted by key so concurrent batches lock them in one order.
-        let mut conversations: BTreeMap<ConversationKey, (i64, i64, OffsetDateTime)> =
-            BTreeMap::new();
-        for (m, _) in batch.iter().zip(&fresh).filter(|(_, f)| **f) {
-            let unread = i64::from(m.direction == Direction::Inbound);
-            let entry = conversations
-                .entry(m.conversation_key())
-                .or_insert((0, 0, m.created_at));
-            entry.0 += 1;
-            entry.1 += unread;
-            entry.2 = entry.2.max(m.created_at);
-        }
+        let plan = BatchPlan::new(batch, dedupe, &existing);
+        let fresh = &plan.fresh;
+        let conversations = &plan.conversations;
         let mut conversation_ids: HashMap<ConversationKey, Uuid> = HashMap::new();
         if !conversations.is_empty() {
             let mut ids = Vec::new();
@@ -266,7 +174,7 @@ impl PgStore {
             let mut counts = Vec::new();
             let mut unread = Vec::new();
             let mut last = Vec::new();
-            for ((family, a, b), (count, unread_count, at)) in &conversations {
+            for ((family, a, b), (count, unread_count, at)) in conversations {
                 ids.push(Uuid::now_v7());
                 channels.push(family.as_str().to_owned());
                 lows.push(a.clone());
@@ -373,31 +281,7 @@ impl PgStore {
         }
         tx.commit().await.map_err(classify)?;
 
-        let results = batch
-            .iter()
-            .enumerate()
-            .map(|(i, m)| {
-                if fresh[i] {
-                    return Ok(Inserted::Created(created_message(m, conversation_of[i])));
-                }
-                let key = dedupe[i]
-                    .as_ref()
-                    .context("a skipped message without a deduplication key")?;
-                if let Some((message, request_hash)) = existing.get(key) {
-                    return Ok(Inserted::Existing {
-                        message: message.clone(),
-                        request_hash: request_hash.clone(),
-                    });
-                }
-                let first = *first_of_key
-                    .get(key)
-                    .context("duplicate key without a first occurrence")?;
-                Ok(Inserted::Existing {
-                    message: created_message(&batch[first], conversation_of[first]),
-                    request_hash: batch[first].request_hash.clone(),
-                })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let results = plan.results(batch, &existing, &conversation_of)?;
         Ok(BatchAttempt::Done(results))
     }
 }

@@ -3,7 +3,7 @@
 //! lists of ids travel as one JSON array parameter (`json_each`), multi-row inserts as
 //! `values (...), (...)`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use anyhow::Context;
 use async_trait::async_trait;
@@ -19,6 +19,7 @@ use crate::domain::{
     ChannelFamily, Direction, ErrorInfo, Message, MessageEvent, MessageStatus, MessageType,
     NewMessage,
 };
+use crate::store::batch::{BatchPlan, ConversationKey, DedupeKey, Existing};
 use crate::store::{
     Claim, Inserted, MessageFilter, MessageStore, Outcome, Page, StoreError, StoreResult, Stranded,
     SweepQuery,
@@ -77,90 +78,6 @@ fn statuses(list: &[MessageStatus]) -> String {
 }
 
 /// The message as it was just stored, at the precision the database keeps.
-fn created_message(m: &NewMessage, conversation_id: Uuid) -> Message {
-    let created_at = truncate_to_micros(m.created_at);
-    Message {
-        id: m.id,
-        conversation_id,
-        direction: m.direction,
-        kind: m.kind,
-        from: m.from.as_str().to_owned(),
-        to: m.to.as_str().to_owned(),
-        body: m.body.clone(),
-        subject: m.subject.clone(),
-        attachments: m.attachments.clone(),
-        status: m.status,
-        provider: m.provider.clone(),
-        provider_message_id: m.provider_message_id.clone(),
-        num_segments: None,
-        retry_count: 0,
-        error: None,
-        metadata: m.metadata.clone(),
-        idempotency_key: m.idempotency_key.clone(),
-        created_at,
-        updated_at: created_at,
-        sent_at: None,
-        delivered_at: None,
-        failed_at: None,
-        next_attempt_at: None,
-        provider_timestamp: m.provider_timestamp.map(truncate_to_micros),
-        read_at: None,
-    }
-}
-
-fn truncate_to_micros(t: OffsetDateTime) -> OffsetDateTime {
-    t.replace_nanosecond(t.nanosecond() / 1000 * 1000)
-        .unwrap_or(t)
-}
-
-type ConversationKey = (ChannelFamily, String, String);
-
-/// What makes a message a duplicate of a stored one: the client's idempotency key for a
-/// send, the provider's id for an inbound message.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum DedupeKey {
-    Idempotency(String),
-    Inbound { provider: String, id: String },
-}
-
-impl DedupeKey {
-    fn of(
-        idempotency_key: &Option<String>,
-        direction: Direction,
-        provider: &Option<String>,
-        provider_message_id: &Option<String>,
-    ) -> Option<Self> {
-        if let Some(k) = idempotency_key {
-            return Some(Self::Idempotency(k.clone()));
-        }
-        match (direction, provider, provider_message_id) {
-            (Direction::Inbound, Some(provider), Some(id)) => Some(Self::Inbound {
-                provider: provider.clone(),
-                id: id.clone(),
-            }),
-            _ => None,
-        }
-    }
-
-    fn of_new(m: &NewMessage) -> Option<Self> {
-        Self::of(
-            &m.idempotency_key,
-            m.direction,
-            &m.provider,
-            &m.provider_message_id,
-        )
-    }
-
-    fn of_stored(m: &Message) -> Option<Self> {
-        Self::of(
-            &m.idempotency_key,
-            m.direction,
-            &m.provider,
-            &m.provider_message_id,
-        )
-    }
-}
-
 /// One row of the messages insert, with its values already encoded.
 struct MessageRow {
     id: String,
@@ -256,7 +173,7 @@ impl SqliteStore {
                 }
             }
         }
-        let mut existing: HashMap<DedupeKey, (Message, Option<String>)> = HashMap::new();
+        let mut existing = Existing::new();
         if !keys.is_empty() || !inbound.is_empty() {
             let sql = format!(
                 "select {MESSAGE_COLUMNS}, request_hash from messages
@@ -282,35 +199,10 @@ impl SqliteStore {
             }
         }
 
-        // Which entries are new: not stored yet and the first of their key in this batch.
-        let mut first_of_key: HashMap<&DedupeKey, usize> = HashMap::new();
-        let mut fresh = vec![false; batch.len()];
-        for (i, key) in dedupe.iter().enumerate() {
-            match key {
-                Some(k) if existing.contains_key(k) => {}
-                Some(k) => {
-                    if !first_of_key.contains_key(k) {
-                        first_of_key.insert(k, i);
-                        fresh[i] = true;
-                    }
-                }
-                None => fresh[i] = true,
-            }
-        }
-
-        let mut conversations: BTreeMap<ConversationKey, (i64, i64, OffsetDateTime)> =
-            BTreeMap::new();
-        for (m, _) in batch.iter().zip(&fresh).filter(|(_, f)| **f) {
-            let unread = i64::from(m.direction == Direction::Inbound);
-            let entry = conversations
-                .entry(m.conversation_key())
-                .or_insert((0, 0, m.created_at));
-            entry.0 += 1;
-            entry.1 += unread;
-            entry.2 = entry.2.max(m.created_at);
-        }
+        let plan = BatchPlan::new(batch, dedupe, &existing);
+        let fresh = &plan.fresh;
         let mut conversation_ids: HashMap<ConversationKey, Uuid> = HashMap::new();
-        let entries: Vec<_> = conversations.into_iter().collect();
+        let entries: Vec<_> = plan.conversations.iter().collect();
         for chunk in entries.chunks(ROWS_PER_INSERT) {
             let mut rows = Vec::with_capacity(chunk.len());
             for ((family, a, b), (count, unread, at)) in chunk {
@@ -411,31 +303,7 @@ impl SqliteStore {
         }
         tx.commit().await.map_err(classify)?;
 
-        batch
-            .iter()
-            .enumerate()
-            .map(|(i, m)| {
-                if fresh[i] {
-                    return Ok(Inserted::Created(created_message(m, conversation_of[i])));
-                }
-                let key = dedupe[i]
-                    .as_ref()
-                    .context("a message not stored has no dedupe key")?;
-                if let Some((message, request_hash)) = existing.get(key) {
-                    return Ok(Inserted::Existing {
-                        message: message.clone(),
-                        request_hash: request_hash.clone(),
-                    });
-                }
-                let first = *first_of_key
-                    .get(key)
-                    .context("duplicate key without a first occurrence")?;
-                Ok(Inserted::Existing {
-                    message: created_message(&batch[first], conversation_of[first]),
-                    request_hash: batch[first].request_hash.clone(),
-                })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()
+        plan.results(batch, &existing, &conversation_of)
             .map_err(StoreError::Other)
     }
 }

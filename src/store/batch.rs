@@ -1,0 +1,244 @@
+//! The backend-neutral half of storing a batch of new messages: which entries are new,
+//! which repeat an idempotency key or an inbound provider id, how conversations are counted,
+//! and what each request is answered. Every backend runs its SQL around these decisions.
+
+use std::collections::{BTreeMap, HashMap};
+
+use anyhow::Context;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::Inserted;
+use crate::domain::{ChannelFamily, Direction, Message, NewMessage};
+
+/// A conversation's identity: the channel family and the ordered participant pair.
+pub(crate) type ConversationKey = (ChannelFamily, String, String);
+
+/// What makes a new message a repeat of a stored one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum DedupeKey {
+    Idempotency(String),
+    Inbound { provider: String, id: String },
+}
+
+impl DedupeKey {
+    fn of(
+        idempotency_key: &Option<String>,
+        direction: Direction,
+        provider: &Option<String>,
+        provider_message_id: &Option<String>,
+    ) -> Option<Self> {
+        if let Some(k) = idempotency_key {
+            return Some(Self::Idempotency(k.clone()));
+        }
+        match (direction, provider, provider_message_id) {
+            (Direction::Inbound, Some(provider), Some(id)) => Some(Self::Inbound {
+                provider: provider.clone(),
+                id: id.clone(),
+            }),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn of_new(m: &NewMessage) -> Option<Self> {
+        Self::of(
+            &m.idempotency_key,
+            m.direction,
+            &m.provider,
+            &m.provider_message_id,
+        )
+    }
+
+    pub(crate) fn of_stored(m: &Message) -> Option<Self> {
+        Self::of(
+            &m.idempotency_key,
+            m.direction,
+            &m.provider,
+            &m.provider_message_id,
+        )
+    }
+}
+
+/// Stored messages found for the batch's keys, with their request fingerprints.
+pub(crate) type Existing = HashMap<DedupeKey, (Message, Option<String>)>;
+
+/// Timestamps as both databases keep them: to the microsecond.
+fn truncate_to_micros(t: OffsetDateTime) -> OffsetDateTime {
+    t.replace_nanosecond(t.nanosecond() / 1000 * 1000)
+        .unwrap_or(t)
+}
+
+/// The message as it was just stored.
+pub(crate) fn created_message(m: &NewMessage, conversation_id: Uuid) -> Message {
+    let created_at = truncate_to_micros(m.created_at);
+    Message {
+        id: m.id,
+        conversation_id,
+        direction: m.direction,
+        kind: m.kind,
+        from: m.from.as_str().to_owned(),
+        to: m.to.as_str().to_owned(),
+        body: m.body.clone(),
+        subject: m.subject.clone(),
+        attachments: m.attachments.clone(),
+        status: m.status,
+        provider: m.provider.clone(),
+        provider_message_id: m.provider_message_id.clone(),
+        num_segments: None,
+        retry_count: 0,
+        error: None,
+        metadata: m.metadata.clone(),
+        idempotency_key: m.idempotency_key.clone(),
+        created_at,
+        updated_at: created_at,
+        sent_at: None,
+        delivered_at: None,
+        failed_at: None,
+        next_attempt_at: None,
+        provider_timestamp: m.provider_timestamp.map(truncate_to_micros),
+        read_at: None,
+    }
+}
+
+/// The decisions about one batch, before any row is written.
+pub(crate) struct BatchPlan {
+    pub dedupe: Vec<Option<DedupeKey>>,
+    /// Entries to store: not stored yet and the first of their key in this batch.
+    pub fresh: Vec<bool>,
+    first_of_key: HashMap<DedupeKey, usize>,
+    /// Per conversation: messages, unread (inbound) messages, newest message time. Sorted,
+    /// so that concurrent batches lock conversations in one order.
+    pub conversations: BTreeMap<ConversationKey, (i64, i64, OffsetDateTime)>,
+}
+
+impl BatchPlan {
+    pub(crate) fn new(
+        batch: &[NewMessage],
+        dedupe: Vec<Option<DedupeKey>>,
+        existing: &Existing,
+    ) -> Self {
+        let mut first_of_key: HashMap<DedupeKey, usize> = HashMap::new();
+        let mut fresh = vec![false; batch.len()];
+        for (i, key) in dedupe.iter().enumerate() {
+            match key {
+                Some(k) if existing.contains_key(k) => {}
+                Some(k) => {
+                    if !first_of_key.contains_key(k) {
+                        first_of_key.insert(k.clone(), i);
+                        fresh[i] = true;
+                    }
+                }
+                None => fresh[i] = true,
+            }
+        }
+        let mut conversations: BTreeMap<ConversationKey, (i64, i64, OffsetDateTime)> =
+            BTreeMap::new();
+        for (m, _) in batch.iter().zip(&fresh).filter(|(_, f)| **f) {
+            let unread = i64::from(m.direction == Direction::Inbound);
+            let entry = conversations
+                .entry(m.conversation_key())
+                .or_insert((0, 0, m.created_at));
+            entry.0 += 1;
+            entry.1 += unread;
+            entry.2 = entry.2.max(m.created_at);
+        }
+        Self {
+            dedupe,
+            fresh,
+            first_of_key,
+            conversations,
+        }
+    }
+
+    /// The answer for each entry, in batch order: created (with the conversation it was
+    /// stored in), or the message its key already names.
+    pub(crate) fn results(
+        &self,
+        batch: &[NewMessage],
+        existing: &Existing,
+        conversation_of: &[Uuid],
+    ) -> anyhow::Result<Vec<Inserted>> {
+        batch
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                if self.fresh[i] {
+                    return Ok(Inserted::Created(created_message(m, conversation_of[i])));
+                }
+                let key = self.dedupe[i]
+                    .as_ref()
+                    .context("a skipped message without a deduplication key")?;
+                if let Some((message, request_hash)) = existing.get(key) {
+                    return Ok(Inserted::Existing {
+                        message: message.clone(),
+                        request_hash: request_hash.clone(),
+                    });
+                }
+                let first = *self
+                    .first_of_key
+                    .get(key)
+                    .context("duplicate key without a first occurrence")?;
+                Ok(Inserted::Existing {
+                    message: created_message(&batch[first], conversation_of[first]),
+                    request_hash: batch[first].request_hash.clone(),
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::OutboundContent;
+
+    fn sms(to: &str, key: Option<&str>) -> NewMessage {
+        let mut m = NewMessage::outbound(OutboundContent {
+            from: Some("+15551234567".into()),
+            to: Some(to.into()),
+            body: Some("x".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        m.idempotency_key = key.map(str::to_owned);
+        m
+    }
+
+    #[test]
+    fn repeats_in_a_batch_point_at_the_first_and_count_once() {
+        let batch = [
+            sms("+15559876543", Some("k")),
+            sms("+15559876543", Some("k")),
+            sms("+15550000000", None),
+        ];
+        let dedupe: Vec<_> = batch.iter().map(DedupeKey::of_new).collect();
+        let plan = BatchPlan::new(&batch, dedupe, &Existing::new());
+        assert_eq!(plan.fresh, [true, false, true]);
+        assert_eq!(plan.conversations.len(), 2);
+        assert!(plan.conversations.values().all(|c| c.0 == 1));
+        let ids = [Uuid::now_v7(), Uuid::nil(), Uuid::now_v7()];
+        let results = plan.results(&batch, &Existing::new(), &ids).unwrap();
+        let (Inserted::Created(first), Inserted::Existing { message, .. }) =
+            (&results[0], &results[1])
+        else {
+            panic!("expected created then existing");
+        };
+        assert_eq!(first.id, message.id);
+    }
+
+    #[test]
+    fn a_key_already_stored_is_not_stored_again() {
+        let batch = [sms("+15559876543", Some("k"))];
+        let stored = created_message(&sms("+15559876543", Some("k")), Uuid::now_v7());
+        let existing =
+            Existing::from([(DedupeKey::Idempotency("k".into()), (stored.clone(), None))]);
+        let dedupe: Vec<_> = batch.iter().map(DedupeKey::of_new).collect();
+        let plan = BatchPlan::new(&batch, dedupe, &existing);
+        assert_eq!(plan.fresh, [false]);
+        assert!(plan.conversations.is_empty());
+        let results = plan.results(&batch, &existing, &[Uuid::nil()]).unwrap();
+        assert!(
+            matches!(&results[0], Inserted::Existing { message, .. } if message.id == stored.id)
+        );
+    }
+}
