@@ -75,7 +75,9 @@ db-reset: build ## Drop every table and re-run migrations (asks first unless FOR
 	fi
 	$(BIN) db-reset
 
-test: ## Run all tests: services, cargo test --all-targets, the HTTP suite again embedded, the flow and Prometheus checks
+test: ## Run all tests: format and clippy checks, services, cargo test --all-targets, the HTTP suite again embedded, the flow and Prometheus checks
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings
 	scripts/services.sh
 	cargo test --all-targets
 	TEST_BACKEND=embedded cargo test --test api

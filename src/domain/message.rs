@@ -391,7 +391,8 @@ impl NewMessage {
 /// time reads back exactly as it was answered.
 fn now_micros() -> OffsetDateTime {
     let now = OffsetDateTime::now_utc();
-    now.replace_nanosecond(now.nanosecond() / 1000 * 1000).unwrap_or(now)
+    now.replace_nanosecond(now.nanosecond() / 1000 * 1000)
+        .unwrap_or(now)
 }
 
 fn non_empty(raw: Option<&str>) -> Option<&str> {
