@@ -132,6 +132,101 @@ pub struct ReceiptPlan {
     pub status_changes: Vec<StatusChange>,
 }
 
+/// One receipt's row in the delivery log.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct LogRow {
+    pub provider: &'static str,
+    pub dedupe_key: String,
+    /// JSON text: the event and the provider's message id.
+    pub detail: String,
+}
+
+impl LogRow {
+    fn of(event: &ProviderEvent) -> Self {
+        Self {
+            provider: event.provider,
+            dedupe_key: event.dedupe_key.clone(),
+            detail: serde_json::json!({
+                "event": event.event,
+                "provider_message_id": event.provider_message_id,
+            })
+            .to_string(),
+        }
+    }
+}
+
+/// The statements of a batch of receipts, in one backend's dialect, inside the
+/// transaction the backend opened. `write_receipts` says which run, in which order.
+#[async_trait]
+pub(crate) trait ReceiptWriter: Send {
+    /// Inserts a `pending` log row for each key not logged yet (an original, not a
+    /// duplicate), in input order; returns the ids of those inserted by (provider, key).
+    async fn claim_log_rows(
+        &mut self,
+        rows: &[LogRow],
+    ) -> StoreResult<HashMap<(String, String), i64>>;
+
+    /// Outbound messages with these provider ids, locked in id order where the database
+    /// locks rows: (provider id, id, status).
+    async fn outbound_messages(
+        &mut self,
+        provider_ids: &[&str],
+    ) -> StoreResult<Vec<(String, Uuid, String)>>;
+
+    /// Logs replays, with outcome `duplicate`.
+    async fn log_duplicates(&mut self, rows: &[LogRow]) -> StoreResult<()>;
+
+    async fn change_statuses(&mut self, changes: &[StatusChange]) -> StoreResult<()>;
+
+    /// `provider_event` lines in the messages' histories.
+    async fn add_history(&mut self, entries: &[HistoryEntry]) -> StoreResult<()>;
+
+    /// The outcome and message of each claimed log row.
+    async fn settle_log_rows(
+        &mut self,
+        results: &[(i64, EventOutcome, Option<Uuid>)],
+    ) -> StoreResult<()>;
+}
+
+/// Applies a batch of receipts through `w`: claim the keys, read the messages, decide
+/// (`plan_receipts`), then write what was decided, skipping empty statements.
+pub(crate) async fn write_receipts<W: ReceiptWriter>(
+    w: &mut W,
+    events: &[ProviderEvent],
+) -> StoreResult<Vec<EventOutcome>> {
+    let log_rows: Vec<LogRow> = events.iter().map(LogRow::of).collect();
+    let log_ids = w.claim_log_rows(&log_rows).await?;
+    let provider_ids: Vec<&str> = events
+        .iter()
+        .map(|e| e.provider_message_id.as_str())
+        .collect();
+    let mut messages: HashMap<String, (Uuid, MessageStatus)> = HashMap::new();
+    for (provider_id, id, raw) in w.outbound_messages(&provider_ids).await? {
+        if let Some(status) = MessageStatus::parse(&raw) {
+            messages.entry(provider_id).or_insert((id, status));
+        }
+    }
+    let plan = plan_receipts(events, log_ids, messages);
+    if !plan.duplicates.is_empty() {
+        let replays: Vec<LogRow> = plan
+            .duplicates
+            .iter()
+            .map(|i| log_rows[*i].clone())
+            .collect();
+        w.log_duplicates(&replays).await?;
+    }
+    if !plan.status_changes.is_empty() {
+        w.change_statuses(&plan.status_changes).await?;
+    }
+    if !plan.history.is_empty() {
+        w.add_history(&plan.history).await?;
+    }
+    if !plan.log_results.is_empty() {
+        w.settle_log_rows(&plan.log_results).await?;
+    }
+    Ok(plan.outcomes)
+}
+
 /// Decides, in order, what each event does. `log_ids` maps (provider, dedupe key) to the log
 /// row the event claimed; an event without one is a replay. `messages` maps provider ids to
 /// the message and its status, which later events of the batch see as updated. The
@@ -254,6 +349,91 @@ mod tests {
                 (2, Recorded, Some(id)),
                 (3, UnknownMessage, None)
             ]
+        );
+    }
+
+    /// Records what `write_receipts` asks for; key `a` is already logged.
+    #[derive(Default)]
+    struct Recorder {
+        duplicates: Vec<LogRow>,
+        history: usize,
+        changes: Vec<StatusChange>,
+        settled: Vec<(i64, EventOutcome, Option<Uuid>)>,
+        message: Option<Uuid>,
+    }
+
+    #[async_trait]
+    impl ReceiptWriter for Recorder {
+        async fn claim_log_rows(
+            &mut self,
+            rows: &[LogRow],
+        ) -> StoreResult<HashMap<(String, String), i64>> {
+            Ok(rows
+                .iter()
+                .zip(1..)
+                .filter(|(r, _)| r.dedupe_key != "a")
+                .map(|(r, id)| ((r.provider.to_owned(), r.dedupe_key.clone()), id))
+                .collect())
+        }
+        async fn outbound_messages(
+            &mut self,
+            _: &[&str],
+        ) -> StoreResult<Vec<(String, Uuid, String)>> {
+            let id = self.message.unwrap_or_default();
+            Ok(vec![
+                ("SM1".into(), id, "sent".into()),
+                ("SM1".into(), Uuid::now_v7(), "sent".into()),
+                ("SM2".into(), Uuid::now_v7(), "not a status".into()),
+            ])
+        }
+        async fn log_duplicates(&mut self, rows: &[LogRow]) -> StoreResult<()> {
+            self.duplicates.extend_from_slice(rows);
+            Ok(())
+        }
+        async fn change_statuses(&mut self, changes: &[StatusChange]) -> StoreResult<()> {
+            self.changes.extend_from_slice(changes);
+            Ok(())
+        }
+        async fn add_history(&mut self, entries: &[HistoryEntry]) -> StoreResult<()> {
+            self.history += entries.len();
+            Ok(())
+        }
+        async fn settle_log_rows(
+            &mut self,
+            results: &[(i64, EventOutcome, Option<Uuid>)],
+        ) -> StoreResult<()> {
+            self.settled.extend_from_slice(results);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn receipts_are_written_as_planned_and_the_first_message_of_a_provider_id_wins() {
+        let id = Uuid::now_v7();
+        let mut w = Recorder {
+            message: Some(id),
+            ..Default::default()
+        };
+        let events = [
+            event("a", "SM1", Some(MessageStatus::Delivered)),
+            event("b", "SM1", Some(MessageStatus::Delivered)),
+            event("c", "SM2", Some(MessageStatus::Delivered)),
+        ];
+        let outcomes = write_receipts(&mut w, &events).await.unwrap();
+        use EventOutcome::*;
+        assert_eq!(outcomes, [Duplicate, Applied, UnknownMessage]);
+        assert_eq!(w.duplicates.len(), 1);
+        assert_eq!(w.duplicates[0].dedupe_key, "a");
+        assert_eq!(
+            serde_json::from_str::<Value>(&w.duplicates[0].detail).unwrap(),
+            serde_json::json!({ "event": "x", "provider_message_id": "SM1" })
+        );
+        assert_eq!(w.changes.len(), 1);
+        assert_eq!(w.changes[0].message_id, id);
+        assert_eq!(w.history, 1);
+        assert_eq!(
+            w.settled,
+            [(2, Applied, Some(id)), (3, UnknownMessage, None)]
         );
     }
 
