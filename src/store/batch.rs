@@ -14,6 +14,9 @@ use crate::domain::{ChannelFamily, Direction, Message, NewMessage};
 /// A conversation's identity: the channel family and the ordered participant pair.
 pub(crate) type ConversationKey = (ChannelFamily, String, String);
 
+/// The messages to insert with their conversations, and each entry's conversation.
+pub(crate) type Placement<'a> = (Vec<(&'a NewMessage, Uuid)>, Vec<Uuid>);
+
 /// What makes a new message a repeat of a stored one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum DedupeKey {
@@ -218,7 +221,7 @@ impl BatchPlan {
         &self,
         batch: &'a [NewMessage],
         conversation_ids: &HashMap<ConversationKey, Uuid>,
-    ) -> anyhow::Result<(Vec<(&'a NewMessage, Uuid)>, Vec<Uuid>)> {
+    ) -> anyhow::Result<Placement<'a>> {
         let mut rows = Vec::new();
         let mut conversation_of = vec![Uuid::nil(); batch.len()];
         for (i, m) in batch.iter().enumerate().filter(|(i, _)| self.fresh[*i]) {
