@@ -14,6 +14,9 @@ use crate::domain::{ChannelFamily, Direction, Message, NewMessage};
 /// A conversation's identity: the channel family and the ordered participant pair.
 pub(crate) type ConversationKey = (ChannelFamily, String, String);
 
+/// The messages to insert with their conversations, and each entry's conversation.
+pub(crate) type Placement<'a> = (Vec<(&'a NewMessage, Uuid)>, Vec<Uuid>);
+
 /// What makes a new message a repeat of a stored one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum DedupeKey {
@@ -61,6 +64,54 @@ impl DedupeKey {
 
 /// Stored messages found for the batch's keys, with their request fingerprints.
 pub(crate) type Existing = HashMap<DedupeKey, (Message, Option<String>)>;
+
+/// The keys of a batch to look up among stored messages, by kind (each kind has its own
+/// unique index).
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct LookupKeys {
+    pub idempotency: Vec<String>,
+    /// (provider, provider message id) of inbound messages.
+    pub inbound: Vec<(String, String)>,
+}
+
+impl LookupKeys {
+    pub(crate) fn of(dedupe: &[Option<DedupeKey>]) -> Self {
+        let mut keys = Self::default();
+        for key in dedupe.iter().flatten() {
+            match key {
+                DedupeKey::Idempotency(k) => keys.idempotency.push(k.clone()),
+                DedupeKey::Inbound { provider, id } => {
+                    keys.inbound.push((provider.clone(), id.clone()));
+                }
+            }
+        }
+        keys
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.idempotency.is_empty() && self.inbound.is_empty()
+    }
+}
+
+/// The stored messages a lookup found (with their request fingerprints), by key.
+pub(crate) fn existing_of(found: Vec<(Message, Option<String>)>) -> Existing {
+    found
+        .into_iter()
+        .filter_map(|(message, hash)| DedupeKey::of_stored(&message).map(|k| (k, (message, hash))))
+        .collect()
+}
+
+/// One conversation row of the batch's upsert: a fresh id (used only if the pair is new)
+/// and the batch's own totals, added to the stored ones.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ConversationRow {
+    pub id: Uuid,
+    pub key: ConversationKey,
+    pub messages: i64,
+    /// Inbound messages; more than none re-opens an archived conversation.
+    pub unread: i64,
+    pub last_message_at: OffsetDateTime,
+}
 
 /// Timestamps as both databases keep them: to the microsecond.
 fn truncate_to_micros(t: OffsetDateTime) -> OffsetDateTime {
@@ -150,6 +201,39 @@ impl BatchPlan {
         }
     }
 
+    /// The conversation upsert, in key order.
+    pub(crate) fn conversation_rows(&self) -> Vec<ConversationRow> {
+        self.conversations
+            .iter()
+            .map(|(key, (messages, unread, at))| ConversationRow {
+                id: Uuid::now_v7(),
+                key: key.clone(),
+                messages: *messages,
+                unread: *unread,
+                last_message_at: *at,
+            })
+            .collect()
+    }
+
+    /// The messages to insert with the conversation each goes to, and that conversation
+    /// for every entry of the batch (nil for those not stored), as `results` wants it.
+    pub(crate) fn placed<'a>(
+        &self,
+        batch: &'a [NewMessage],
+        conversation_ids: &HashMap<ConversationKey, Uuid>,
+    ) -> anyhow::Result<Placement<'a>> {
+        let mut rows = Vec::new();
+        let mut conversation_of = vec![Uuid::nil(); batch.len()];
+        for (i, m) in batch.iter().enumerate().filter(|(i, _)| self.fresh[*i]) {
+            let conversation_id = *conversation_ids
+                .get(&m.conversation_key())
+                .context("conversation upsert returned no row for a message")?;
+            conversation_of[i] = conversation_id;
+            rows.push((m, conversation_id));
+        }
+        Ok((rows, conversation_of))
+    }
+
     /// The answer for each entry, in batch order: created (with the conversation it was
     /// stored in), or the message its key already names.
     pub(crate) fn results(
@@ -227,11 +311,33 @@ mod tests {
     }
 
     #[test]
+    fn keys_are_looked_up_by_kind_and_fresh_messages_placed_in_their_conversation() {
+        let batch = [sms("+15559876543", Some("k")), sms("+15550000000", None)];
+        let dedupe: Vec<_> = batch.iter().map(DedupeKey::of_new).collect();
+        let keys = LookupKeys::of(&dedupe);
+        assert_eq!(keys.idempotency, ["k"]);
+        assert!(keys.inbound.is_empty());
+        assert!(LookupKeys::of(&[None]).is_empty());
+
+        let plan = BatchPlan::new(&batch, dedupe, &Existing::new());
+        let rows = plan.conversation_rows();
+        assert_eq!(rows.len(), 2);
+        assert!(
+            rows.windows(2).all(|w| w[0].key < w[1].key),
+            "locked in key order"
+        );
+        let ids: HashMap<_, _> = rows.iter().map(|r| (r.key.clone(), r.id)).collect();
+        let (placed, conversation_of) = plan.placed(&batch, &ids).unwrap();
+        assert_eq!(placed.len(), 2);
+        assert_eq!(conversation_of[0], ids[&batch[0].conversation_key()]);
+        assert!(plan.placed(&batch, &HashMap::new()).is_err());
+    }
+
+    #[test]
     fn a_key_already_stored_is_not_stored_again() {
         let batch = [sms("+15559876543", Some("k"))];
         let stored = created_message(&sms("+15559876543", Some("k")), Uuid::now_v7());
-        let existing =
-            Existing::from([(DedupeKey::Idempotency("k".into()), (stored.clone(), None))]);
+        let existing = existing_of(vec![(stored.clone(), None)]);
         let dedupe: Vec<_> = batch.iter().map(DedupeKey::of_new).collect();
         let plan = BatchPlan::new(&batch, dedupe, &existing);
         assert_eq!(plan.fresh, [false]);

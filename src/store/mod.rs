@@ -5,8 +5,10 @@ mod api_keys;
 mod batch;
 mod conversations;
 mod dead_letters;
+mod lifecycle;
 mod messages;
 pub mod postgres;
+mod query;
 pub mod sqlite;
 mod webhooks;
 

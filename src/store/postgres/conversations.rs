@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use sqlx::postgres::PgRow;
-use sqlx::{AssertSqlSafe, Postgres, QueryBuilder, Row};
+use sqlx::{AssertSqlSafe, Row};
 use uuid::Uuid;
 
 use super::messages::{MESSAGE_COLUMNS, message_from_row};
@@ -12,6 +12,7 @@ use crate::domain::{
     ChannelFamily, Conversation, ConversationPatch, ConversationStatistics, ConversationStatus,
     Message, NewConversation, SearchQuery,
 };
+use crate::store::query::{Listing, SearchTerms};
 use crate::store::{
     ConversationFilter, ConversationStore, Page, SearchHit, SortOrder, StoreResult,
 };
@@ -37,26 +38,6 @@ fn conversation_from_row(row: &PgRow) -> anyhow::Result<Conversation> {
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
-}
-
-fn conversations_from_rows(rows: &[PgRow]) -> StoreResult<Vec<Conversation>> {
-    Ok(rows
-        .iter()
-        .map(conversation_from_row)
-        .collect::<anyhow::Result<Vec<_>>>()?)
-}
-
-/// `value` as a LIKE prefix pattern, with the pattern characters escaped.
-fn like_prefix(value: &str) -> String {
-    let mut pattern = String::with_capacity(value.len() + 1);
-    for c in value.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            pattern.push('\\');
-        }
-        pattern.push(c);
-    }
-    pattern.push('%');
-    pattern
 }
 
 #[async_trait]
@@ -116,38 +97,8 @@ impl ConversationStore for PgStore {
         filter: &ConversationFilter,
         page: Page,
     ) -> StoreResult<(Vec<Conversation>, i64)> {
-        fn push_filters(q: &mut QueryBuilder<Postgres>, f: &ConversationFilter) {
-            q.push(" where true");
-            if let Some(s) = f.status {
-                q.push(" and status = ").push_bind(s.as_str());
-            }
-            if let Some(c) = f.channel {
-                q.push(" and channel = ").push_bind(c.as_str());
-            }
-            if let Some(p) = &f.participant {
-                q.push(" and (participant_a = ")
-                    .push_bind(p.clone())
-                    .push(" or participant_b = ")
-                    .push_bind(p.clone())
-                    .push(")");
-            }
-        }
-        let mut q = QueryBuilder::new(format!("select {CONVERSATION_COLUMNS} from conversations"));
-        push_filters(&mut q, filter);
-        q.push(" order by last_message_at desc nulls last, id limit ")
-            .push_bind(page.limit)
-            .push(" offset ")
-            .push_bind(page.offset);
-        let rows = q.build().fetch_all(&self.pool).await.map_err(classify)?;
-
-        let mut count = QueryBuilder::new("select count(*) from conversations");
-        push_filters(&mut count, filter);
-        let total: i64 = count
-            .build_query_scalar()
-            .fetch_one(&self.pool)
-            .await
-            .map_err(classify)?;
-        Ok((conversations_from_rows(&rows)?, total))
+        let listing = Listing::conversations(CONVERSATION_COLUMNS, filter, page);
+        self.list(&listing, conversation_from_row).await
     }
 
     async fn conversation_messages(
@@ -267,7 +218,7 @@ impl ConversationStore for PgStore {
     ) -> StoreResult<Vec<SearchHit>> {
         // Rank: an exact participant match counts 1, a participant prefix 0.5, and each
         // matching message adds its full-text rank, so more (and closer) mentions rank higher.
-        let prefix = (!query.text.contains(char::is_whitespace)).then(|| like_prefix(&query.text));
+        let terms = SearchTerms::of(query);
         let sql = format!(
             "with q as (select websearch_to_tsquery('simple', $1) as query),
              text_hits as (
@@ -295,12 +246,10 @@ impl ConversationStore for PgStore {
              order by s.rank desc, c.last_message_at desc nulls last, c.id
              limit $4"
         );
-        // An address is searched in its normalised form, the form it takes in message text.
-        let words = query.address.as_deref().unwrap_or(&query.text);
         let rows = sqlx::query(AssertSqlSafe(sql))
-            .bind(words)
-            .bind(&query.address)
-            .bind(prefix)
+            .bind(terms.words)
+            .bind(terms.address)
+            .bind(terms.prefix)
             .bind(limit)
             .fetch_all(&self.pool)
             .await

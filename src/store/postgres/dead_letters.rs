@@ -5,8 +5,9 @@ use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
 use super::messages::{MESSAGE_COLUMNS, message_from_row};
-use super::{PgStore, classify};
-use crate::domain::{Message, MessageStatus};
+use super::{PgStore, classify, from_rows};
+use crate::domain::Message;
+use crate::store::lifecycle::redrive_from;
 use crate::store::{DeadLetterStore, StoreResult};
 
 #[async_trait]
@@ -14,9 +15,7 @@ impl DeadLetterStore for PgStore {
     #[tracing::instrument(skip_all, fields(count = ids.len()))]
     async fn redrive(&self, ids: &[Uuid]) -> StoreResult<Vec<Message>> {
         // The lifecycle table decides; the statement's guard follows it.
-        let from = MessageStatus::Failed;
-        from.transition_to(MessageStatus::Pending)
-            .map_err(|e| crate::store::StoreError::Other(e.into()))?;
+        let from = redrive_from()?;
         // `enqueued_at` is set because the caller enqueues right away: the sweeper leaves
         // the message alone unless that enqueue is lost.
         let sql = format!(
@@ -51,9 +50,6 @@ impl DeadLetterStore for PgStore {
             .fetch_all(&self.pool)
             .await
             .map_err(classify)?;
-        Ok(rows
-            .iter()
-            .map(message_from_row)
-            .collect::<anyhow::Result<Vec<_>>>()?)
+        from_rows(&rows, message_from_row)
     }
 }

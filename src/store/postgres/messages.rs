@@ -3,19 +3,20 @@
 
 use std::collections::HashMap;
 
-use anyhow::Context;
 use async_trait::async_trait;
 use sqlx::postgres::PgRow;
-use sqlx::{AssertSqlSafe, Postgres, QueryBuilder, Row};
+use sqlx::{AssertSqlSafe, Row};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{PgStore, classify, parse_enum};
+use super::{PgStore, classify, from_rows, parse_enum};
 use crate::domain::{
     ChannelFamily, Direction, ErrorInfo, Message, MessageEvent, MessageStatus, MessageType,
     NewMessage,
 };
-use crate::store::batch::{BatchPlan, ConversationKey, DedupeKey, Existing};
+use crate::store::batch::{BatchPlan, ConversationKey, DedupeKey, LookupKeys, existing_of};
+use crate::store::lifecycle::{claimable_statuses, plan_outcomes};
+use crate::store::query::Listing;
 use crate::store::{
     Claim, Inserted, MessageFilter, MessageStore, Outcome, Page, StoreError, StoreResult, Stranded,
     SweepQuery,
@@ -61,10 +62,6 @@ pub(super) fn message_from_row(row: &PgRow) -> anyhow::Result<Message> {
         provider_timestamp: row.try_get("provider_timestamp")?,
         read_at: row.try_get("read_at")?,
     })
-}
-
-fn statuses(list: &[MessageStatus]) -> Vec<String> {
-    list.iter().map(|s| s.as_str().to_owned()).collect()
 }
 
 /// Column arrays for one multi-row insert through `unnest`.
@@ -126,19 +123,14 @@ impl PgStore {
         // Idempotency keys and inbound provider ids already used by stored messages, in one
         // round trip (each half of the union uses its own unique index).
         let dedupe: Vec<Option<DedupeKey>> = batch.iter().map(DedupeKey::of_new).collect();
-        let mut keys = Vec::new();
-        let (mut providers, mut provider_ids) = (Vec::new(), Vec::new());
-        for key in dedupe.iter().flatten() {
-            match key {
-                DedupeKey::Idempotency(k) => keys.push(k.clone()),
-                DedupeKey::Inbound { provider, id } => {
-                    providers.push(provider.clone());
-                    provider_ids.push(id.clone());
-                }
-            }
-        }
-        let mut existing = Existing::new();
-        if !keys.is_empty() || !provider_ids.is_empty() {
+        let keys = LookupKeys::of(&dedupe);
+        let mut found = Vec::new();
+        if !keys.is_empty() {
+            let (providers, provider_ids): (Vec<&str>, Vec<&str>) = keys
+                .inbound
+                .iter()
+                .map(|(p, id)| (p.as_str(), id.as_str()))
+                .unzip();
             let sql = format!(
                 "select {MESSAGE_COLUMNS}, request_hash from messages where idempotency_key = any($1)
                  union all
@@ -147,42 +139,31 @@ impl PgStore {
                    and (provider, provider_message_id) in (select * from unnest($2::text[], $3::text[]))"
             );
             let rows = sqlx::query(AssertSqlSafe(sql))
-                .bind(&keys)
+                .bind(&keys.idempotency)
                 .bind(&providers)
                 .bind(&provider_ids)
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(classify)?;
             for row in &rows {
-                let message = message_from_row(row)?;
                 let hash: Option<String> = row.try_get("request_hash").map_err(classify)?;
-                if let Some(key) = DedupeKey::of_stored(&message) {
-                    existing.insert(key, (message, hash));
-                }
+                found.push((message_from_row(row)?, hash));
             }
         }
+        let existing = existing_of(found);
 
         let plan = BatchPlan::new(batch, dedupe, &existing);
-        let fresh = &plan.fresh;
-        let conversations = &plan.conversations;
+        let conversations = plan.conversation_rows();
         let mut conversation_ids: HashMap<ConversationKey, Uuid> = HashMap::new();
         if !conversations.is_empty() {
-            let mut ids = Vec::new();
-            let mut channels = Vec::new();
-            let mut lows = Vec::new();
-            let mut highs = Vec::new();
-            let mut counts = Vec::new();
-            let mut unread = Vec::new();
-            let mut last = Vec::new();
-            for ((family, a, b), (count, unread_count, at)) in conversations {
-                ids.push(Uuid::now_v7());
-                channels.push(family.as_str().to_owned());
-                lows.push(a.clone());
-                highs.push(b.clone());
-                counts.push(*count);
-                unread.push(*unread_count);
-                last.push(*at);
-            }
+            let ids: Vec<Uuid> = conversations.iter().map(|c| c.id).collect();
+            let channels: Vec<&str> = conversations.iter().map(|c| c.key.0.as_str()).collect();
+            let lows: Vec<&str> = conversations.iter().map(|c| c.key.1.as_str()).collect();
+            let highs: Vec<&str> = conversations.iter().map(|c| c.key.2.as_str()).collect();
+            let counts: Vec<i64> = conversations.iter().map(|c| c.messages).collect();
+            let unread: Vec<i64> = conversations.iter().map(|c| c.unread).collect();
+            let last: Vec<OffsetDateTime> =
+                conversations.iter().map(|c| c.last_message_at).collect();
             // An inbound message re-opens an archived conversation.
             let rows = sqlx::query(
                 "insert into conversations as c
@@ -214,13 +195,9 @@ impl PgStore {
             }
         }
 
+        let (placed, conversation_of) = plan.placed(batch, &conversation_ids)?;
         let mut columns = MessageColumns::default();
-        let mut conversation_of = vec![Uuid::nil(); batch.len()];
-        for (i, m) in batch.iter().enumerate().filter(|(i, _)| fresh[*i]) {
-            let conversation_id = *conversation_ids
-                .get(&m.conversation_key())
-                .context("conversation upsert returned no row for a message")?;
-            conversation_of[i] = conversation_id;
+        for (m, conversation_id) in placed {
             columns.push(m, conversation_id)?;
         }
 
@@ -317,40 +294,11 @@ impl MessageStore for PgStore {
         filter: &MessageFilter,
         page: Page,
     ) -> StoreResult<(Vec<Message>, i64)> {
-        fn push_filters(q: &mut QueryBuilder<Postgres>, f: &MessageFilter) {
-            q.push(" where true");
-            if let Some(id) = f.conversation_id {
-                q.push(" and conversation_id = ").push_bind(id);
-            }
-            if let Some(s) = f.status {
-                q.push(" and status = ").push_bind(s.as_str());
-            }
-            if let Some(d) = f.direction {
-                q.push(" and direction = ").push_bind(d.as_str());
-            }
-            if let Some(k) = f.kind {
-                q.push(" and type = ").push_bind(k.as_str());
-            }
-        }
-        let mut q = QueryBuilder::new(format!("select {MESSAGE_COLUMNS} from messages"));
-        push_filters(&mut q, filter);
-        q.push(" order by created_at desc, id desc limit ")
-            .push_bind(page.limit);
-        q.push(" offset ").push_bind(page.offset);
-        let rows = q.build().fetch_all(&self.pool).await.map_err(classify)?;
-        let messages = rows
-            .iter()
-            .map(message_from_row)
-            .collect::<anyhow::Result<Vec<_>>>()?;
-
-        let mut count = QueryBuilder::new("select count(*) from messages");
-        push_filters(&mut count, filter);
-        let total: i64 = count
-            .build_query_scalar()
-            .fetch_one(&self.pool)
-            .await
-            .map_err(classify)?;
-        Ok((messages, total))
+        self.list(
+            &Listing::messages(MESSAGE_COLUMNS, filter, page),
+            message_from_row,
+        )
+        .await
     }
 
     async fn message_events(&self, id: Uuid) -> StoreResult<Vec<MessageEvent>> {
@@ -416,16 +364,11 @@ impl MessageStore for PgStore {
             .bind(ids)
             .bind(token)
             .bind(stale_before)
-            .bind(statuses(&MessageStatus::predecessors(
-                MessageStatus::Sending,
-            )))
+            .bind(claimable_statuses())
             .fetch_all(&self.pool)
             .await
             .map_err(classify)?;
-        let messages = rows
-            .iter()
-            .map(message_from_row)
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let messages = from_rows(&rows, message_from_row)?;
         Ok(Claim { token, messages })
     }
 
@@ -439,74 +382,20 @@ impl MessageStore for PgStore {
 
     #[tracing::instrument(skip_all, fields(count = outcomes.len()))]
     async fn record_outcomes(&self, token: Uuid, outcomes: &[Outcome]) -> StoreResult<Vec<Uuid>> {
-        let mut ids = Vec::with_capacity(outcomes.len());
-        let mut status = Vec::with_capacity(outcomes.len());
-        let mut provider: Vec<Option<String>> = Vec::with_capacity(outcomes.len());
-        let mut provider_message_id: Vec<Option<String>> = Vec::with_capacity(outcomes.len());
-        let mut error_code: Vec<Option<String>> = Vec::with_capacity(outcomes.len());
-        let mut error_message: Vec<Option<String>> = Vec::with_capacity(outcomes.len());
-        let mut next_attempt_at: Vec<Option<OffsetDateTime>> = Vec::with_capacity(outcomes.len());
-        let mut num_segments: Vec<Option<i32>> = Vec::with_capacity(outcomes.len());
-        // A deferral (pacing) was not an attempt and does not count as a retry.
-        let mut attempted: Vec<bool> = Vec::with_capacity(outcomes.len());
-        for outcome in outcomes {
-            // Every outcome is a move out of `sending`; the lifecycle table must agree.
-            MessageStatus::Sending
-                .transition_to(outcome.status())
-                .context("recording an outcome")?;
-            ids.push(outcome.id());
-            status.push(outcome.status().as_str().to_owned());
-            attempted.push(!matches!(outcome, Outcome::Deferred { .. }));
-            num_segments.push(match outcome {
-                Outcome::Sent { num_segments, .. } => *num_segments,
-                _ => None,
-            });
-            match outcome {
-                Outcome::Sent {
-                    provider: p,
-                    provider_message_id: pid,
-                    ..
-                } => {
-                    provider.push(Some(p.clone()));
-                    provider_message_id.push(Some(pid.clone()));
-                    error_code.push(None);
-                    error_message.push(None);
-                    next_attempt_at.push(None);
-                }
-                Outcome::Retry {
-                    provider: p,
-                    error,
-                    next_attempt_at: at,
-                    ..
-                } => {
-                    provider.push(Some(p.clone()));
-                    provider_message_id.push(None);
-                    error_code.push(Some(error.code.clone()));
-                    error_message.push(Some(error.message.clone()));
-                    next_attempt_at.push(Some(*at));
-                }
-                Outcome::Failed {
-                    provider: p, error, ..
-                } => {
-                    provider.push(p.clone());
-                    provider_message_id.push(None);
-                    error_code.push(Some(error.code.clone()));
-                    error_message.push(Some(error.message.clone()));
-                    next_attempt_at.push(None);
-                }
-                Outcome::Deferred {
-                    reason,
-                    next_attempt_at: at,
-                    ..
-                } => {
-                    provider.push(None);
-                    provider_message_id.push(None);
-                    error_code.push(Some("paced".to_owned()));
-                    error_message.push(Some(reason.clone()));
-                    next_attempt_at.push(Some(*at));
-                }
-            }
-        }
+        let planned = plan_outcomes(outcomes)?;
+        let ids: Vec<Uuid> = planned.iter().map(|r| r.id).collect();
+        let status: Vec<&str> = planned.iter().map(|r| r.status.as_str()).collect();
+        let provider: Vec<Option<&str>> = planned.iter().map(|r| r.provider.as_deref()).collect();
+        let provider_message_id: Vec<Option<&str>> = planned
+            .iter()
+            .map(|r| r.provider_message_id.as_deref())
+            .collect();
+        let error_code: Vec<Option<&str>> = planned.iter().map(|r| r.error_code()).collect();
+        let error_message: Vec<Option<&str>> = planned.iter().map(|r| r.error_message()).collect();
+        let next_attempt_at: Vec<Option<OffsetDateTime>> =
+            planned.iter().map(|r| r.next_attempt_at).collect();
+        let num_segments: Vec<Option<i32>> = planned.iter().map(|r| r.num_segments).collect();
+        let attempted: Vec<bool> = planned.iter().map(|r| r.attempted).collect();
         let rows = sqlx::query(
             "with input as (
                  select * from unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[],

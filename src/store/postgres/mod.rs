@@ -12,9 +12,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use sqlx::Row;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::query::Query;
+use sqlx::{AssertSqlSafe, Postgres, Row};
 
+use super::query::{Bind, Listing, POSTGRES, Sql};
 use super::{Store, StoreError, StoreResult};
 use crate::config::ConnectionUrl;
 
@@ -52,6 +54,22 @@ impl PgStore {
             .context("running PostgreSQL migrations")
     }
 
+    /// A planned page and its total.
+    async fn list<T>(
+        &self,
+        listing: &Listing,
+        from_row: fn(&PgRow) -> anyhow::Result<T>,
+    ) -> StoreResult<(Vec<T>, i64)> {
+        let (page, count) = (listing.page_sql(POSTGRES), listing.count_sql(POSTGRES));
+        let rows = bound(&page).fetch_all(&self.pool).await.map_err(classify)?;
+        let row = bound(&count)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)?;
+        let total: i64 = row.try_get(0).map_err(classify)?;
+        Ok((from_rows(&rows, from_row)?, total))
+    }
+
     /// Drops every table and applies the migrations again.
     pub async fn reset(&self) -> anyhow::Result<()> {
         sqlx::raw_sql("drop schema public cascade; create schema public;")
@@ -83,6 +101,30 @@ pub(super) fn classify(err: sqlx::Error) -> StoreError {
     } else {
         StoreError::Other(err.into())
     }
+}
+
+/// A planned statement with its values bound, in order.
+fn bound(sql: &Sql) -> Query<'_, Postgres, PgArguments> {
+    let mut q = sqlx::query(AssertSqlSafe(sql.text.clone()));
+    for value in &sql.binds {
+        q = match value {
+            Bind::Text(t) => q.bind(t.as_str()),
+            Bind::Uuid(id) => q.bind(*id),
+            Bind::Int(n) => q.bind(*n),
+        };
+    }
+    q
+}
+
+/// Every row read with `from_row`.
+pub(super) fn from_rows<T>(
+    rows: &[PgRow],
+    from_row: fn(&PgRow) -> anyhow::Result<T>,
+) -> StoreResult<Vec<T>> {
+    Ok(rows
+        .iter()
+        .map(from_row)
+        .collect::<anyhow::Result<Vec<_>>>()?)
 }
 
 pub(super) fn parse_enum<T>(

@@ -3,15 +3,17 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use sqlx::{Postgres, QueryBuilder, Row};
+use sqlx::Row;
 use uuid::Uuid;
 
 use super::{PgStore, classify};
 use crate::domain::MessageStatus;
+use crate::store::query::Listing;
 use crate::store::{
     EventOutcome, Page, ProviderEvent, StoreResult, WebhookDelivery, WebhookLogEntry, WebhookStore,
     plan_receipts,
 };
+use sqlx::postgres::PgRow;
 
 #[async_trait]
 impl WebhookStore for PgStore {
@@ -202,44 +204,25 @@ impl WebhookStore for PgStore {
         provider: Option<&str>,
         page: Page,
     ) -> StoreResult<(Vec<WebhookDelivery>, i64)> {
-        let filter = |q: &mut QueryBuilder<Postgres>| {
-            if let Some(p) = provider {
-                q.push(" where provider = ").push_bind(p.to_owned());
-            }
-        };
-        let mut q = QueryBuilder::new(
-            "select id, provider, kind, dedupe_key, verified, outcome, message_id, detail, received_at
-             from webhook_deliveries",
-        );
-        filter(&mut q);
-        q.push(" order by received_at desc, id desc limit ")
-            .push_bind(page.limit);
-        q.push(" offset ").push_bind(page.offset);
-        let rows = q.build().fetch_all(&self.pool).await.map_err(classify)?;
-        let deliveries = rows
-            .iter()
-            .map(|r| {
-                Ok(WebhookDelivery {
-                    id: r.try_get("id")?,
-                    provider: r.try_get("provider")?,
-                    kind: r.try_get("kind")?,
-                    dedupe_key: r.try_get("dedupe_key")?,
-                    verified: r.try_get("verified")?,
-                    outcome: r.try_get("outcome")?,
-                    message_id: r.try_get("message_id")?,
-                    detail: r.try_get("detail")?,
-                    received_at: r.try_get("received_at")?,
-                })
-            })
-            .collect::<Result<Vec<_>, sqlx::Error>>()
-            .map_err(classify)?;
-        let mut count = QueryBuilder::new("select count(*) from webhook_deliveries");
-        filter(&mut count);
-        let total: i64 = count
-            .build_query_scalar()
-            .fetch_one(&self.pool)
-            .await
-            .map_err(classify)?;
-        Ok((deliveries, total))
+        let listing = Listing::webhook_deliveries(DELIVERY_COLUMNS, provider, page);
+        self.list(&listing, delivery_from_row).await
     }
+}
+
+const DELIVERY_COLUMNS: &str =
+    "id, provider, kind, dedupe_key, verified, outcome, message_id, detail, received_at";
+
+/// One row of the webhook log.
+fn delivery_from_row(r: &PgRow) -> anyhow::Result<WebhookDelivery> {
+    Ok(WebhookDelivery {
+        id: r.try_get("id")?,
+        provider: r.try_get("provider")?,
+        kind: r.try_get("kind")?,
+        dedupe_key: r.try_get("dedupe_key")?,
+        verified: r.try_get("verified")?,
+        outcome: r.try_get("outcome")?,
+        message_id: r.try_get("message_id")?,
+        detail: r.try_get("detail")?,
+        received_at: r.try_get("received_at")?,
+    })
 }

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use serde_json::Value;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite};
+use sqlx::{AssertSqlSafe, Row};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -15,6 +15,7 @@ use crate::domain::{
     ChannelFamily, Conversation, ConversationPatch, ConversationStatistics, ConversationStatus,
     Message, NewConversation, SearchQuery,
 };
+use crate::store::query::{Listing, SearchTerms};
 use crate::store::{
     ConversationFilter, ConversationStore, Page, SearchHit, SortOrder, StoreResult,
 };
@@ -37,26 +38,6 @@ fn conversation_from_row(row: &SqliteRow) -> anyhow::Result<Conversation> {
         created_at: get_ts(row, "created_at")?,
         updated_at: get_ts(row, "updated_at")?,
     })
-}
-
-fn conversations_from_rows(rows: &[SqliteRow]) -> StoreResult<Vec<Conversation>> {
-    Ok(rows
-        .iter()
-        .map(conversation_from_row)
-        .collect::<anyhow::Result<Vec<_>>>()?)
-}
-
-/// `value` as a LIKE prefix pattern (escape character `\`), pattern characters escaped.
-fn like_prefix(value: &str) -> String {
-    let mut pattern = String::with_capacity(value.len() + 1);
-    for c in value.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            pattern.push('\\');
-        }
-        pattern.push(c);
-    }
-    pattern.push('%');
-    pattern
 }
 
 /// The words of `text` as an FTS5 query requiring all of them, or `None` if it has none.
@@ -134,38 +115,8 @@ impl ConversationStore for SqliteStore {
         filter: &ConversationFilter,
         page: Page,
     ) -> StoreResult<(Vec<Conversation>, i64)> {
-        fn push_filters(q: &mut QueryBuilder<Sqlite>, f: &ConversationFilter) {
-            q.push(" where true");
-            if let Some(s) = f.status {
-                q.push(" and status = ").push_bind(s.as_str());
-            }
-            if let Some(c) = f.channel {
-                q.push(" and channel = ").push_bind(c.as_str());
-            }
-            if let Some(p) = &f.participant {
-                q.push(" and (participant_a = ")
-                    .push_bind(p.clone())
-                    .push(" or participant_b = ")
-                    .push_bind(p.clone())
-                    .push(")");
-            }
-        }
-        let mut q = QueryBuilder::new(format!("select {CONVERSATION_COLUMNS} from conversations"));
-        push_filters(&mut q, filter);
-        q.push(" order by last_message_at is null, last_message_at desc, id limit ")
-            .push_bind(page.limit)
-            .push(" offset ")
-            .push_bind(page.offset);
-        let rows = q.build().fetch_all(&self.reader).await.map_err(classify)?;
-
-        let mut count = QueryBuilder::new("select count(*) from conversations");
-        push_filters(&mut count, filter);
-        let total: i64 = count
-            .build_query_scalar()
-            .fetch_one(&self.reader)
-            .await
-            .map_err(classify)?;
-        Ok((conversations_from_rows(&rows)?, total))
+        let listing = Listing::conversations(CONVERSATION_COLUMNS, filter, page);
+        self.list(&listing, conversation_from_row).await
     }
 
     async fn conversation_messages(
@@ -317,9 +268,8 @@ impl ConversationStore for SqliteStore {
         // Rank as on PostgreSQL: an exact participant match counts 1, a participant prefix
         // 0.5, and each matching message adds a text rank below 0.1 (higher when BM25 finds
         // the words rarer and denser), so more (and closer) mentions rank higher.
-        let prefix = (!query.text.contains(char::is_whitespace)).then(|| like_prefix(&query.text));
-        // An address is searched in its normalised form, the form it takes in message text.
-        let words = fts_query(query.address.as_deref().unwrap_or(&query.text));
+        let terms = SearchTerms::of(query);
+        let words = fts_query(terms.words);
         // `materialized`: BM25 can only be computed by the full-text scan itself, not
         // inside the aggregate the query would otherwise be flattened into.
         let matches = if words.is_some() {
@@ -357,8 +307,8 @@ impl ConversationStore for SqliteStore {
         );
         let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(words)
-            .bind(&query.address)
-            .bind(prefix)
+            .bind(terms.address)
+            .bind(terms.prefix)
             .bind(limit)
             .fetch_all(&self.reader)
             .await

@@ -6,18 +6,17 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::messages::{MESSAGE_COLUMNS, message_from_row};
-use super::{SqliteStore, classify, id_list, ts};
-use crate::domain::{Message, MessageStatus};
-use crate::store::{DeadLetterStore, StoreError, StoreResult};
+use super::{SqliteStore, classify, from_rows, id_list, ts};
+use crate::domain::Message;
+use crate::store::lifecycle::redrive_from;
+use crate::store::{DeadLetterStore, StoreResult};
 
 #[async_trait]
 impl DeadLetterStore for SqliteStore {
     #[tracing::instrument(skip_all, fields(count = ids.len()))]
     async fn redrive(&self, ids: &[Uuid]) -> StoreResult<Vec<Message>> {
-        // The lifecycle table decides; the statements' guard follows it.
-        let from = MessageStatus::Failed;
-        from.transition_to(MessageStatus::Pending)
-            .map_err(|e| StoreError::Other(e.into()))?;
+        // The lifecycle table decides; the statement's guard follows it.
+        let from = redrive_from()?;
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -60,10 +59,7 @@ impl DeadLetterStore for SqliteStore {
             .await
             .map_err(classify)?;
         tx.commit().await.map_err(classify)?;
-        let mut moved = rows
-            .iter()
-            .map(message_from_row)
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let mut moved = from_rows(&rows, message_from_row)?;
         moved.sort_by_key(|m| m.id);
         Ok(moved)
     }

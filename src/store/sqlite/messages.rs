@@ -7,19 +7,22 @@ use std::collections::HashMap;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
-use super::{SqliteStore, classify, get_opt_ts, get_ts, get_uuid, id_list, parse_enum, ts};
+use super::{
+    SqliteStore, classify, from_rows, get_opt_ts, get_ts, get_uuid, id_list, parse_enum, ts,
+};
 use crate::domain::{
     ChannelFamily, Direction, ErrorInfo, Message, MessageEvent, MessageStatus, MessageType,
     NewMessage,
 };
-use crate::store::batch::{BatchPlan, ConversationKey, DedupeKey, Existing};
+use crate::store::batch::{BatchPlan, ConversationKey, DedupeKey, LookupKeys, existing_of};
+use crate::store::lifecycle::{OutcomeRow, claim_detail, claimable_statuses, plan_outcomes};
+use crate::store::query::Listing;
 use crate::store::{
     Claim, Inserted, MessageFilter, MessageStore, Outcome, Page, StoreError, StoreResult, Stranded,
     SweepQuery,
@@ -29,9 +32,6 @@ pub(super) const MESSAGE_COLUMNS: &str = "id, conversation_id, direction, type, 
      attachments, status, provider, provider_message_id, num_segments, retry_count, error_code, error_message, metadata, \
      idempotency_key, created_at, updated_at, sent_at, delivered_at, failed_at, next_attempt_at, \
      provider_timestamp, read_at";
-
-/// The error code a deferred (paced) message carries until its attempt, as on PostgreSQL.
-const DEFERRED_CODE: &str = "paced";
 
 /// Rows per multi-row insert: well under SQLite's limit of 32766 bound parameters.
 const ROWS_PER_INSERT: usize = 500;
@@ -73,11 +73,6 @@ pub(super) fn message_from_row(row: &SqliteRow) -> anyhow::Result<Message> {
     })
 }
 
-fn statuses(list: &[MessageStatus]) -> String {
-    Value::from(list.iter().map(|s| s.as_str()).collect::<Vec<_>>()).to_string()
-}
-
-/// The message as it was just stored, at the precision the database keeps.
 /// One row of the messages insert, with its values already encoded.
 struct MessageRow {
     id: String,
@@ -163,18 +158,9 @@ impl SqliteStore {
         // write lock is held from the first statement, so nothing can claim one between this
         // read and the insert.
         let dedupe: Vec<Option<DedupeKey>> = batch.iter().map(DedupeKey::of_new).collect();
-        let mut keys = Vec::new();
-        let mut inbound = Vec::new();
-        for key in dedupe.iter().flatten() {
-            match key {
-                DedupeKey::Idempotency(k) => keys.push(Value::from(k.clone())),
-                DedupeKey::Inbound { provider, id } => {
-                    inbound.push(serde_json::json!([provider, id]));
-                }
-            }
-        }
-        let mut existing = Existing::new();
-        if !keys.is_empty() || !inbound.is_empty() {
+        let keys = LookupKeys::of(&dedupe);
+        let mut found = Vec::new();
+        if !keys.is_empty() {
             let sql = format!(
                 "select {MESSAGE_COLUMNS}, request_hash from messages
                  where idempotency_key in (select value from json_each(?1))
@@ -185,35 +171,32 @@ impl SqliteStore {
                        (select value ->> 0, value ->> 1 from json_each(?2))"
             );
             let rows = sqlx::query(AssertSqlSafe(sql))
-                .bind(Value::from(keys).to_string())
-                .bind(Value::from(inbound).to_string())
+                .bind(serde_json::to_string(&keys.idempotency).context("encoding keys")?)
+                .bind(serde_json::to_string(&keys.inbound).context("encoding provider ids")?)
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(classify)?;
             for row in &rows {
-                let message = message_from_row(row)?;
                 let hash: Option<String> = row.try_get("request_hash").map_err(classify)?;
-                if let Some(key) = DedupeKey::of_stored(&message) {
-                    existing.insert(key, (message, hash));
-                }
+                found.push((message_from_row(row)?, hash));
             }
         }
+        let existing = existing_of(found);
 
         let plan = BatchPlan::new(batch, dedupe, &existing);
-        let fresh = &plan.fresh;
         let mut conversation_ids: HashMap<ConversationKey, Uuid> = HashMap::new();
-        let entries: Vec<_> = plan.conversations.iter().collect();
-        for chunk in entries.chunks(ROWS_PER_INSERT) {
+        for chunk in plan.conversation_rows().chunks(ROWS_PER_INSERT) {
             let mut rows = Vec::with_capacity(chunk.len());
-            for ((family, a, b), (count, unread, at)) in chunk {
+            for c in chunk {
+                let (family, a, b) = &c.key;
                 rows.push((
-                    Uuid::now_v7().to_string(),
+                    c.id.to_string(),
                     family.as_str(),
                     a.clone(),
                     b.clone(),
-                    *count,
-                    *unread,
-                    ts(*at)?,
+                    c.messages,
+                    c.unread,
+                    ts(c.last_message_at)?,
                 ));
             }
             let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
@@ -252,15 +235,11 @@ impl SqliteStore {
             }
         }
 
-        let mut rows = Vec::new();
-        let mut conversation_of = vec![Uuid::nil(); batch.len()];
-        for (i, m) in batch.iter().enumerate().filter(|(i, _)| fresh[*i]) {
-            let conversation_id = *conversation_ids
-                .get(&m.conversation_key())
-                .context("conversation upsert returned no row for a message")?;
-            conversation_of[i] = conversation_id;
-            rows.push(MessageRow::new(m, conversation_id)?);
-        }
+        let (placed, conversation_of) = plan.placed(batch, &conversation_ids)?;
+        let rows = placed
+            .into_iter()
+            .map(|(m, conversation_id)| MessageRow::new(m, conversation_id))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         for chunk in rows.chunks(ROWS_PER_INSERT) {
             let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
                 "insert into messages
@@ -308,109 +287,18 @@ impl SqliteStore {
     }
 }
 
-/// The audit detail of an outcome, without empty fields (as PostgreSQL's `jsonb_strip_nulls`).
-fn outcome_detail(outcome: &Outcome) -> anyhow::Result<String> {
-    let mut detail = Map::new();
-    let mut put = |k: &str, v: Option<String>| {
-        if let Some(v) = v {
-            detail.insert(k.to_owned(), Value::String(v));
-        }
-    };
-    match outcome {
-        Outcome::Sent {
-            provider,
-            provider_message_id,
-            ..
-        } => {
-            put("provider", Some(provider.clone()));
-            put("provider_message_id", Some(provider_message_id.clone()));
-        }
-        Outcome::Retry {
-            provider,
-            error,
-            next_attempt_at,
-            ..
-        } => {
-            put("provider", Some(provider.clone()));
-            put("error_code", Some(error.code.clone()));
-            put("error_message", Some(error.message.clone()));
-            put("next_attempt_at", Some(next_attempt_at.format(&Rfc3339)?));
-        }
-        Outcome::Failed {
-            provider, error, ..
-        } => {
-            put("provider", provider.clone());
-            put("error_code", Some(error.code.clone()));
-            put("error_message", Some(error.message.clone()));
-        }
-        Outcome::Deferred {
-            reason,
-            next_attempt_at,
-            ..
-        } => {
-            put("error_code", Some(DEFERRED_CODE.to_owned()));
-            put("error_message", Some(reason.clone()));
-            put("next_attempt_at", Some(next_attempt_at.format(&Rfc3339)?));
-        }
-    }
-    Ok(Value::Object(detail).to_string())
-}
-
-fn outcome_input(outcome: &Outcome) -> anyhow::Result<Value> {
-    let (provider, provider_message_id, error, next_attempt_at) = match outcome {
-        Outcome::Sent {
-            provider,
-            provider_message_id,
-            ..
-        } => (
-            Some(provider.clone()),
-            Some(provider_message_id.clone()),
-            None,
-            None,
-        ),
-        Outcome::Retry {
-            provider,
-            error,
-            next_attempt_at,
-            ..
-        } => (
-            Some(provider.clone()),
-            None,
-            Some(error.clone()),
-            Some(ts(*next_attempt_at)?),
-        ),
-        Outcome::Failed {
-            provider, error, ..
-        } => (provider.clone(), None, Some(error.clone()), None),
-        Outcome::Deferred {
-            reason,
-            next_attempt_at,
-            ..
-        } => (
-            None,
-            None,
-            Some(ErrorInfo {
-                code: DEFERRED_CODE.to_owned(),
-                message: reason.clone(),
-            }),
-            Some(ts(*next_attempt_at)?),
-        ),
-    };
-    let num_segments = match outcome {
-        Outcome::Sent { num_segments, .. } => *num_segments,
-        _ => None,
-    };
+/// One outcome as the JSON object the update reads with `json_each`.
+fn outcome_input(row: &OutcomeRow) -> anyhow::Result<Value> {
     Ok(serde_json::json!({
-        "id": outcome.id().to_string(),
-        "status": outcome.status().as_str(),
-        "provider": provider,
-        "provider_message_id": provider_message_id,
-        "error_code": error.as_ref().map(|e| e.code.clone()),
-        "error_message": error.as_ref().map(|e| e.message.clone()),
-        "next_attempt_at": next_attempt_at,
-        "num_segments": num_segments,
-        // A deferral (pacing) was not an attempt and does not count as a retry.
-        "attempted": !matches!(outcome, Outcome::Deferred { .. }),
+        "id": row.id.to_string(),
+        "status": row.status.as_str(),
+        "provider": row.provider,
+        "provider_message_id": row.provider_message_id,
+        "error_code": row.error_code(),
+        "error_message": row.error_message(),
+        "next_attempt_at": row.next_attempt_at.map(ts).transpose()?,
+        "num_segments": row.num_segments,
+        "attempted": row.attempted,
     }))
 }
 
@@ -436,40 +324,11 @@ impl MessageStore for SqliteStore {
         filter: &MessageFilter,
         page: Page,
     ) -> StoreResult<(Vec<Message>, i64)> {
-        fn push_filters(q: &mut QueryBuilder<Sqlite>, f: &MessageFilter) {
-            q.push(" where true");
-            if let Some(id) = f.conversation_id {
-                q.push(" and conversation_id = ").push_bind(id.to_string());
-            }
-            if let Some(s) = f.status {
-                q.push(" and status = ").push_bind(s.as_str());
-            }
-            if let Some(d) = f.direction {
-                q.push(" and direction = ").push_bind(d.as_str());
-            }
-            if let Some(k) = f.kind {
-                q.push(" and type = ").push_bind(k.as_str());
-            }
-        }
-        let mut q = QueryBuilder::new(format!("select {MESSAGE_COLUMNS} from messages"));
-        push_filters(&mut q, filter);
-        q.push(" order by created_at desc, id desc limit ")
-            .push_bind(page.limit);
-        q.push(" offset ").push_bind(page.offset);
-        let rows = q.build().fetch_all(&self.reader).await.map_err(classify)?;
-        let messages = rows
-            .iter()
-            .map(message_from_row)
-            .collect::<anyhow::Result<Vec<_>>>()?;
-
-        let mut count = QueryBuilder::new("select count(*) from messages");
-        push_filters(&mut count, filter);
-        let total: i64 = count
-            .build_query_scalar()
-            .fetch_one(&self.reader)
-            .await
-            .map_err(classify)?;
-        Ok((messages, total))
+        self.list(
+            &Listing::messages(MESSAGE_COLUMNS, filter, page),
+            message_from_row,
+        )
+        .await
     }
 
     async fn message_events(&self, id: Uuid) -> StoreResult<Vec<MessageEvent>> {
@@ -524,9 +383,7 @@ impl MessageStore for SqliteStore {
              order by id",
         )
         .bind(id_list(ids))
-        .bind(statuses(&MessageStatus::predecessors(
-            MessageStatus::Sending,
-        )))
+        .bind(serde_json::to_string(&claimable_statuses()).context("encoding statuses")?)
         .bind(&now)
         .bind(ts(stale_before)?)
         .fetch_all(&mut *tx)
@@ -549,11 +406,7 @@ impl MessageStore for SqliteStore {
                 message_id: id.to_string(),
                 from_status: Some(old.as_str()),
                 to_status: MessageStatus::Sending.as_str(),
-                detail: if old == MessageStatus::Sending {
-                    r#"{"reclaimed":true}"#.to_owned()
-                } else {
-                    "{}".to_owned()
-                },
+                detail: claim_detail(old).to_string(),
             });
         }
         let claimed_list = id_list(&claimed);
@@ -578,10 +431,7 @@ impl MessageStore for SqliteStore {
             .await
             .map_err(classify)?;
         tx.commit().await.map_err(classify)?;
-        let messages = rows
-            .iter()
-            .map(message_from_row)
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let messages = from_rows(&rows, message_from_row)?;
         Ok(Claim { token, messages })
     }
 
@@ -604,14 +454,11 @@ impl MessageStore for SqliteStore {
         if outcomes.is_empty() {
             return Ok(Vec::new());
         }
-        let mut input = Vec::with_capacity(outcomes.len());
-        for outcome in outcomes {
-            // Every outcome is a move out of `sending`; the lifecycle table must agree.
-            MessageStatus::Sending
-                .transition_to(outcome.status())
-                .context("recording an outcome")?;
-            input.push(outcome_input(outcome)?);
-        }
+        let planned = plan_outcomes(outcomes)?;
+        let input = planned
+            .iter()
+            .map(outcome_input)
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let now = ts(OffsetDateTime::now_utc())?;
         let mut tx = self.begin_write().await?;
         let rows = sqlx::query(
@@ -655,12 +502,12 @@ impl MessageStore for SqliteStore {
             .map(|r| get_uuid(r, "id"))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let mut events = Vec::with_capacity(applied.len());
-        for outcome in outcomes.iter().filter(|o| applied.contains(&o.id())) {
+        for row in planned.iter().filter(|r| applied.contains(&r.id)) {
             events.push(EventRow {
-                message_id: outcome.id().to_string(),
+                message_id: row.id.to_string(),
                 from_status: Some(MessageStatus::Sending.as_str()),
-                to_status: outcome.status().as_str(),
-                detail: outcome_detail(outcome)?,
+                to_status: row.status.as_str(),
+                detail: row.detail()?.to_string(),
             });
         }
         insert_events(&mut tx, "status_changed", &events, &now).await?;

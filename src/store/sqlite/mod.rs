@@ -28,16 +28,18 @@ use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use sqlx::Row;
+use sqlx::query::Query;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
 };
+use sqlx::{AssertSqlSafe, Row, Sqlite};
 use time::format_description::BorrowedFormatItem;
 use time::macros::format_description;
 use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
 use uuid::Uuid;
 
+use super::query::{Bind, Listing, SQLITE, Sql};
 use super::{Store, StoreError, StoreResult};
 use crate::config::ConnectionUrl;
 
@@ -151,6 +153,25 @@ impl SqliteStore {
             .context("running SQLite migrations")
     }
 
+    /// A planned page and its total, read without waiting for the writer.
+    async fn list<T>(
+        &self,
+        listing: &Listing,
+        from_row: fn(&SqliteRow) -> anyhow::Result<T>,
+    ) -> StoreResult<(Vec<T>, i64)> {
+        let (page, count) = (listing.page_sql(SQLITE), listing.count_sql(SQLITE));
+        let rows = bound(&page)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(classify)?;
+        let row = bound(&count)
+            .fetch_one(&self.reader)
+            .await
+            .map_err(classify)?;
+        let total: i64 = row.try_get(0).map_err(classify)?;
+        Ok((from_rows(&rows, from_row)?, total))
+    }
+
     /// Starts a write transaction holding the write lock from its first statement, so a
     /// concurrent writer in another process waits (busy timeout) instead of failing mid-way.
     pub(super) async fn begin_write(
@@ -227,6 +248,30 @@ pub(super) fn get_uuid(row: &SqliteRow, column: &str) -> anyhow::Result<Uuid> {
 /// A list of ids as one JSON array parameter, read back with `json_each`.
 pub(super) fn id_list(ids: &[Uuid]) -> String {
     serde_json::Value::from(ids.iter().map(|id| id.to_string()).collect::<Vec<_>>()).to_string()
+}
+
+/// A planned statement with its values bound, in order (UUIDs as text).
+fn bound(sql: &Sql) -> Query<'_, Sqlite, SqliteArguments> {
+    let mut q = sqlx::query(AssertSqlSafe(sql.text.clone()));
+    for value in &sql.binds {
+        q = match value {
+            Bind::Text(t) => q.bind(t.as_str()),
+            Bind::Uuid(id) => q.bind(id.to_string()),
+            Bind::Int(n) => q.bind(*n),
+        };
+    }
+    q
+}
+
+/// Every row read with `from_row`.
+pub(super) fn from_rows<T>(
+    rows: &[SqliteRow],
+    from_row: fn(&SqliteRow) -> anyhow::Result<T>,
+) -> StoreResult<Vec<T>> {
+    Ok(rows
+        .iter()
+        .map(from_row)
+        .collect::<anyhow::Result<Vec<_>>>()?)
 }
 
 pub(super) fn parse_enum<T>(

@@ -5,16 +5,18 @@ use std::collections::HashMap;
 use anyhow::Context;
 use async_trait::async_trait;
 use serde_json::Value;
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::Row;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{SqliteStore, classify, get_ts, ts};
 use crate::domain::MessageStatus;
+use crate::store::query::Listing;
 use crate::store::{
     EventOutcome, Page, ProviderEvent, StoreResult, WebhookDelivery, WebhookLogEntry, WebhookStore,
     plan_receipts,
 };
+use sqlx::sqlite::SqliteRow;
 
 #[async_trait]
 impl WebhookStore for SqliteStore {
@@ -224,49 +226,31 @@ impl WebhookStore for SqliteStore {
         provider: Option<&str>,
         page: Page,
     ) -> StoreResult<(Vec<WebhookDelivery>, i64)> {
-        let filter = |q: &mut QueryBuilder<Sqlite>| {
-            if let Some(p) = provider {
-                q.push(" where provider = ").push_bind(p.to_owned());
-            }
-        };
-        let mut q = QueryBuilder::new(
-            "select id, provider, kind, dedupe_key, verified, outcome, message_id, detail, received_at
-             from webhook_deliveries",
-        );
-        filter(&mut q);
-        q.push(" order by received_at desc, id desc limit ")
-            .push_bind(page.limit);
-        q.push(" offset ").push_bind(page.offset);
-        let rows = q.build().fetch_all(&self.reader).await.map_err(classify)?;
-        let deliveries = rows
-            .iter()
-            .map(|r| {
-                let message_id: Option<String> = r.try_get("message_id")?;
-                let detail: String = r.try_get("detail")?;
-                Ok(WebhookDelivery {
-                    id: r.try_get("id")?,
-                    provider: r.try_get("provider")?,
-                    kind: r.try_get("kind")?,
-                    dedupe_key: r.try_get("dedupe_key")?,
-                    verified: r.try_get("verified")?,
-                    outcome: r.try_get("outcome")?,
-                    message_id: message_id
-                        .as_deref()
-                        .map(Uuid::parse_str)
-                        .transpose()
-                        .context("message_id column")?,
-                    detail: serde_json::from_str(&detail).context("detail column")?,
-                    received_at: get_ts(r, "received_at")?,
-                })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let mut count = QueryBuilder::new("select count(*) from webhook_deliveries");
-        filter(&mut count);
-        let total: i64 = count
-            .build_query_scalar()
-            .fetch_one(&self.reader)
-            .await
-            .map_err(classify)?;
-        Ok((deliveries, total))
+        let listing = Listing::webhook_deliveries(DELIVERY_COLUMNS, provider, page);
+        self.list(&listing, delivery_from_row).await
     }
+}
+
+const DELIVERY_COLUMNS: &str =
+    "id, provider, kind, dedupe_key, verified, outcome, message_id, detail, received_at";
+
+/// One row of the webhook log.
+fn delivery_from_row(r: &SqliteRow) -> anyhow::Result<WebhookDelivery> {
+    let message_id: Option<String> = r.try_get("message_id")?;
+    let detail: String = r.try_get("detail")?;
+    Ok(WebhookDelivery {
+        id: r.try_get("id")?,
+        provider: r.try_get("provider")?,
+        kind: r.try_get("kind")?,
+        dedupe_key: r.try_get("dedupe_key")?,
+        verified: r.try_get("verified")?,
+        outcome: r.try_get("outcome")?,
+        message_id: message_id
+            .as_deref()
+            .map(Uuid::parse_str)
+            .transpose()
+            .context("message_id column")?,
+        detail: serde_json::from_str(&detail).context("detail column")?,
+        received_at: get_ts(r, "received_at")?,
+    })
 }

@@ -1,0 +1,224 @@
+//! The worker's moves, decided once for every backend: which statuses a claim may take a
+//! message from, what a redrive requires, and the columns each send outcome writes. The
+//! lifecycle table in `domain` is the judge; the statements' guards follow it.
+
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use uuid::Uuid;
+
+use super::{Outcome, StoreError, StoreResult};
+use crate::domain::{ErrorInfo, MessageStatus};
+
+/// The error code a deferred (paced) message carries until its attempt.
+pub(crate) const DEFERRED_CODE: &str = "paced";
+
+/// The statuses a claim may move to `sending`, as the values of the statement's guard.
+pub(crate) fn claimable_statuses() -> Vec<&'static str> {
+    MessageStatus::predecessors(MessageStatus::Sending)
+        .into_iter()
+        .map(MessageStatus::as_str)
+        .collect()
+}
+
+/// The audit detail of a claim taking a message from `old`: a reclaim says so.
+pub(crate) fn claim_detail(old: MessageStatus) -> Value {
+    if old == MessageStatus::Sending {
+        serde_json::json!({ "reclaimed": true })
+    } else {
+        serde_json::json!({})
+    }
+}
+
+/// The status a redrive takes messages from (to `pending`), once the lifecycle agrees.
+pub(crate) fn redrive_from() -> StoreResult<MessageStatus> {
+    let from = MessageStatus::Failed;
+    from.transition_to(MessageStatus::Pending)
+        .map_err(|e| StoreError::Other(e.into()))?;
+    Ok(from)
+}
+
+/// What one outcome writes to its message: `None` keeps the stored value (provider,
+/// provider id, segments), every other field is written as it is.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct OutcomeRow {
+    pub id: Uuid,
+    pub status: MessageStatus,
+    pub provider: Option<String>,
+    pub provider_message_id: Option<String>,
+    pub error: Option<ErrorInfo>,
+    pub next_attempt_at: Option<OffsetDateTime>,
+    pub num_segments: Option<i32>,
+    /// A deferral (pacing) was not an attempt and does not count as a retry.
+    pub attempted: bool,
+}
+
+impl OutcomeRow {
+    pub(crate) fn error_code(&self) -> Option<&str> {
+        self.error.as_ref().map(|e| e.code.as_str())
+    }
+
+    pub(crate) fn error_message(&self) -> Option<&str> {
+        self.error.as_ref().map(|e| e.message.as_str())
+    }
+
+    /// The audit detail of the move, without empty fields (as PostgreSQL's
+    /// `jsonb_strip_nulls(jsonb_build_object(…))` over the same columns).
+    pub(crate) fn detail(&self) -> anyhow::Result<Value> {
+        let mut detail = Map::new();
+        let mut put = |k: &str, v: Option<&str>| {
+            if let Some(v) = v {
+                detail.insert(k.to_owned(), Value::String(v.to_owned()));
+            }
+        };
+        put("provider", self.provider.as_deref());
+        put("provider_message_id", self.provider_message_id.as_deref());
+        put("error_code", self.error_code());
+        put("error_message", self.error_message());
+        let next = self
+            .next_attempt_at
+            .map(|t| t.format(&Rfc3339))
+            .transpose()?;
+        put("next_attempt_at", next.as_deref());
+        Ok(Value::Object(detail))
+    }
+}
+
+/// The rows a batch of outcomes writes, in input order. Every outcome is a move out of
+/// `sending`; one the lifecycle table refuses fails the whole batch.
+pub(crate) fn plan_outcomes(outcomes: &[Outcome]) -> anyhow::Result<Vec<OutcomeRow>> {
+    outcomes.iter().map(outcome_row).collect()
+}
+
+fn outcome_row(outcome: &Outcome) -> anyhow::Result<OutcomeRow> {
+    use anyhow::Context;
+    let status = MessageStatus::Sending
+        .transition_to(outcome.status())
+        .context("recording an outcome")?;
+    let mut row = OutcomeRow {
+        id: outcome.id(),
+        status,
+        provider: None,
+        provider_message_id: None,
+        error: None,
+        next_attempt_at: None,
+        num_segments: None,
+        attempted: true,
+    };
+    match outcome {
+        Outcome::Sent {
+            provider,
+            provider_message_id,
+            num_segments,
+            ..
+        } => {
+            row.provider = Some(provider.clone());
+            row.provider_message_id = Some(provider_message_id.clone());
+            row.num_segments = *num_segments;
+        }
+        Outcome::Retry {
+            provider,
+            error,
+            next_attempt_at,
+            ..
+        } => {
+            row.provider = Some(provider.clone());
+            row.error = Some(error.clone());
+            row.next_attempt_at = Some(*next_attempt_at);
+        }
+        Outcome::Failed {
+            provider, error, ..
+        } => {
+            row.provider = provider.clone();
+            row.error = Some(error.clone());
+        }
+        Outcome::Deferred {
+            reason,
+            next_attempt_at,
+            ..
+        } => {
+            row.error = Some(ErrorInfo {
+                code: DEFERRED_CODE.to_owned(),
+                message: reason.clone(),
+            });
+            row.next_attempt_at = Some(*next_attempt_at);
+            row.attempted = false;
+        }
+    }
+    Ok(row)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deferral_is_paced_and_not_an_attempt() {
+        let at = time::macros::datetime!(2026-11-28 10:00:00 UTC);
+        let id = Uuid::now_v7();
+        let rows = plan_outcomes(&[Outcome::Deferred {
+            id,
+            reason: "sender pace".into(),
+            next_attempt_at: at,
+        }])
+        .unwrap();
+        assert_eq!(rows[0].status, MessageStatus::Retry);
+        assert_eq!(rows[0].error_code(), Some(DEFERRED_CODE));
+        assert!(!rows[0].attempted);
+        assert_eq!(rows[0].provider, None);
+        assert_eq!(
+            rows[0].detail().unwrap(),
+            serde_json::json!({
+                "error_code": "paced",
+                "error_message": "sender pace",
+                "next_attempt_at": "2026-11-28T10:00:00Z",
+            })
+        );
+    }
+
+    #[test]
+    fn a_success_writes_its_provider_and_segments_and_clears_the_error() {
+        let id = Uuid::now_v7();
+        let rows = plan_outcomes(&[Outcome::Sent {
+            id,
+            provider: "mock".into(),
+            provider_message_id: "SM1".into(),
+            num_segments: Some(2),
+        }])
+        .unwrap();
+        assert_eq!(rows[0].status, MessageStatus::Sent);
+        assert_eq!(rows[0].error, None);
+        assert_eq!(rows[0].num_segments, Some(2));
+        assert!(rows[0].attempted);
+        assert_eq!(
+            rows[0].detail().unwrap(),
+            serde_json::json!({ "provider": "mock", "provider_message_id": "SM1" })
+        );
+    }
+
+    #[test]
+    fn a_failure_without_a_provider_keeps_the_stored_one() {
+        let rows = plan_outcomes(&[Outcome::Failed {
+            id: Uuid::now_v7(),
+            provider: None,
+            error: ErrorInfo {
+                code: "21211".into(),
+                message: "invalid".into(),
+            },
+        }])
+        .unwrap();
+        assert_eq!(rows[0].status, MessageStatus::Failed);
+        assert_eq!(rows[0].provider, None);
+        assert_eq!(rows[0].next_attempt_at, None);
+    }
+
+    #[test]
+    fn claims_take_pending_retry_and_stale_sending_and_redrives_take_failed() {
+        let mut s = claimable_statuses();
+        s.sort_unstable();
+        assert_eq!(s, ["pending", "retry", "sending"]);
+        assert_eq!(claim_detail(MessageStatus::Sending)["reclaimed"], true);
+        assert_eq!(claim_detail(MessageStatus::Pending), serde_json::json!({}));
+        assert_eq!(redrive_from().unwrap(), MessageStatus::Failed);
+    }
+}
