@@ -15,5 +15,5 @@ pub use conversation::{
 };
 pub use message::{
     Direction, ErrorInfo, InboundContent, Message, MessageEvent, MessageStatus, MessageType,
-    NewMessage, OutboundContent, TransitionError, ValidationError,
+    NewMessage, OutboundContent, SmsSize, TransitionError, ValidationError,
 };

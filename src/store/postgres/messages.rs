@@ -60,7 +60,9 @@ pub(super) fn message_from_row(row: &PgRow) -> anyhow::Result<Message> {
         next_attempt_at: row.try_get("next_attempt_at")?,
         provider_timestamp: row.try_get("provider_timestamp")?,
         read_at: row.try_get("read_at")?,
-    })
+        size: None,
+    }
+    .sized())
 }
 
 fn statuses(list: &[MessageStatus]) -> Vec<String> {
