@@ -110,29 +110,9 @@ fn random_hex(n: usize) -> String {
         .collect()
 }
 
-/// Characters of the GSM-7 basic set; a body of only these is billed in 160-char segments.
-const GSM7: &str = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
-const GSM7_EXTENDED: &str = "^{}\\[~]|€\u{000C}";
-
 /// Segments Twilio would bill for this body.
 pub fn segments(body: &str) -> usize {
-    let gsm = body
-        .chars()
-        .all(|c| GSM7.contains(c) || GSM7_EXTENDED.contains(c));
-    let (units, single, multi) = if gsm {
-        let units: usize = body
-            .chars()
-            .map(|c| if GSM7_EXTENDED.contains(c) { 2 } else { 1 })
-            .sum();
-        (units, 160, 153)
-    } else {
-        (body.encode_utf16().count(), 70, 67)
-    };
-    match units {
-        0 => 1,
-        n if n <= single => 1,
-        n => n.div_ceil(multi),
-    }
+    crate::domain::segments::count_segments(body).segments as usize
 }
 
 enum Injected {

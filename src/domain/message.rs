@@ -5,6 +5,8 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::segments::{SmsEncoding, count_segments};
+
 use super::address::{Address, ChannelFamily, EmailAddress, PhoneNumber};
 
 /// Largest SMS/MMS body Twilio accepts, in characters.
@@ -196,6 +198,39 @@ pub struct Message {
     /// When an inbound message was marked read (`POST /conversations/{id}/read`).
     #[serde(with = "time::serde::rfc3339::option")]
     pub read_at: Option<OffsetDateTime>,
+    /// `segments` and `encoding` of an sms/mms body, counted from the body it was accepted
+    /// with; absent for email. Set by [`Message::sized`].
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub size: Option<SmsSize>,
+}
+
+/// How an sms/mms body travels: its encoding and the number of segments it takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SmsSize {
+    pub segments: u32,
+    pub encoding: SmsEncoding,
+}
+
+impl SmsSize {
+    /// The size of `body` for an sms/mms; `None` for email.
+    pub fn of(kind: MessageType, body: Option<&str>) -> Option<Self> {
+        if kind == MessageType::Email {
+            return None;
+        }
+        let count = count_segments(body.unwrap_or_default());
+        Some(Self {
+            segments: count.segments,
+            encoding: count.encoding,
+        })
+    }
+}
+
+impl Message {
+    /// The message with its sms size computed from its body.
+    pub fn sized(mut self) -> Self {
+        self.size = SmsSize::of(self.kind, self.body.as_deref());
+        self
+    }
 }
 
 /// One entry of a message's audit trail.

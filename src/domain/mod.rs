@@ -5,6 +5,7 @@ mod address;
 mod api_key;
 mod conversation;
 mod message;
+pub mod segments;
 
 pub use address::{Address, ChannelFamily, EmailAddress, PhoneNumber, mask as address_mask};
 pub use api_key::{ApiKey, KEY_PREFIX, MAX_KEY_LEN, NewApiKey, hash_key};
@@ -14,5 +15,5 @@ pub use conversation::{
 };
 pub use message::{
     Direction, ErrorInfo, InboundContent, Message, MessageEvent, MessageStatus, MessageType,
-    NewMessage, OutboundContent, TransitionError, ValidationError,
+    NewMessage, OutboundContent, SmsSize, TransitionError, ValidationError,
 };

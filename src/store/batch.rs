@@ -148,7 +148,9 @@ pub(crate) fn created_message(m: &NewMessage, conversation_id: Uuid) -> Message 
         next_attempt_at: None,
         provider_timestamp: m.provider_timestamp.map(truncate_to_micros),
         read_at: None,
+        size: None,
     }
+    .sized()
 }
 
 /// The decisions about one batch, before any row is written.

@@ -24,6 +24,7 @@ mod providers_sendgrid;
 mod providers_smtp;
 mod providers_twilio;
 mod rate_limit;
+mod segments;
 mod send;
 mod validation;
 mod webhooks;

@@ -61,7 +61,9 @@ pub(super) fn message_from_row(row: &PgRow) -> anyhow::Result<Message> {
         next_attempt_at: row.try_get("next_attempt_at")?,
         provider_timestamp: row.try_get("provider_timestamp")?,
         read_at: row.try_get("read_at")?,
-    })
+        size: None,
+    }
+    .sized())
 }
 
 /// Column arrays for one multi-row insert through `unnest`.

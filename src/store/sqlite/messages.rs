@@ -70,7 +70,9 @@ pub(super) fn message_from_row(row: &SqliteRow) -> anyhow::Result<Message> {
         next_attempt_at: get_opt_ts(row, "next_attempt_at")?,
         provider_timestamp: get_opt_ts(row, "provider_timestamp")?,
         read_at: get_opt_ts(row, "read_at")?,
-    })
+        size: None,
+    }
+    .sized())
 }
 
 /// One row of the messages insert, with its values already encoded.
