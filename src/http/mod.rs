@@ -1,6 +1,7 @@
 //! The HTTP API: routing, shared state and the middleware stack.
 
 pub mod auth;
+pub mod console;
 mod conversations;
 pub mod error;
 pub mod extract;
@@ -74,6 +75,7 @@ pub fn router(state: AppState) -> Router {
     let guarded = state.clone();
     Router::new()
         .merge(health::router())
+        .merge(console::router())
         .merge(messages::router())
         .merge(conversations::router())
         .merge(legacy::router())

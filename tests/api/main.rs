@@ -3,6 +3,7 @@
 //! `TEST_BACKEND=embedded` runs the same suite on a SQLite file and the in-process queue.
 
 mod api_keys;
+mod console;
 mod conversations;
 mod delivery;
 mod embedded;
