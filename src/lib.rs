@@ -15,6 +15,5 @@ pub mod provider;
 pub mod queue;
 pub mod ratelimit;
 pub mod store;
-pub mod telemetry;
 pub mod webhook;
 pub mod worker;

@@ -12,6 +12,7 @@ mod messages;
 pub mod ratelimit;
 mod retry;
 pub mod security;
+pub mod server;
 mod webhooks;
 
 use std::sync::Arc;

@@ -29,3 +29,4 @@ mod segments;
 mod send;
 mod validation;
 mod webhooks;
+mod wire;
