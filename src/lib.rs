@@ -6,7 +6,6 @@ pub mod app;
 pub mod config;
 pub mod dlq;
 pub mod domain;
-pub mod fake_providers;
 pub mod http;
 pub mod ingest;
 pub mod keys;

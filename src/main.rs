@@ -45,8 +45,6 @@ enum Command {
     /// Inspect and redrive the dead-letter queue
     #[command(subcommand)]
     Dlq(messaging_service::dlq::DlqCommand),
-    /// Serve Twilio- and SendGrid-compatible fake endpoints for end-to-end runs
-    FakeProviders(messaging_service::fake_providers::FakeProvidersArgs),
     /// Manage API keys (required on /api routes in production)
     Keys {
         #[command(subcommand)]
@@ -178,9 +176,6 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 &settings.queue.key_prefix,
             )?;
             messaging_service::dlq::run(command, store.as_ref(), &queue).await
-        }
-        Command::FakeProviders(args) => {
-            messaging_service::fake_providers::run(args, shutdown_on_signal()).await
         }
         Command::Keys { action } => {
             let store = open_store_for_tool(&settings).await?;

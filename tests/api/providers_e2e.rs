@@ -1,44 +1,19 @@
-//! End to end with real HTTP: `serve` + `worker` + `fake-providers` as separate processes.
+//! End to end with real HTTP: `serve` and `worker` as separate processes, the fake providers
+//! (the `fake-providers` tool's library) listening in the test process.
 //! A send reaches the fake Twilio as the exact request, the message becomes `sent` with the
 //! fake's sid, the fake posts signed status callbacks to the service's public URL, and the
 //! message ends `delivered`.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use fake_providers::FakeProvidersArgs;
 use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
 
 use crate::helpers::TestApp;
+use crate::process::{Running, binary};
 use crate::providers_twilio::{SID, TOKEN};
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn binary(app: &TestApp, args: &[&str], env: &[(&str, &str)], stdout: Stdio) -> Proc {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_messaging-service"));
-    cmd.args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", app.database_url().expose())
-        .env("REDIS_URL", "redis://127.0.0.1:6379/0")
-        .env("QUEUE_KEY_PREFIX", &app.prefix)
-        .env("HOST", "127.0.0.1")
-        .env("LOG_LEVEL", "warn")
-        .stdout(stdout)
-        .stderr(Stdio::null());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    Proc(cmd.spawn().expect("start the binary"))
-}
 
 async fn wait_for<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -61,22 +36,26 @@ async fn serve_worker_and_fake_providers_deliver_an_sms_over_real_http() {
         .port();
     let public = format!("http://127.0.0.1:{port}");
 
-    // The fake prints its address first thing.
-    let mut fake = binary(
-        &app,
-        &["fake-providers", "--port", "0", "--callback-delay-ms", "50"],
-        &[("PUBLIC_BASE_URL", &public), ("TWILIO_AUTH_TOKEN", TOKEN)],
-        Stdio::piped(),
-    );
-    let mut first = String::new();
-    BufReader::new(fake.0.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let fake_base = first
-        .trim()
-        .strip_prefix("fake providers listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line: {first:?}"))
-        .to_owned();
+    let stop_fake = CancellationToken::new();
+    let fake = fake_providers::start(
+        FakeProvidersArgs {
+            host: "127.0.0.1".into(),
+            port: 0,
+            latency_ms: 0,
+            error_rate: 0.0,
+            rate_429: 0.0,
+            rate_500: 0.0,
+            callback_delay_ms: 50,
+            no_callbacks: false,
+            public_base_url: Some(public.clone()),
+            twilio_auth_token: Some(TOKEN.into()),
+        },
+        stop_fake.clone(),
+    )
+    .await
+    .expect("start the fake providers");
+    let _stop_fake = stop_fake.drop_guard();
+    let fake_base = format!("http://{fake}");
 
     let env = [
         ("PORT", port.to_string()),
@@ -88,8 +67,8 @@ async fn serve_worker_and_fake_providers_deliver_an_sms_over_real_http() {
         ("QUEUE_BLOCK", "0.1".into()),
     ];
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let _serve = binary(&app, &["serve"], &env, Stdio::null());
-    let _worker = binary(&app, &["worker"], &env, Stdio::null());
+    let start = |role| Running(binary(&app, role, &env).spawn().expect("start the binary"));
+    let (_serve, _worker) = (start("serve"), start("worker"));
 
     let client = reqwest::Client::new();
     wait_for("the API", async || {

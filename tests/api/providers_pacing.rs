@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use fake_providers::FakeProvidersArgs;
 use messaging_service::app::Components;
-use messaging_service::fake_providers::{self, FakeProvidersArgs};
 use messaging_service::provider::build_providers;
 use messaging_service::provider::pacing::RedisPacer;
 use messaging_service::worker::Worker;
