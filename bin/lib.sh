@@ -61,3 +61,18 @@ port_listeners() {
     lsof -nP -iTCP:"$1" -sTCP:LISTEN 2>/dev/null
   fi
 }
+
+# Prints setting NAME as the service will read it: the environment, else the last NAME=
+# line of .env (quotes stripped), else nothing.
+setting() {
+  if [ -n "${!1:-}" ]; then
+    echo "${!1}"
+  elif [ -f "$ROOT/.env" ]; then
+    sed -n "s/^[[:space:]]*$1=//p" "$ROOT/.env" | tail -n 1 | tr -d "\"'"
+  fi
+}
+
+# Exit status 0 if VALUE is one of the service's spellings of true.
+is_true() {
+  case "$(echo "${1:-}" | tr '[:upper:]' '[:lower:]')" in 1 | true | yes | on) return 0 ;; *) return 1 ;; esac
+}

@@ -74,7 +74,13 @@ export PORT
 export NO_COLOR=${NO_COLOR-1}
 
 if [ "$background" = 0 ]; then
-  echo "Starting the $what in the foreground (port $PORT; output also appended to ${log_file#"$ROOT"/}); Ctrl+C stops it."
+  if [ "$mode" = worker ]; then
+    # A worker serves no API: its only listener is its own /metrics.
+    where="no API port; /metrics on port $(setting WORKER_METRICS_PORT | grep . || echo 9091)"
+  else
+    where="port $PORT"
+  fi
+  echo "Starting the $what in the foreground ($where; output also appended to ${log_file#"$ROOT"/}); Ctrl+C stops it."
   # The subshell writes its own PID and then becomes the service (exec), so the PID file
   # names the service itself. tee -i keeps logging through Ctrl+C until the service exits.
   set +e
@@ -106,6 +112,20 @@ if [ "$mode" = worker ]; then
   exit 0
 fi
 
+# What to say about the worker once the API is up.
+worker_hint() {
+  local worker_pid
+  worker_pid=$(live_pid "$WORKER_PID_FILE")
+  if [ -n "$worker_pid" ]; then
+    echo "The worker already running (PID $worker_pid) carries on; there is nothing to restart."
+  elif is_true "$(setting SYNC_MESSAGE_PROCESSING)"; then
+    echo "Sync mode: the API delivers each message inside its request. A worker is optional"
+    echo "(it retries transient failures and picks up stranded messages): make worker &"
+  else
+    echo "Start the worker too (required for delivery): make worker &"
+  fi
+}
+
 case "${HOST:-0.0.0.0}" in 0.0.0.0 | :: | "[::]") check_host=127.0.0.1 ;; *) check_host=$HOST ;; esac
 health="http://$check_host:$PORT/health"
 echo "Started the $what in the background (PID $pid); waiting for $health ..."
@@ -118,7 +138,8 @@ for _ in $(seq 1 120); do
   fi
   if curl -fsS --max-time 2 "$health" >/dev/null 2>&1; then
     echo "API is up: http://localhost:$PORT (PID $pid, logs: ${log_file#"$ROOT"/})"
-    [ "$mode" = serve ] && echo "Start the worker too (required for delivery): make worker &"
+    [ "$mode" = serve ] && worker_hint
+
     exit 0
   fi
   sleep 0.5
