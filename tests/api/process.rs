@@ -50,6 +50,18 @@ pub(crate) async fn wait_until_answers(url: &str) {
     }
 }
 
+/// Waits for the API at `base` to come up, then sends one SMS through it (201).
+pub(crate) async fn accepts_a_send_once_up(base: &str) {
+    wait_until_answers(&format!("{base}/health")).await;
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/api/v1/messages/send"))
+        .json(&sms_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+}
+
 /// A started binary, killed if the test ends before stopping it.
 pub(crate) struct Running(pub Child);
 
@@ -183,16 +195,7 @@ async fn the_api_process_drains_and_exits_0_on_sigterm() {
     let app = TestApp::builder().spawn().await;
     let port = free_port();
     let mut api = spawn_binary(&app, "serve", &[("PORT", &port)]);
-    let client = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{port}");
-    wait_until_answers(&format!("{base}/health")).await;
-    let resp = client
-        .post(format!("{base}/api/v1/messages/send"))
-        .json(&sms_body())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201);
+    accepts_a_send_once_up(&format!("http://127.0.0.1:{port}")).await;
     signal(&api, "TERM");
     let status = wait_exit(&mut api, Duration::from_secs(15)).await;
     assert!(status.success(), "API exit status {status:?}");

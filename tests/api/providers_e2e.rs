@@ -39,16 +39,11 @@ async fn serve_worker_and_fake_providers_deliver_an_sms_over_real_http() {
     let stop_fake = CancellationToken::new();
     let fake = fake_providers::start(
         FakeProvidersArgs {
-            host: "127.0.0.1".into(),
-            port: 0,
-            latency_ms: 0,
-            error_rate: 0.0,
-            rate_429: 0.0,
-            rate_500: 0.0,
             callback_delay_ms: 50,
             no_callbacks: false,
             public_base_url: Some(public.clone()),
             twilio_auth_token: Some(TOKEN.into()),
+            ..FakeProvidersArgs::in_process()
         },
         stop_fake.clone(),
     )

@@ -62,6 +62,25 @@ pub struct FakeProvidersArgs {
     pub twilio_auth_token: Option<String>,
 }
 
+impl FakeProvidersArgs {
+    /// For a fake inside a test: a free port on 127.0.0.1, no latency, no injected errors,
+    /// no callbacks (set `public_base_url` and clear `no_callbacks` to get them).
+    pub fn in_process() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 0,
+            latency_ms: 0,
+            error_rate: 0.0,
+            rate_429: 0.0,
+            rate_500: 0.0,
+            callback_delay_ms: 0,
+            no_callbacks: true,
+            public_base_url: None,
+            twilio_auth_token: None,
+        }
+    }
+}
+
 /// A request the fake received.
 #[derive(Debug, Clone, Serialize)]
 pub struct Recorded {
