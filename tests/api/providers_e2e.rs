@@ -4,25 +4,16 @@
 //! message ends `delivered`.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde_json::{Value, json};
 
-use crate::helpers::TestApp;
+use crate::helpers::{KillOnDrop, TestApp};
 use crate::providers_twilio::{SID, TOKEN};
 
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn binary(app: &TestApp, args: &[&str], env: &[(&str, &str)], stdout: Stdio) -> Proc {
+fn binary(app: &TestApp, args: &[&str], env: &[(&str, &str)], stdout: Stdio) -> KillOnDrop {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_messaging-service"));
     cmd.args(args)
         .env_clear()
@@ -37,7 +28,7 @@ fn binary(app: &TestApp, args: &[&str], env: &[(&str, &str)], stdout: Stdio) -> 
     for (k, v) in env {
         cmd.env(k, v);
     }
-    Proc(cmd.spawn().expect("start the binary"))
+    KillOnDrop(cmd.spawn().expect("start the binary"))
 }
 
 async fn wait_for<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {

@@ -2,6 +2,11 @@
 //! `Arc<dyn Store>` or `Arc<dyn Queue>`, and run against every implementation (PostgreSQL and
 //! SQLite; Redis Streams and the in-process queue). Same inputs, same observable results.
 
+#[path = "../common/scratch.rs"]
+#[allow(dead_code)] // The HTTP suite uses the rest.
+mod scratch;
+
+#[macro_use]
 mod backends;
 mod queue;
 mod store;

@@ -8,29 +8,6 @@ use messaging_service::queue::{DeadLetter, Queue, Task};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-macro_rules! on_every_queue {
-    ($($case:ident),+ $(,)?) => {
-        mod on_redis {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    let (queue, _cleanup) = crate::backends::redis().await;
-                    super::$case(queue).await;
-                }
-            )+
-        }
-        mod on_in_process {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    let (queue, _cleanup) = crate::backends::in_process().await;
-                    super::$case(queue).await;
-                }
-            )+
-        }
-    };
-}
-
 on_every_queue!(
     a_task_goes_to_one_consumer_and_acknowledging_removes_it,
     a_fetch_takes_at_most_max_entries_per_stream_oldest_first,

@@ -11,29 +11,6 @@ use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-macro_rules! on_every_store {
-    ($($case:ident),+ $(,)?) => {
-        mod on_postgresql {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    let (store, _cleanup) = crate::backends::postgres().await;
-                    super::$case(store).await;
-                }
-            )+
-        }
-        mod on_sqlite {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    let (store, _cleanup) = crate::backends::sqlite().await;
-                    super::$case(store).await;
-                }
-            )+
-        }
-    };
-}
-
 on_every_store!(
     stored_messages_read_back_as_they_were_sent,
     replies_thread_into_the_same_conversation,
