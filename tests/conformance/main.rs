@@ -11,3 +11,4 @@ mod backends;
 mod queue;
 mod store;
 mod store_features;
+mod wait;
