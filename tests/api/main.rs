@@ -31,4 +31,6 @@ mod scratch;
 mod segments;
 mod send;
 mod validation;
+#[path = "../common/wait.rs"]
+mod wait;
 mod webhooks;

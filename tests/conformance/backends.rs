@@ -13,51 +13,35 @@ use messaging_service::store::sqlite::SqliteStore;
 
 use crate::scratch::{REDIS_URL, ScratchDatabase, ScratchDir, ScratchPrefix};
 
-/// Runs each named `async fn(Arc<dyn Store>)` as one test on PostgreSQL and one on SQLite.
-macro_rules! on_every_store {
-    ($($case:ident),+ $(,)?) => {
-        mod on_postgresql {
+/// One test per case in module `$module`, each on a fresh backend from `$make` (which
+/// answers the backend and a guard that removes it).
+macro_rules! cases_on {
+    ($module:ident, $make:path, $($case:ident),+) => {
+        mod $module {
             $(
                 #[tokio::test]
                 async fn $case() {
-                    let (store, _cleanup) = crate::backends::postgres().await;
-                    super::$case(store).await;
-                }
-            )+
-        }
-        mod on_sqlite {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    let (store, _cleanup) = crate::backends::sqlite().await;
-                    super::$case(store).await;
+                    let (backend, _cleanup) = $make().await;
+                    super::$case(backend).await;
                 }
             )+
         }
     };
 }
 
+/// Runs each named `async fn(Arc<dyn Store>)` as one test on PostgreSQL and one on SQLite.
+macro_rules! on_every_store {
+    ($($case:ident),+ $(,)?) => {
+        cases_on!(on_postgresql, crate::backends::postgres, $($case),+);
+        cases_on!(on_sqlite, crate::backends::sqlite, $($case),+);
+    };
+}
+
 /// Runs each named `async fn(Arc<dyn Queue>)` as one test on Redis and one in process.
 macro_rules! on_every_queue {
     ($($case:ident),+ $(,)?) => {
-        mod on_redis {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    let (queue, _cleanup) = crate::backends::redis().await;
-                    super::$case(queue).await;
-                }
-            )+
-        }
-        mod on_in_process {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    let (queue, _cleanup) = crate::backends::in_process().await;
-                    super::$case(queue).await;
-                }
-            )+
-        }
+        cases_on!(on_redis, crate::backends::redis, $($case),+);
+        cases_on!(on_in_process, crate::backends::in_process, $($case),+);
     };
 }
 

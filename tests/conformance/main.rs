@@ -11,4 +11,5 @@ mod backends;
 mod queue;
 mod store;
 mod store_features;
+#[path = "../common/wait.rs"]
 mod wait;

@@ -127,10 +127,14 @@ async fn unacknowledged_tasks_are_reclaimed_only_after_their_idle_time(queue: Ar
     );
     // Asked again and again, the queue hands the task over once it has idled long enough
     // (a scan that started past the entry comes round again from the beginning).
-    let reclaimed = crate::wait::until("the idle task to be reclaimed", async || {
-        let got = queue.reclaim("rescuer", idle, 10).await.unwrap();
-        (!got.is_empty()).then_some(got)
-    })
+    let reclaimed = crate::wait::until(
+        "the idle task to be reclaimed",
+        Duration::from_secs(10),
+        async || {
+            let got = queue.reclaim("rescuer", idle, 10).await.unwrap();
+            (!got.is_empty()).then_some(got)
+        },
+    )
     .await;
     assert!(
         fetched_from.elapsed() >= idle,
@@ -184,10 +188,14 @@ async fn scheduled_tasks_wait_until_they_are_due(queue: Arc<dyn Queue>) {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].message_id, Some(overdue.message_id));
 
-    let promoted = crate::wait::until("the later task to fall due", async || {
-        let n = queue.promote_due(100).await.unwrap();
-        (n > 0).then_some(n)
-    })
+    let promoted = crate::wait::until(
+        "the later task to fall due",
+        Duration::from_secs(10),
+        async || {
+            let n = queue.promote_due(100).await.unwrap();
+            (n > 0).then_some(n)
+        },
+    )
     .await;
     assert_eq!(promoted, 1);
     assert!(

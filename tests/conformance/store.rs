@@ -441,10 +441,14 @@ async fn outcomes_follow_the_lifecycle_and_schedule_retries(store: Arc<dyn Store
     // A retry is not claimable before it is due, resting messages never are.
     let early = store.claim(&[a.id, b.id, c.id], long_ago()).await.unwrap();
     assert!(early.messages.is_empty());
-    let due_claim = crate::wait::until("the retry to fall due", async || {
-        let claim = store.claim(&[b.id], long_ago()).await.unwrap();
-        (!claim.messages.is_empty()).then_some(claim)
-    })
+    let due_claim = crate::wait::until(
+        "the retry to fall due",
+        Duration::from_secs(10),
+        async || {
+            let claim = store.claim(&[b.id], long_ago()).await.unwrap();
+            (!claim.messages.is_empty()).then_some(claim)
+        },
+    )
     .await;
     assert!(OffsetDateTime::now_utc() >= due, "claimed before due");
     assert_eq!(due_claim.messages.len(), 1);
