@@ -5,9 +5,9 @@ use std::time::{Duration, Instant};
 
 use messaging_service::domain::MessageStatus;
 
-use crate::helpers::{TestApp, sms_body};
+use crate::helpers::{KillOnDrop, TestApp, sms_body};
 
-fn spawn_binary(app: &TestApp, subcommand: &str, extra: &[(&str, &str)]) -> Child {
+fn spawn_binary(app: &TestApp, subcommand: &str, extra: &[(&str, &str)]) -> KillOnDrop {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_messaging-service"));
     cmd.arg(subcommand)
         .env_clear()
@@ -22,7 +22,7 @@ fn spawn_binary(app: &TestApp, subcommand: &str, extra: &[(&str, &str)]) -> Chil
     for (k, v) in extra {
         cmd.env(k, v);
     }
-    cmd.spawn().expect("start the binary")
+    KillOnDrop(cmd.spawn().expect("start the binary"))
 }
 
 fn signal(child: &Child, sig: &str) {

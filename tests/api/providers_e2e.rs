@@ -4,25 +4,16 @@
 //! message ends `delivered`.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use base64::Engine;
 use serde_json::{Value, json};
 
-use crate::helpers::TestApp;
+use crate::helpers::{KillOnDrop, TestApp};
 use crate::providers_twilio::{SID, TOKEN};
 
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn binary(app: &TestApp, args: &[&str], env: &[(&str, &str)], stdout: Stdio) -> Proc {
+fn binary(app: &TestApp, args: &[&str], env: &[(&str, &str)], stdout: Stdio) -> KillOnDrop {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_messaging-service"));
     cmd.args(args)
         .env_clear()
@@ -37,18 +28,28 @@ fn binary(app: &TestApp, args: &[&str], env: &[(&str, &str)], stdout: Stdio) -> 
     for (k, v) in env {
         cmd.env(k, v);
     }
-    Proc(cmd.spawn().expect("start the binary"))
+    KillOnDrop(cmd.spawn().expect("start the binary"))
 }
 
-async fn wait_for<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+/// Real processes start slowly on a loaded machine.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// The JSON at `url`, or `None` while it cannot be had.
+async fn get_json(client: &reqwest::Client, url: String) -> Option<Value> {
+    client.get(url).send().await.ok()?.json().await.ok()
+}
+
+/// The message once it has `status`, read through the API at `base`.
+async fn wait_for_status(client: &reqwest::Client, base: &str, id: &str, status: &str) -> Value {
+    crate::wait::until(
+        &format!("the message to be {status}"),
+        PATIENCE,
+        async || {
+            let m = get_json(client, format!("{base}/api/v1/messages/{id}")).await?;
+            (m["status"] == status).then_some(m)
+        },
+    )
+    .await
 }
 
 #[tokio::test]
@@ -92,7 +93,7 @@ async fn serve_worker_and_fake_providers_deliver_an_sms_over_real_http() {
     let _worker = binary(&app, &["worker"], &env, Stdio::null());
 
     let client = reqwest::Client::new();
-    wait_for("the API", async || {
+    crate::wait::until("the API", PATIENCE, async || {
         client.get(format!("{public}/health")).send().await.ok()
     })
     .await;
@@ -109,18 +110,7 @@ async fn serve_worker_and_fake_providers_deliver_an_sms_over_real_http() {
         .unwrap();
     let id = created["id"].as_str().unwrap().to_owned();
 
-    let sent: Value = wait_for("the message to be sent", async || {
-        let m: Value = client
-            .get(format!("{public}/api/v1/messages/{id}"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        (m["status"] == "sent").then_some(m)
-    })
-    .await;
+    let sent: Value = wait_for_status(&client, &public, &id, "sent").await;
 
     let requests: Value = client
         .get(format!("{fake_base}/_fake/requests"))
@@ -155,15 +145,8 @@ async fn serve_worker_and_fake_providers_deliver_an_sms_over_real_http() {
 
     // The fake reports back to the service's public URL, signed as Twilio would sign it,
     // and the webhook handler turns the receipts into `delivered`.
-    let callbacks: Vec<Value> = wait_for("two status callbacks", async || {
-        let body: Value = client
-            .get(format!("{fake_base}/_fake/callbacks"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
+    let callbacks: Vec<Value> = crate::wait::until("two status callbacks", PATIENCE, async || {
+        let body = get_json(&client, format!("{fake_base}/_fake/callbacks")).await?;
         let list = body["callbacks"].as_array()?.clone();
         (list.len() == 2).then_some(list)
     })
@@ -177,17 +160,6 @@ async fn serve_worker_and_fake_providers_deliver_an_sms_over_real_http() {
             "the service accepted the signed callback: {callback}"
         );
     }
-    let delivered: Value = wait_for("the message to be delivered", async || {
-        let m: Value = client
-            .get(format!("{public}/api/v1/messages/{id}"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        (m["status"] == "delivered").then_some(m)
-    })
-    .await;
+    let delivered: Value = wait_for_status(&client, &public, &id, "delivered").await;
     assert!(delivered["delivered_at"].is_string());
 }

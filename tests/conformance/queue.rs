@@ -8,29 +8,6 @@ use messaging_service::queue::{DeadLetter, Queue, Task};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-macro_rules! on_every_queue {
-    ($($case:ident),+ $(,)?) => {
-        mod on_redis {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    let (queue, _cleanup) = crate::backends::redis().await;
-                    super::$case(queue).await;
-                }
-            )+
-        }
-        mod on_in_process {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    let (queue, _cleanup) = crate::backends::in_process().await;
-                    super::$case(queue).await;
-                }
-            )+
-        }
-    };
-}
-
 on_every_queue!(
     a_task_goes_to_one_consumer_and_acknowledging_removes_it,
     a_fetch_takes_at_most_max_entries_per_stream_oldest_first,
@@ -140,6 +117,7 @@ async fn a_blocking_fetch_on_an_empty_queue_waits_its_time_and_returns_nothing(
 async fn unacknowledged_tasks_are_reclaimed_only_after_their_idle_time(queue: Arc<dyn Queue>) {
     let t = task(MessageType::Sms);
     queue.enqueue(&[t]).await.unwrap();
+    let fetched_from = Instant::now();
     let held = queue.fetch("dead", 10, Duration::ZERO).await.unwrap();
     assert_eq!(held.len(), 1);
     let idle = Duration::from_millis(300);
@@ -147,12 +125,22 @@ async fn unacknowledged_tasks_are_reclaimed_only_after_their_idle_time(queue: Ar
         queue.reclaim("rescuer", idle, 10).await.unwrap().is_empty(),
         "a fresh holder keeps its task"
     );
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let mut reclaimed = queue.reclaim("rescuer", idle, 10).await.unwrap();
-    if reclaimed.is_empty() {
-        // A scan that started past the entry comes round again from the beginning.
-        reclaimed = queue.reclaim("rescuer", idle, 10).await.unwrap();
-    }
+    // Asked again and again, the queue hands the task over once it has idled long enough
+    // (a scan that started past the entry comes round again from the beginning).
+    let reclaimed = crate::wait::until(
+        "the idle task to be reclaimed",
+        Duration::from_secs(10),
+        async || {
+            let got = queue.reclaim("rescuer", idle, 10).await.unwrap();
+            (!got.is_empty()).then_some(got)
+        },
+    )
+    .await;
+    assert!(
+        fetched_from.elapsed() >= idle,
+        "reclaimed after {:?}, before its idle time",
+        fetched_from.elapsed()
+    );
     assert_eq!(reclaimed.len(), 1);
     assert_eq!(reclaimed[0].message_id, Some(t.message_id));
     assert_eq!(reclaimed[0].entry_id, held[0].entry_id);
@@ -162,10 +150,14 @@ async fn unacknowledged_tasks_are_reclaimed_only_after_their_idle_time(queue: Ar
     );
     queue.ack(&reclaimed).await.unwrap();
     assert_eq!(queue.depths().await.unwrap().sms, 0);
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Asking for no idle time at all, a task still held would be handed over at once.
     for _ in 0..2 {
         assert!(
-            queue.reclaim("third", idle, 10).await.unwrap().is_empty(),
+            queue
+                .reclaim("third", Duration::ZERO, 10)
+                .await
+                .unwrap()
+                .is_empty(),
             "an acknowledged task is gone"
         );
     }
@@ -175,11 +167,9 @@ async fn scheduled_tasks_wait_until_they_are_due(queue: Arc<dyn Queue>) {
     let now = OffsetDateTime::now_utc();
     let later = task(MessageType::Email);
     let overdue = task(MessageType::Sms);
+    let later_due = now + Duration::from_millis(400);
     queue
-        .schedule(&[
-            (later, now + Duration::from_millis(400)),
-            (overdue, now - Duration::from_secs(1)),
-        ])
+        .schedule(&[(later, later_due), (overdue, now - Duration::from_secs(1))])
         .await
         .unwrap();
     assert_eq!(queue.depths().await.unwrap().delayed, 2);
@@ -198,8 +188,20 @@ async fn scheduled_tasks_wait_until_they_are_due(queue: Arc<dyn Queue>) {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].message_id, Some(overdue.message_id));
 
-    tokio::time::sleep(Duration::from_millis(450)).await;
-    assert_eq!(queue.promote_due(100).await.unwrap(), 1);
+    let promoted = crate::wait::until(
+        "the later task to fall due",
+        Duration::from_secs(10),
+        async || {
+            let n = queue.promote_due(100).await.unwrap();
+            (n > 0).then_some(n)
+        },
+    )
+    .await;
+    assert_eq!(promoted, 1);
+    assert!(
+        OffsetDateTime::now_utc() >= later_due,
+        "promoted before due"
+    );
     assert_eq!(queue.promote_due(100).await.unwrap(), 0, "promoted once");
     let got = queue.fetch("c", 10, Duration::ZERO).await.unwrap();
     assert_eq!(got.len(), 1);
