@@ -142,7 +142,14 @@ async fn in_production_the_console_is_served_and_every_api_call_it_makes_needs_t
     assert!(page.headers().contains_key("content-security-policy"));
     assert_eq!(app.get("/console/segments.js").await.status(), 200);
 
-    let sent = app.post_send_with_key(&sms_body(), &key).await;
+    let sent = app
+        .client
+        .post(app.url("/api/v1/messages/send"))
+        .bearer_auth(&key)
+        .json(&sms_body())
+        .send()
+        .await
+        .expect("request");
     assert_eq!(sent.status(), 201);
     let sent: Value = sent.json().await.expect("json");
     let (message, conversation) = (
