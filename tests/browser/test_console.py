@@ -129,7 +129,8 @@ class Service:
             ENVIRONMENT="development",
             REQUIRE_API_KEYS="true",
             API_KEY_CACHE_TTL="0",
-            MOCK_PROVIDER_LATENCY_MS="400",
+            # Slow enough that a reply is seen pending or sending before it is sent.
+            MOCK_PROVIDER_LATENCY_MS="1500",
             SYNC_MESSAGE_PROCESSING="false",
             WORKER_METRICS_PORT="0",
             METRICS_SAMPLE_INTERVAL="1",
@@ -447,8 +448,11 @@ def run_backend(pw_browser, svc):
         s = reply_bubble.get_attribute("data-status")
         if s != seen[-1]:
             seen.append(s)
-    check(seen[-1] == "sent", f"{svc.backend}: the reply turns sent in the open thread", f"statuses seen {seen}")
-    log(f"reply statuses seen in the page: {' -> '.join(seen)}")
+    check(
+        len(seen) >= 2 and seen[0] in ("pending", "sending") and seen[-1] == "sent",
+        f"{svc.backend}: the reply turns sent in the open thread ({' -> '.join(seen)})",
+        f"statuses seen {seen}",
+    )
     reply_id = reply_bubble.get_attribute("data-key")
     server = svc.api("GET", f"/api/v1/messages/{reply_id}")
     check(
@@ -531,9 +535,23 @@ def run_backend(pw_browser, svc):
     b.shot("dead-letters-empty")
 
     # --- Webhooks and health. -----------------------------------------------------------------
+    # A forged Twilio callback: refused, and logged as not verified.
+    forged = urllib.request.Request(
+        base + "/api/v1/webhooks/twilio",
+        data=b"MessageSid=SMforged&MessageStatus=delivered",
+        headers={"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": "forged"},
+        method="POST",
+    )
+    try:
+        urllib.request.urlopen(forged, timeout=10)
+        check(False, f"{svc.backend}: a forged Twilio callback is refused")
+    except urllib.error.HTTPError as e:
+        check(e.code == 403, f"{svc.backend}: a forged Twilio callback is refused", f"answered {e.code}")
     page.goto(base + "/console#/webhooks")
     expect(page.locator("h1")).to_have_text("Webhooks")
-    expect(page.locator("table.log tbody tr").first).to_be_visible()
+    expect(page.locator("table.log tbody tr").first).to_contain_text("twilio")
+    expect(page.locator("table.log tbody tr").first).to_contain_text("not verified")
+    check(True, f"{svc.backend}: the webhook log shows the refused callback")
     b.shot("webhooks")
     page.goto(base + "/console#/health")
     expect(page.locator(".stats")).to_contain_text("queue backlog")
@@ -569,8 +587,13 @@ def run_backend(pw_browser, svc):
     pp.goto(base + "/console#/messages")
     expect(pp.locator("table.log tbody tr").first).to_be_visible()
     overflow = pp.evaluate("document.documentElement.scrollWidth - window.innerWidth")
-    check(overflow <= 0, f"{svc.backend}: at 390 px the message log scrolls inside its table, not the page", f"{overflow}px too wide")
-    phone.shot("phone-messages")
+    row_height = pp.locator("table.log tbody tr").first.bounding_box()["height"]
+    check(
+        overflow <= 0 and row_height < 150,
+        f"{svc.backend}: at 390 px the message log scrolls inside its box, not the page, with rows a few lines high",
+        f"{overflow}px too wide, first row {row_height:.0f}px high",
+    )
+    phone.shot("phone-messages", full_page=False)
 
     # --- What the browser did overall. ---------------------------------------------------
     for ctx in (b, phone):
