@@ -83,12 +83,14 @@ test: ## Run all tests: format and clippy checks, services, cargo test --all-tar
 	TEST_BACKEND=embedded cargo test --test api
 	scripts/test-flow.sh --start
 	scripts/test-prometheus.sh
+	scripts/test-browser.sh
 
 test-flow: ## Check send -> queue -> worker -> sent against a running service at API_URL
 	API_URL=$(API_URL) scripts/test-flow.sh
 
 test-prometheus: ## Check deploy/ (promtool, rule tests) and scrape a scratch API + worker with a real Prometheus
 	scripts/test-prometheus.sh
+	scripts/test-browser.sh
 
 test-rate-limit: ## The guide's rate-limit check (110 x /health) on a private instance (scratch database)
 	scripts/services.sh

@@ -67,6 +67,7 @@ const ASSETS: &[Asset] = &[
     asset!("/console/webhooks.js", "webhooks.js", JS),
     asset!("/console/health.js", "health.js", JS),
     asset!("/console/prometheus.js", "prometheus.js", JS),
+    asset!("/console/segments.js", "segments.js", JS),
 ];
 
 /// Each asset's strong ETag: the start of its SHA-256, computed once.
