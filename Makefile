@@ -45,13 +45,13 @@ run-bg: build ## Run the API in the background (PID in run/app.pid, log logs/app
 worker: build ## Run the worker in the foreground (`make worker &` for background; logs/worker.log)
 	@$(RUN_ENV) SKIP_BUILD=1 bin/start.sh worker
 
-dev: build ## Run API and worker in one process (SQLite under ./data, in-process queue; nothing else needed)
-	@$(RUN_ENV) SKIP_BUILD=1 bin/start.sh all
+dev: ## Build, then run API and worker in one process (SQLite under ./data, in-process queue; nothing else needed)
+	@$(RUN_ENV) bin/start.sh all
 
 stop: ## Stop the API and the worker (by their PID files only)
 	@$(RUN_ENV) bin/stop.sh
 
-status: ## Show PIDs, whether they are alive, what listens on PORT, /health
+status: ## Show PIDs, whether they are alive, what listens on PORT, /live and /dependencies
 	@$(RUN_ENV) bin/status.sh
 
 logs: ## Follow logs/app.log and logs/worker.log

@@ -85,11 +85,13 @@ setting() {
 # cargo build of $PROFILE, announced first: a first build is long and, off a terminal,
 # shows only Compiling lines.
 build_service() {
+  local flags
+  flags=$(cargo_profile_flags)
   if [ -x "$BIN" ]; then
-    echo "Building the service (cargo build $(cargo_profile_flags)); this takes seconds when little changed."
+    echo "Building the service (cargo build${flags:+ $flags}); seconds when little has changed."
   else
-    echo "Building the service for the first time (cargo build $(cargo_profile_flags)): this takes a few minutes on 2 cores."
+    echo "Building the service for the first time (cargo build${flags:+ $flags}): this takes a few minutes on 2 cores."
   fi
-  # shellcheck disable=SC2046
-  cargo build $(cargo_profile_flags)
+  # shellcheck disable=SC2086
+  cargo build $flags
 }
