@@ -24,6 +24,7 @@ mod providers_redrive;
 mod providers_sendgrid;
 mod providers_smtp;
 mod providers_twilio;
+mod queue_entries;
 mod rate_limit;
 mod segments;
 mod send;
