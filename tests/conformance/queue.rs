@@ -236,7 +236,7 @@ mod redis_entries {
     use std::time::Duration;
 
     use messaging_service::domain::MessageType;
-    use messaging_service::queue::{Queue, Task};
+    use messaging_service::queue::Task;
     use serde_json::Value;
     use time::OffsetDateTime;
     use time::format_description::well_known::Rfc3339;
