@@ -75,7 +75,7 @@ db-reset: build ## Drop every table and re-run migrations (asks first unless FOR
 	fi
 	$(BIN) db-reset
 
-test: ## Run all tests: format and clippy checks, services, cargo test --all-targets, the HTTP suite again embedded, the flow and Prometheus checks
+test: ## Run all tests: format and clippy checks, services, cargo test --all-targets, the HTTP suite again embedded, the flow, Prometheus and docs checks
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 	scripts/services.sh
@@ -83,6 +83,7 @@ test: ## Run all tests: format and clippy checks, services, cargo test --all-tar
 	TEST_BACKEND=embedded cargo test --test api
 	scripts/test-flow.sh --start
 	scripts/test-prometheus.sh
+	scripts/check-docs.sh
 
 test-flow: ## Check send -> queue -> worker -> sent against a running service at API_URL
 	API_URL=$(API_URL) scripts/test-flow.sh
