@@ -138,6 +138,7 @@ impl Application {
             queue: components.queue,
             ingest,
             settings: Arc::new(settings),
+            startup: Default::default(),
         };
         Ok(Self { listener, state })
     }
@@ -163,6 +164,7 @@ impl Application {
             self.state.settings.metrics_sample_interval,
             shutdown.child_token(),
         );
+        self.state.startup.finish();
         let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
         let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown.cancelled_owned())

@@ -9,7 +9,7 @@ use tracing::{info, warn};
 use uuid::Uuid;
 
 use crate::domain::{Message, MessageStatus};
-use crate::queue::{Queue, Task};
+use crate::queue::Queue;
 use crate::store::Store;
 
 /// What a redrive did.
@@ -35,17 +35,11 @@ pub async fn redrive(
             enqueued: true,
         });
     }
-    let tasks: Vec<Task> = messages
-        .iter()
-        .map(|m| Task {
-            message_id: m.id,
-            kind: m.kind,
-        })
-        .collect();
-    let enqueued = match queue.enqueue(&tasks).await {
+    let redriven: Vec<&Message> = messages.iter().collect();
+    let enqueued = match queue.enqueue_messages(&redriven).await {
         Ok(()) => true,
         Err(e) => {
-            warn!(error = %format!("{e:#}"), count = tasks.len(), "could not enqueue redriven messages; the sweeper will");
+            warn!(error = %format!("{e:#}"), count = redriven.len(), "could not enqueue redriven messages; the sweeper will");
             false
         }
     };

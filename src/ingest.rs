@@ -12,8 +12,8 @@ use time::OffsetDateTime;
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tracing::{error, info, warn};
 
-use crate::domain::{Direction, NewMessage};
-use crate::queue::{Queue, Task};
+use crate::domain::{Direction, Message, NewMessage};
+use crate::queue::Queue;
 use crate::store::{Inserted, Store, StoreError};
 
 /// How long the send path waits for Redis before leaving the message to the sweeper.
@@ -142,18 +142,15 @@ impl Writer {
         };
 
         if self.enqueue {
-            let tasks: Vec<Task> = results
+            let created: Vec<&Message> = results
                 .iter()
                 .filter_map(|r| match r {
                     // Received messages are stored, never delivered.
-                    Inserted::Created(m) if m.direction == Direction::Outbound => Some(Task {
-                        message_id: m.id,
-                        kind: m.kind,
-                    }),
+                    Inserted::Created(m) if m.direction == Direction::Outbound => Some(m),
                     Inserted::Created(_) | Inserted::Existing { .. } => None,
                 })
                 .collect();
-            self.enqueue(&tasks).await;
+            self.enqueue(&created).await;
         }
 
         for (job, result) in jobs.drain(..).zip(results) {
@@ -163,11 +160,12 @@ impl Writer {
 
     /// Best effort: the messages are already safe in the database, and the sweeper enqueues
     /// any that miss the queue here.
-    async fn enqueue(&self, tasks: &[Task]) {
-        if tasks.is_empty() || now_ms() < self.queue_down_until_ms.load(Ordering::Relaxed) {
+    async fn enqueue(&self, messages: &[&Message]) {
+        if messages.is_empty() || now_ms() < self.queue_down_until_ms.load(Ordering::Relaxed) {
             return;
         }
-        let result = tokio::time::timeout(ENQUEUE_TIMEOUT, self.queue.enqueue(tasks)).await;
+        let result =
+            tokio::time::timeout(ENQUEUE_TIMEOUT, self.queue.enqueue_messages(messages)).await;
         let error = match result {
             Ok(Ok(())) => {
                 if self.queue_down_until_ms.swap(0, Ordering::Relaxed) != 0 {
@@ -182,7 +180,7 @@ impl Writer {
             .queue_down_until_ms
             .swap(now_ms() + ENQUEUE_BACKOFF_MS, Ordering::Relaxed);
         if previous == 0 {
-            warn!(error = %error, count = tasks.len(), "could not enqueue messages; they stay pending and the sweeper will enqueue them");
+            warn!(error = %error, count = messages.len(), "could not enqueue messages; they stay pending and the sweeper will enqueue them");
         }
     }
 }

@@ -48,6 +48,8 @@ pub struct AppState {
     /// Bounds concurrent webhook work so callbacks cannot starve the send path of
     /// database connections.
     pub webhook_permits: Arc<tokio::sync::Semaphore>,
+    /// Set once start-up is done; `GET /startup` answers 503 until then.
+    pub startup: health::Startup,
 }
 
 impl AppState {

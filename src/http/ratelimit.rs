@@ -144,7 +144,10 @@ pub async fn limit(State(state): State<AppState>, req: Request, next: Next) -> R
     } = state.settings.security.rate_limit;
     // Signed provider callbacks arrive in bursts from a few provider addresses; refusing
     // them would only make the provider retry. Their cost is bounded in the handlers.
-    if !enabled || req.uri().path().starts_with("/api/v1/webhooks/") {
+    // Liveness and start-up probes are never limited (see `health::UNLIMITED_PROBES`).
+    let path = req.uri().path();
+    if !enabled || path.starts_with("/api/v1/webhooks/") || super::health::is_unlimited_probe(path)
+    {
         return next.run(req).await;
     }
     let key = window_key(&req, &state);

@@ -25,6 +25,7 @@ mod providers_redrive;
 mod providers_sendgrid;
 mod providers_smtp;
 mod providers_twilio;
+mod queue_entries;
 mod rate_limit;
 #[path = "../common/scratch.rs"]
 mod scratch;

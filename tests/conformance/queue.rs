@@ -230,3 +230,162 @@ async fn dead_letters_are_counted(queue: Arc<dyn Queue>) {
     assert_eq!(d.dead_letter, 2);
     assert_eq!((d.sms, d.email), (0, 0), "a dead letter is not work");
 }
+
+/// The Redis entry format: what operators and the original service's tools read with
+/// `XRANGE`/`XREVRANGE`, and what the worker accepts during an upgrade.
+mod redis_entries {
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    use messaging_service::domain::MessageType;
+    use messaging_service::queue::Task;
+    use serde_json::Value;
+    use time::OffsetDateTime;
+    use time::format_description::well_known::Rfc3339;
+    use uuid::Uuid;
+
+    use crate::backends::{Cleanup, redis};
+
+    const REDIS_URL: &str = "redis://127.0.0.1:6379/0";
+
+    async fn conn() -> redis::aio::MultiplexedConnection {
+        redis::Client::open(REDIS_URL)
+            .expect("redis url")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect to Redis")
+    }
+
+    fn prefix(cleanup: &Cleanup) -> String {
+        match cleanup {
+            Cleanup::RedisPrefix(p) => p.clone(),
+            _ => panic!("a Redis queue is cleaned up by its key prefix"),
+        }
+    }
+
+    /// Every entry of a stream, oldest first, as field maps.
+    async fn entries(stream: &str) -> Vec<HashMap<String, String>> {
+        let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(stream)
+            .arg("-")
+            .arg("+")
+            .query_async(&mut conn().await)
+            .await
+            .expect("XRANGE");
+        reply
+            .ids
+            .iter()
+            .map(|e| {
+                e.map
+                    .keys()
+                    .map(|k| (k.clone(), e.get::<String>(k).expect("string field")))
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn data(entry: &HashMap<String, String>) -> Value {
+        serde_json::from_str(entry.get("data").expect("a data field")).expect("data is JSON")
+    }
+
+    #[tokio::test]
+    async fn every_entry_carries_data_json_with_its_message_id_beside_the_workers_fields() {
+        let (queue, cleanup) = redis().await;
+        let stream = format!("{}message_queue:sms", prefix(&cleanup));
+        let task = Task {
+            message_id: Uuid::now_v7(),
+            kind: MessageType::Sms,
+        };
+        let before = OffsetDateTime::now_utc() - Duration::from_secs(1);
+        queue.enqueue(&[task]).await.unwrap();
+        let found = entries(&stream).await;
+        assert_eq!(found.len(), 1);
+        let entry = &found[0];
+        assert_eq!(entry["v"], "2");
+        assert_eq!(entry["id"], task.message_id.to_string());
+        let data = data(entry);
+        assert_eq!(data["message_id"], task.message_id.to_string());
+        assert_eq!(data["type"], "sms");
+        let queued_at = OffsetDateTime::parse(data["queued_at"].as_str().unwrap(), &Rfc3339)
+            .expect("queued_at is RFC 3339");
+        assert!(queued_at >= before);
+        for hidden in ["body", "subject", "attachments", "metadata"] {
+            assert!(data.get(hidden).is_none(), "{hidden} is never in data");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_retry_moved_from_the_delayed_set_carries_data_too() {
+        let (queue, cleanup) = redis().await;
+        let stream = format!("{}message_queue:email", prefix(&cleanup));
+        let task = Task {
+            message_id: Uuid::now_v7(),
+            kind: MessageType::Email,
+        };
+        queue
+            .schedule(&[(task, OffsetDateTime::now_utc() - Duration::from_secs(1))])
+            .await
+            .unwrap();
+        assert_eq!(queue.promote_due(10).await.unwrap(), 1);
+        let found = entries(&stream).await;
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0]["id"], task.message_id.to_string());
+        let data = data(&found[0]);
+        assert_eq!(data["message_id"], task.message_id.to_string());
+        assert_eq!(data["type"], "email");
+        assert!(
+            OffsetDateTime::parse(data["queued_at"].as_str().unwrap(), &Rfc3339).is_ok(),
+            "{data}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_worker_reads_old_entries_and_data_only_entries_during_an_upgrade() {
+        let (queue, cleanup) = redis().await;
+        let stream = format!("{}message_queue:sms", prefix(&cleanup));
+        let (old, original, current) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let mut c = conn().await;
+        // As written before entries carried data.
+        let _: String = redis::cmd("XADD")
+            .arg(&stream)
+            .arg("*")
+            .arg("v")
+            .arg("1")
+            .arg("id")
+            .arg(old.to_string())
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        // As the original service wrote them: one field, `data`.
+        let original_data = serde_json::json!({
+            "message_id": original.to_string(),
+            "type": "sms",
+            "from": "+15551234567",
+            "to": "+15559876543",
+            "timestamp": "2026-11-28T10:00:00Z",
+        })
+        .to_string();
+        let _: String = redis::cmd("XADD")
+            .arg(&stream)
+            .arg("*")
+            .arg("data")
+            .arg(original_data)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        queue
+            .enqueue(&[Task {
+                message_id: current,
+                kind: MessageType::Sms,
+            }])
+            .await
+            .unwrap();
+
+        let got = queue.fetch("upgrading", 10, Duration::ZERO).await.unwrap();
+        let ids: Vec<Option<Uuid>> = got.iter().map(|d| d.message_id).collect();
+        assert_eq!(ids, vec![Some(old), Some(original), Some(current)]);
+        assert!(got.iter().all(|d| d.kind == MessageType::Sms));
+        queue.ack(&got).await.unwrap();
+        assert_eq!(queue.depths().await.unwrap().sms, 0);
+    }
+}
