@@ -8,15 +8,14 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::Json;
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 use super::AppState;
 use super::auth::bearer;
+use super::error::ApiError;
 use crate::config::canonical_ip as canonical;
 use crate::config::{IpNet, RateLimitSettings};
 use crate::domain::hash_key;
@@ -99,14 +98,7 @@ fn set_headers(headers: &mut HeaderMap, limit: u32, remaining: u32, reset: Durat
 
 fn refused(decision: &Decision, route: &str) -> Response {
     metrics::counter!("rate_limit_hits_total", "endpoint" => route.to_owned()).increment(1);
-    let mut resp = (
-        StatusCode::TOO_MANY_REQUESTS,
-        Json(json!({
-            "error": "Rate limit exceeded",
-            "message": "Too many requests. Please try again later."
-        })),
-    )
-        .into_response();
+    let mut resp = ApiError::RateLimited.into_response();
     let headers = resp.headers_mut();
     set_headers(headers, decision.limit, 0, decision.reset);
     headers.insert(

@@ -97,3 +97,47 @@ async fn bad_list_parameters_are_422_naming_the_parameter() {
     let (status, _) = app.get_json("/api/v1/messages?limit=100").await;
     assert_eq!(status, 200);
 }
+
+/// One serializer per resource: a message (or conversation) reads the same, field for
+/// field and in the same order, alone and inside any list.
+#[tokio::test]
+async fn a_message_and_a_conversation_read_the_same_alone_and_in_lists() {
+    let app = spawn_app().await;
+    let sent = app.send(&sms_body()).await;
+    let id = sent["id"].as_str().unwrap();
+    let conversation_id = sent["conversation_id"].as_str().unwrap();
+    let text = |path: String| {
+        let app = &app;
+        async move {
+            let resp = app.get(&path).await;
+            assert_eq!(resp.status(), 200, "{path}");
+            resp.text().await.unwrap()
+        }
+    };
+    let single = text(format!("/api/v1/messages/{id}")).await;
+    for list in [
+        "/api/v1/messages".to_owned(),
+        format!("/api/v1/messages?conversation_id={conversation_id}"),
+        format!("/api/v1/conversations/{conversation_id}/messages"),
+        format!("/api/v1/conversations/{conversation_id}?include_messages=true"),
+        format!("/api/conversations/{conversation_id}/messages"),
+    ] {
+        let listed = text(list.clone()).await;
+        assert!(listed.contains(&single), "{list}: {listed}\nvs {single}");
+    }
+    let conversation = text(format!("/api/v1/conversations/{conversation_id}")).await;
+    let listed = text("/api/v1/conversations".to_owned()).await;
+    assert!(
+        listed.contains(&conversation),
+        "{listed}\nvs {conversation}"
+    );
+    let with_messages = text(format!(
+        "/api/v1/conversations/{conversation_id}?include_messages=true"
+    ))
+    .await;
+    let fields = conversation.trim_end_matches('}');
+    assert!(
+        with_messages.starts_with(fields),
+        "{with_messages}\nvs {conversation}"
+    );
+}
