@@ -256,7 +256,6 @@ mod redis_entries {
             .expect("connect to Redis")
     }
 
-
     /// Every entry of a stream, oldest first, as field maps.
     async fn entries(stream: &str) -> Vec<HashMap<String, String>> {
         let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
