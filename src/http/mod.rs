@@ -6,6 +6,7 @@ pub mod auth;
 pub mod console;
 mod conversations;
 pub mod error;
+pub mod etag;
 pub mod extract;
 mod health;
 mod legacy;
@@ -86,6 +87,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::NotFound { resource: "route" } })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
+        .layer(axum::middleware::from_fn(etag::conditional_get))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

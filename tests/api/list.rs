@@ -141,3 +141,41 @@ async fn a_message_and_a_conversation_read_the_same_alone_and_in_lists() {
         "{with_messages}\nvs {conversation}"
     );
 }
+
+/// Polling clients (the console) revalidate with `If-None-Match`: an unchanged page costs a
+/// 304 with no body, a change a 200 with a new tag.
+#[tokio::test]
+async fn a_list_answers_304_to_its_own_etag_until_it_changes() {
+    let app = spawn_app().await;
+    app.send(&sms_body()).await;
+    let client = reqwest::Client::new();
+    let url = app.url("/api/v1/conversations");
+    let first = client.get(&url).send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.headers()["cache-control"], "no-cache");
+    let etag = first.headers()["etag"].to_str().unwrap().to_owned();
+    assert!(etag.starts_with('"') && etag.len() > 10, "{etag}");
+
+    let again = client
+        .get(&url)
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    assert_eq!(again.headers()["etag"].to_str().unwrap(), etag);
+    assert!(again.bytes().await.unwrap().is_empty());
+
+    app.send(&json!({"from": "+15551234567", "to": "+15550000001", "body": "new"}))
+        .await;
+    let changed = client
+        .get(&url)
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), 200);
+    assert_ne!(changed.headers()["etag"].to_str().unwrap(), etag);
+    let body: Value = changed.json().await.unwrap();
+    assert_eq!(body["total"], 2);
+}
