@@ -253,6 +253,59 @@ mod tests {
     }
 
     #[test]
+    fn service_errors_keep_their_meaning_over_http() {
+        let cases = [
+            (
+                ServiceError::database_unavailable(),
+                ErrorCode::ServiceUnavailable,
+            ),
+            (ServiceError::shutting_down(), ErrorCode::ServiceUnavailable),
+            (
+                ServiceError::from(StoreError::Unavailable(anyhow::anyhow!("down"))),
+                ErrorCode::ServiceUnavailable,
+            ),
+            (
+                ServiceError::NotFailed {
+                    status: crate::domain::MessageStatus::Sent,
+                },
+                ErrorCode::NotFailed,
+            ),
+            (
+                ServiceError::IdempotencyConflict {
+                    existing: uuid::Uuid::nil(),
+                },
+                ErrorCode::IdempotencyConflict,
+            ),
+            (
+                ServiceError::Rejected {
+                    rejection: Rejection::Secret,
+                    reason: "wrong",
+                },
+                ErrorCode::InvalidSecret,
+            ),
+            (
+                ServiceError::Rejected {
+                    rejection: Rejection::Signature,
+                    reason: "wrong",
+                },
+                ErrorCode::InvalidSignature,
+            ),
+            (
+                ServiceError::invalid("to", "bad"),
+                ErrorCode::ValidationError,
+            ),
+            (
+                ServiceError::Internal(anyhow::anyhow!("bug")),
+                ErrorCode::InternalError,
+            ),
+        ];
+        for (service, code) in cases {
+            let text = service.to_string();
+            assert_eq!(ApiError::from(service).code(), code, "{text}");
+        }
+    }
+
+    #[test]
     fn the_rate_limit_body_is_the_guides() {
         let e = ApiError::RateLimited;
         assert_eq!(e.code().status(), StatusCode::TOO_MANY_REQUESTS);

@@ -101,35 +101,30 @@ pub struct SendRequest {
 async fn send_sms(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<SendRequest>,
-) -> Result<Json<Value>, ApiError> {
-    let attachments = req.attachments.unwrap_or_default();
-    let kind = phone_type(req.kind.as_deref(), &attachments)?;
-    send(
-        state,
-        kind,
-        req.from,
-        req.to,
-        req.body,
-        attachments,
-        req.timestamp,
-    )
-    .await
+) -> Result<Json<Accepted>, ApiError> {
+    let kind = phone_type(
+        req.kind.as_deref(),
+        req.attachments.as_deref().unwrap_or_default(),
+    )?;
+    send(state, kind, req).await
 }
 
 async fn send_email(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<SendRequest>,
-) -> Result<Json<Value>, ApiError> {
-    send(
-        state,
-        MessageType::Email,
-        req.from,
-        req.to,
-        req.body,
-        req.attachments.unwrap_or_default(),
-        req.timestamp,
-    )
-    .await
+) -> Result<Json<Accepted>, ApiError> {
+    send(state, MessageType::Email, req).await
+}
+
+/// The original answer to a send.
+#[derive(Serialize)]
+struct Accepted {
+    status: &'static str,
+    message_id: Uuid,
+    conversation_id: Uuid,
+    #[serde(rename = "type")]
+    kind: MessageType,
+    provider: String,
 }
 
 /// Stores and queues an outbound message exactly as `POST /api/v1/messages/send` does,
@@ -137,33 +132,29 @@ async fn send_email(
 async fn send(
     state: AppState,
     kind: MessageType,
-    from: Option<String>,
-    to: Option<String>,
-    body: Option<String>,
-    attachments: Vec<String>,
-    given_timestamp: Option<String>,
-) -> Result<Json<Value>, ApiError> {
+    req: SendRequest,
+) -> Result<Json<Accepted>, ApiError> {
     let request = service::send::SendRequest {
         content: OutboundContent {
-            from,
-            to,
+            from: req.from,
+            to: req.to,
             kind: Some(kind.as_str().to_owned()),
-            body,
-            attachments,
+            body: req.body,
+            attachments: req.attachments.unwrap_or_default(),
             ..OutboundContent::default()
         },
-        provider_timestamp: timestamp(given_timestamp.as_deref())?,
+        provider_timestamp: timestamp(req.timestamp.as_deref())?,
         ..service::send::SendRequest::default()
     };
     let sent = service::send::send(state.services(), request).await?;
     let stored = sent.message();
-    Ok(Json(json!({
-        "status": "success",
-        "message_id": stored.id,
-        "conversation_id": stored.conversation_id,
-        "type": stored.kind,
-        "provider": service::send::provider_name(state.services(), stored),
-    })))
+    Ok(Json(Accepted {
+        status: "success",
+        message_id: stored.id,
+        conversation_id: stored.conversation_id,
+        kind: stored.kind,
+        provider: service::send::provider_name(state.services(), stored),
+    }))
 }
 
 #[derive(Debug, Deserialize)]

@@ -5,7 +5,6 @@
 //! idempotent: replays answer 200 and change nothing. Work is bounded by a semaphore so a
 //! storm of callbacks cannot take the connections the send path needs.
 
-use axum::body::Bytes;
 use axum::extract::{FromRequest, Multipart, OriginalUri, Request, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::{HeaderMap, StatusCode};
@@ -17,7 +16,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::{ApiQuery, Pagination};
+use super::extract::{ApiBytes, ApiQuery, Pagination};
 use crate::domain::ValidationError;
 use crate::service::inbound_email::{self, InboundEmailForm, InboundFile, InboundParseAuth};
 use crate::service::webhook_intake::{self, SendgridEventsCall, TwilioCall};
@@ -59,7 +58,7 @@ async fn twilio_webhook(
     State(state): State<AppState>,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> Result<Response, ApiError> {
     let call = TwilioCall {
         path_and_query: uri.path_and_query().map_or("/", |p| p.as_str()),
