@@ -1,5 +1,6 @@
 //! Conditional reads: every successful JSON answer to a `GET` carries an `ETag` (a digest of
-//! its body) and `Cache-Control: no-cache`, and a request whose `If-None-Match` names the
+//! its body) and `Cache-Control: private, no-cache` (kept by the client only, and
+//! revalidated before each use), and a request whose `If-None-Match` names the
 //! current tag is answered `304 Not Modified` with no body. A client polling a list (the
 //! console does, every few seconds) then transfers a page only when it changed; browsers
 //! do this on their own for `fetch` once the answer carries the tag.
@@ -66,7 +67,7 @@ pub async fn conditional_get(request: Request, next: Next) -> Response {
     let etag = etag_of(&bytes);
     parts
         .headers
-        .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        .insert(CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
     if not_modified(&conditions, &etag) {
         let mut resp = StatusCode::NOT_MODIFIED.into_response();
         // A 304 repeats the headers a 200 would have carried, without the body's own.
