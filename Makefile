@@ -45,13 +45,13 @@ run-bg: build ## Run the API in the background (PID in run/app.pid, log logs/app
 worker: build ## Run the worker in the foreground (`make worker &` for background; logs/worker.log)
 	@$(RUN_ENV) SKIP_BUILD=1 bin/start.sh worker
 
-dev: build ## Run API and worker in one process (SQLite under ./data, in-process queue; nothing else needed)
-	@$(RUN_ENV) SKIP_BUILD=1 bin/start.sh all
+dev: ## Build, then run API and worker in one process (SQLite under ./data, in-process queue; nothing else needed)
+	@$(RUN_ENV) bin/start.sh all
 
 stop: ## Stop the API and the worker (by their PID files only)
 	@$(RUN_ENV) bin/stop.sh
 
-status: ## Show PIDs, whether they are alive, what listens on PORT, /health
+status: ## Show PIDs, whether they are alive, what listens on PORT, /live and /dependencies
 	@$(RUN_ENV) bin/status.sh
 
 logs: ## Follow logs/app.log and logs/worker.log
@@ -75,7 +75,7 @@ db-reset: build ## Drop every table and re-run migrations (asks first unless FOR
 	fi
 	$(BIN) db-reset
 
-test: ## Run all tests: format and clippy checks, services, cargo test --all-targets, the HTTP suite again embedded, the flow and Prometheus checks
+test: ## Run all tests: format and clippy checks, services, cargo test --all-targets, the HTTP suite again embedded, the flow, Prometheus and docs checks
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 	scripts/services.sh
@@ -83,12 +83,15 @@ test: ## Run all tests: format and clippy checks, services, cargo test --all-tar
 	TEST_BACKEND=embedded cargo test --test api
 	scripts/test-flow.sh --start
 	scripts/test-prometheus.sh
+	scripts/check-docs.sh
+	scripts/test-browser.sh
 
 test-flow: ## Check send -> queue -> worker -> sent against a running service at API_URL
 	API_URL=$(API_URL) scripts/test-flow.sh
 
 test-prometheus: ## Check deploy/ (promtool, rule tests) and scrape a scratch API + worker with a real Prometheus
 	scripts/test-prometheus.sh
+	scripts/test-browser.sh
 
 test-rate-limit: ## The guide's rate-limit check (110 x /health) on a private instance (scratch database)
 	scripts/services.sh

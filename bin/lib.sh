@@ -62,17 +62,36 @@ port_listeners() {
   fi
 }
 
-# Prints setting NAME as the service will read it: the environment, else the last NAME=
-# line of .env (quotes stripped), else nothing.
+# The URL our scripts poll to see whether the API is up: GET /live, which is never rate
+# limited and asks no dependency, so polling it leaves every client's /health window whole
+# (the operations guide's rate-limit check sends 110 requests to /health right after a start).
+live_url() {
+  local host
+  case "${HOST:-0.0.0.0}" in 0.0.0.0 | :: | "[::]") host=127.0.0.1 ;; *) host=$HOST ;; esac
+  echo "http://$host:$PORT/live"
+}
+
+# A setting from the environment, else from .env in the working directory (the service
+# reads both; the environment wins).
 setting() {
-  if [ -n "${!1:-}" ]; then
-    echo "${!1}"
-  elif [ -f "$ROOT/.env" ]; then
-    sed -n "s/^[[:space:]]*$1=//p" "$ROOT/.env" | tail -n 1 | tr -d "\"'"
+  local name=$1
+  if [ -n "${!name+set}" ]; then
+    echo "${!name}"
+  elif [ -f .env ]; then
+    sed -n "s/^[[:space:]]*\(export[[:space:]]\{1,\}\)\{0,1\}$name=//p" .env | tail -n 1 | sed -e 's/^["'\'']//' -e 's/["'\'']$//'
   fi
 }
 
-# Exit status 0 if VALUE is one of the service's spellings of true.
-is_true() {
-  case "$(echo "${1:-}" | tr '[:upper:]' '[:lower:]')" in 1 | true | yes | on) return 0 ;; *) return 1 ;; esac
+# cargo build of $PROFILE, announced first: a first build is long and, off a terminal,
+# shows only Compiling lines.
+build_service() {
+  local flags
+  flags=$(cargo_profile_flags)
+  if [ -x "$BIN" ]; then
+    echo "Building the service (cargo build${flags:+ $flags}); seconds when little has changed."
+  else
+    echo "Building the service for the first time (cargo build${flags:+ $flags}): this takes a few minutes on 2 cores."
+  fi
+  # shellcheck disable=SC2086
+  cargo build $flags
 }

@@ -5,7 +5,7 @@
 #   bin/start.sh worker          the worker in the foreground, like `make worker`
 #   bin/start.sh all             API and worker in one process, like `make dev`
 #   bin/start.sh --bg [serve]    API in the background, like `make run-bg`: waits until
-#                                GET /health answers (up to 60 s) and prints the URL
+#                                GET /live answers (up to 60 s) and prints the URL
 #
 # Output is appended to logs/app.log (API, all) or logs/worker.log (worker); in the
 # foreground it is shown as well. The process id goes to run/app.pid or run/worker.pid,
@@ -60,8 +60,7 @@ if [ "$mode" != worker ] && port_in_use "$PORT"; then
 fi
 
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
-  # shellcheck disable=SC2046
-  cargo build $(cargo_profile_flags)
+  build_service
 fi
 if [ ! -x "$BIN" ]; then
   echo "Binary $BIN not found; build it with: cargo build $(cargo_profile_flags)" >&2
@@ -75,8 +74,8 @@ export NO_COLOR=${NO_COLOR-1}
 
 if [ "$background" = 0 ]; then
   if [ "$mode" = worker ]; then
-    # A worker serves no API: its only listener is its own /metrics.
-    where="no API port; /metrics on port $(setting WORKER_METRICS_PORT | grep . || echo 9091)"
+    metrics_port=$(setting WORKER_METRICS_PORT)
+    where="no API port; its metrics on port ${metrics_port:-9091}"
   else
     where="port $PORT"
   fi
@@ -112,23 +111,8 @@ if [ "$mode" = worker ]; then
   exit 0
 fi
 
-# What to say about the worker once the API is up.
-worker_hint() {
-  local worker_pid
-  worker_pid=$(live_pid "$WORKER_PID_FILE")
-  if [ -n "$worker_pid" ]; then
-    echo "The worker already running (PID $worker_pid) carries on; there is nothing to restart."
-  elif is_true "$(setting SYNC_MESSAGE_PROCESSING)"; then
-    echo "Sync mode: the API delivers each message inside its request. A worker is optional"
-    echo "(it retries transient failures and picks up stranded messages): make worker &"
-  else
-    echo "Start the worker too (required for delivery): make worker &"
-  fi
-}
-
-case "${HOST:-0.0.0.0}" in 0.0.0.0 | :: | "[::]") check_host=127.0.0.1 ;; *) check_host=$HOST ;; esac
-health="http://$check_host:$PORT/health"
-echo "Started the $what in the background (PID $pid); waiting for $health ..."
+live=$(live_url)
+echo "Started the $what in the background (PID $pid); waiting for $live ..."
 for _ in $(seq 1 120); do
   if ! pid_running "$pid"; then
     rm -f "$pid_file"
@@ -136,14 +120,21 @@ for _ in $(seq 1 120); do
     tail -n 20 "$log_file" >&2
     exit 1
   fi
-  if curl -fsS --max-time 2 "$health" >/dev/null 2>&1; then
+  if curl -fsS --max-time 2 "$live" >/dev/null 2>&1; then
     echo "API is up: http://localhost:$PORT (PID $pid, logs: ${log_file#"$ROOT"/})"
-    [ "$mode" = serve ] && worker_hint
-
+    if [ "$mode" = serve ]; then
+      if worker_pid=$(live_pid "$WORKER_PID_FILE") && [ -n "$worker_pid" ]; then
+        echo "The worker (PID $worker_pid) is running and carries on; no need to start it again."
+      elif [ "$(setting SYNC_MESSAGE_PROCESSING)" = true ]; then
+        echo "SYNC_MESSAGE_PROCESSING=true: the API delivers inside each request (debugging only); no worker is needed."
+      else
+        echo "Start the worker too (required for delivery): make worker &"
+      fi
+    fi
     exit 0
   fi
   sleep 0.5
 done
-echo "The $what (PID $pid) did not answer $health within 60 s; it is still running." >&2
+echo "The $what (PID $pid) did not answer $live within 60 s; it is still running." >&2
 echo "Check ${log_file#"$ROOT"/}, and 'make stop' to stop it." >&2
 exit 1

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Shows what is running: the PIDs from run/app.pid and run/worker.pid and whether each
-# process is alive, what listens on the API port, and the GET /health answer.
+# process is alive, what listens on the API port, the GET /live answer and each
+# dependency's state (GET /dependencies). It never calls /health, so it leaves the
+# caller's /health rate-limit window alone.
 # Environment: PORT (default 8080).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -35,10 +37,13 @@ else
   echo "  nothing listening"
 fi
 
-url="http://127.0.0.1:$PORT/health"
+url=$(live_url)
 if body=$(curl -sS --max-time 3 -w ' (HTTP %{http_code})' "$url" 2>&1); then
-  echo "Health: $body"
+  echo "Live: $body"
+  if deps=$(curl -sS --max-time 5 "${url%/live}/dependencies" 2>/dev/null); then
+    echo "Dependencies: $deps"
+  fi
 else
-  echo "Health: no answer from $url ($body)"
+  echo "Live: no answer from $url ($body)"
 fi
 exit 0

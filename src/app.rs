@@ -11,12 +11,12 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{QueueBackend, Settings};
 use crate::http::security::SecurityState;
 use crate::http::{AppState, router};
-use crate::ingest::Ingestor;
 use crate::provider::build_providers;
 use crate::provider::pacing::{LocalPacer, Pacer, RedisPacer};
 use crate::queue::Queue;
 use crate::queue::in_process::InProcessQueue;
 use crate::queue::redis::RedisQueue;
+use crate::service::ingest::Ingestor;
 use crate::store::Store;
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
@@ -138,6 +138,7 @@ impl Application {
             queue: components.queue,
             ingest,
             settings: Arc::new(settings),
+            startup: Default::default(),
         };
         Ok(Self { listener, state })
     }
@@ -163,6 +164,7 @@ impl Application {
             self.state.settings.metrics_sample_interval,
             shutdown.child_token(),
         );
+        self.state.startup.finish();
         crate::http::server::serve(self.listener, router(self.state), shutdown).await;
         sampler.abort();
         Ok(())

@@ -3,16 +3,15 @@
 //! process, by a SQLite file and an in-process queue.
 
 pub mod app;
+pub mod cli;
 pub mod config;
-pub mod dlq;
 pub mod domain;
 pub mod http;
-pub mod ingest;
-pub mod keys;
 pub mod observability;
 pub mod provider;
 pub mod queue;
 pub mod ratelimit;
+pub mod service;
 pub mod store;
 pub mod webhook;
 pub mod worker;

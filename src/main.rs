@@ -12,8 +12,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use messaging_service::app::{Application, Components};
+use messaging_service::cli::keys;
 use messaging_service::config::{Env, LogFormat, QueueBackend, Settings};
-use messaging_service::keys;
 use messaging_service::observability;
 use messaging_service::store::postgres::PgStore;
 use messaging_service::store::sqlite::SqliteStore;
@@ -44,7 +44,7 @@ enum Command {
     DbReset,
     /// Inspect and redrive the dead-letter queue
     #[command(subcommand)]
-    Dlq(messaging_service::dlq::DlqCommand),
+    Dlq(messaging_service::cli::dlq::DlqCommand),
     /// Manage API keys (required on /api routes in production)
     Keys {
         #[command(subcommand)]
@@ -175,7 +175,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 &settings.redis_url,
                 &settings.queue.key_prefix,
             )?;
-            messaging_service::dlq::run(command, store.as_ref(), &queue).await
+            messaging_service::cli::dlq::run(command, store.as_ref(), &queue).await
         }
         Command::Keys { action } => {
             let store = open_store_for_tool(&settings).await?;

@@ -31,7 +31,8 @@ export async function request(method, path, body, extraHeaders) {
   const headers = { Accept: "application/json", ...(extraHeaders || {}) };
   const key = apiKey();
   if (key) headers.Authorization = `Bearer ${key}`;
-  const init = { method, headers, credentials: "omit", cache: "no-store" };
+  // Reads revalidate with the ETag the API sends (a 304 when nothing changed); writes never cache.
+  const init = { method, headers, credentials: "omit", cache: method === "GET" ? "no-cache" : "no-store" };
   if (body !== undefined) {
     headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);

@@ -86,7 +86,9 @@ async function route() {
     location.replace("#/inbox");
     return;
   }
-  const sameSection = current && current.section === sectionOf(hash);
+  // Focus moves to the new heading when the section changes, not on the first load
+  // (keyboard and screen-reader users start at the top, with the skip link).
+  const moveFocus = current !== null && current.section !== sectionOf(hash);
   generation += 1;
   const gen = generation;
   clearTimeout(timer);
@@ -97,7 +99,7 @@ async function route() {
   current = view;
   main.replaceChildren(view.element);
   document.title = `${view.title} · Console · messaging-service`;
-  if (!sameSection) {
+  if (moveFocus) {
     const heading = main.querySelector("h1");
     (heading || main).setAttribute("tabindex", "-1");
     (heading || main).focus({ preventScroll: true });
@@ -109,6 +111,12 @@ async function route() {
   }
   if (gen === generation) timer = setTimeout(() => tick(gen), POLL_INTERVAL_MS);
 }
+
+// The skip link moves focus to the content without touching the route in the hash.
+document.querySelector("a.skip").addEventListener("click", (e) => {
+  e.preventDefault();
+  main.focus();
+});
 
 const keyInput = document.getElementById("api-key");
 keyInput.value = apiKey();

@@ -3,6 +3,7 @@
 
 import { get, post, patch, query, ApiFailure } from "./api.js";
 import { h, replace, safeLink, statusChip, time, field, select, errorBox } from "./dom.js";
+import { countSegments } from "./segments.js";
 
 /** The newest messages shown in a thread. */
 const THREAD_LIMIT = 100;
@@ -37,7 +38,8 @@ export function mount(conversationId) {
   const listPane = h("section.pane.list-pane", { "aria-labelledby": "inbox-title" },
     h("h1", { id: "inbox-title" }, "Inbox"), searchForm, filterForm, listError, summary, listEl);
 
-  const thread = conversationId ? threadView(conversationId) : null;
+  // A change made in the thread (read, archive, a reply) shows in the list at once.
+  const thread = conversationId ? threadView(conversationId, () => refreshList().catch(() => {})) : null;
   const threadPane = thread
     ? thread.element
     : h("section.pane.thread-pane.empty", { "aria-label": "Conversation" }, h("p.muted", {}, "Select a conversation to read its thread."));
@@ -136,7 +138,7 @@ function ourAddress(conversation, messages) {
   return conversation.participants[0];
 }
 
-function threadView(id) {
+function threadView(id, changed) {
   const header = h("div.thread-header");
   const actionsStatus = h("p.muted.small", { role: "status", "aria-live": "polite" });
   const list = h("ol.thread", { "aria-label": "Messages, oldest first" });
@@ -159,6 +161,7 @@ function threadView(id) {
       await fn();
       actionsStatus.textContent = `${label}: done`;
       await refresh();
+      changed();
     } catch (e) {
       actionsStatus.textContent = `${label} failed: ${e.message}`;
     }
@@ -213,7 +216,10 @@ function threadView(id) {
       renderHeader();
       renderMessages(page.total);
       if (!compose) {
-        compose = composerView(conversation, messages, () => refresh());
+        compose = composerView(conversation, messages, async () => {
+          await refresh();
+          changed();
+        });
         replace(composer, compose.element);
       }
     } catch (e) {
@@ -258,7 +264,7 @@ function composerView(conversation, messages, after) {
   const toText = h("output.to");
   const subject = h("input", { type: "text", name: "subject", maxlength: 998 });
   const body = h("textarea", { name: "body", rows: 3, required: true, maxlength: phone ? SMS_MAX_CHARS : undefined });
-  const counter = h("span.muted.small", { id: "composer-count", "aria-live": "polite" });
+  const counter = h("span.muted.small", { id: "composer-count" });
   const status = h("p.small", { role: "status", "aria-live": "polite" });
   const sendButton = h("button", { type: "submit" }, "Send");
   body.setAttribute("aria-describedby", counter.id);
@@ -267,9 +273,16 @@ function composerView(conversation, messages, after) {
   const updateTo = () => { toText.textContent = other(); };
   const updateCount = () => {
     const chars = [...body.value].length;
-    counter.textContent = phone
-      ? `${chars} / ${SMS_MAX_CHARS} characters (segments are counted by the provider)`
-      : `${chars} characters`;
+    if (!phone) {
+      counter.textContent = `${chars} characters`;
+      return;
+    }
+    const c = countSegments(body.value);
+    const why = c.firstNonGsm === undefined ? "" : ` (“${c.firstNonGsm}” is not in GSM-7)`;
+    counter.textContent = `${chars} / ${SMS_MAX_CHARS} characters · ${c.encoding}${why} · ` +
+      `${c.segments} segment${c.segments === 1 ? "" : "s"} of up to ${c.perSegment}`;
+    counter.dataset.segments = String(c.segments);
+    counter.dataset.encoding = c.encoding;
   };
   fromSel.addEventListener("change", updateTo);
   body.addEventListener("input", updateCount);

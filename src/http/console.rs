@@ -14,16 +14,16 @@ use std::sync::LazyLock;
 use axum::Router;
 use axum::extract::State;
 use axum::http::header::{
-    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, IF_NONE_MATCH, REFERRER_POLICY,
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, REFERRER_POLICY,
     X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
 };
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use sha2::{Digest, Sha256};
 
 use super::AppState;
 use super::error::ApiError;
+use super::etag::{etag_of, not_modified};
 use crate::config::{Environment, Settings};
 
 /// Where the console lives; its files are below `/console/`.
@@ -67,19 +67,12 @@ const ASSETS: &[Asset] = &[
     asset!("/console/webhooks.js", "webhooks.js", JS),
     asset!("/console/health.js", "health.js", JS),
     asset!("/console/prometheus.js", "prometheus.js", JS),
+    asset!("/console/segments.js", "segments.js", JS),
 ];
 
-/// Each asset's strong ETag: the start of its SHA-256, computed once.
-static ETAGS: LazyLock<Vec<HeaderValue>> = LazyLock::new(|| {
-    ASSETS
-        .iter()
-        .map(|a| {
-            let digest = Sha256::digest(a.body);
-            let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
-            HeaderValue::from_str(&format!("\"{hex}\"")).unwrap_or(HeaderValue::from_static("\"\""))
-        })
-        .collect()
-});
+/// Each asset's strong ETag, computed once.
+static ETAGS: LazyLock<Vec<HeaderValue>> =
+    LazyLock::new(|| ASSETS.iter().map(|a| etag_of(a.body)).collect());
 
 /// Whether this deployment may serve the console: in production only when every `/api`
 /// call must carry a valid key (the settings refuse production without keys; this guard
@@ -98,17 +91,6 @@ pub fn router() -> Router<AppState> {
                 get(move |state: State<AppState>, headers: HeaderMap| serve(state, headers, index)),
             )
         })
-}
-
-/// True when `If-None-Match` names this ETag (or `*`).
-fn not_modified(headers: &HeaderMap, etag: &HeaderValue) -> bool {
-    headers
-        .get_all(IF_NONE_MATCH)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|tag| tag.trim().trim_start_matches("W/"))
-        .any(|tag| tag == "*" || tag.as_bytes() == etag.as_bytes())
 }
 
 async fn serve(State(state): State<AppState>, headers: HeaderMap, index: usize) -> Response {
@@ -152,19 +134,6 @@ async fn serve(State(state): State<AppState>, headers: HeaderMap, index: usize) 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn if_none_match_matches_strong_weak_lists_and_star() {
-        let etag = HeaderValue::from_static("\"abc\"");
-        let mut h = HeaderMap::new();
-        assert!(!not_modified(&h, &etag));
-        h.insert(IF_NONE_MATCH, HeaderValue::from_static("\"x\", W/\"abc\""));
-        assert!(not_modified(&h, &etag));
-        h.insert(IF_NONE_MATCH, HeaderValue::from_static("\"abcd\""));
-        assert!(!not_modified(&h, &etag));
-        h.insert(IF_NONE_MATCH, HeaderValue::from_static("*"));
-        assert!(not_modified(&h, &etag));
-    }
 
     #[test]
     fn every_asset_has_an_etag_and_the_pages_load_only_local_files() {

@@ -1,23 +1,23 @@
 //! `/api/v1/conversations`: create, list, read, edit, delete, mark read, search and
 //! statistics of conversations, and a conversation's messages.
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Deserializer};
-use serde_json::{Value, json};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::{ApiJson, IdPath};
-use super::messages::page;
+use super::extract::{ApiJson, ApiQuery, IdPath, Pagination, page};
 use crate::domain::{
-    Address, Conversation, ConversationPatch, ConversationStatus, NewConversation, SearchQuery,
-    parse_channel,
+    Address, Conversation, ConversationPatch, ConversationStatistics, ConversationStatus, Message,
+    NewConversation, SearchQuery, parse_channel,
 };
-use crate::store::{ConversationFilter, Page, SortOrder};
+use crate::service::conversations as service;
+use crate::store::{ConversationFilter, SortOrder};
 
 /// Messages shown by `GET /conversations/{id}?include_messages=true` unless `limit` says.
 const INCLUDED_MESSAGES: &str = "20";
@@ -37,15 +37,6 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/conversations/{id}/statistics", get(statistics))
 }
 
-const NOT_FOUND: ApiError = ApiError::NotFound {
-    resource: "conversation",
-};
-
-fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
-    q.map(|Query(t)| t)
-        .map_err(|e| ApiError::invalid("query", e.body_text()))
-}
-
 #[derive(Debug, Deserialize)]
 pub struct CreateRequest {
     participants: Option<Vec<String>>,
@@ -56,7 +47,6 @@ pub struct CreateRequest {
 
 /// 201 with a new conversation; 200 with the existing one when the pair already has one
 /// on that channel (creating is idempotent).
-#[tracing::instrument(skip_all)]
 async fn create(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<CreateRequest>,
@@ -67,7 +57,7 @@ async fn create(
         req.title,
         req.metadata,
     )?;
-    let (conversation, created) = state.store.create_conversation(&new).await?;
+    let (conversation, created) = service::open(state.services(), &new).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -81,51 +71,55 @@ pub struct ListQuery {
     status: Option<String>,
     channel: Option<String>,
     participant: Option<String>,
-    limit: Option<String>,
-    offset: Option<String>,
+}
+
+impl TryFrom<ListQuery> for ConversationFilter {
+    type Error = ApiError;
+
+    fn try_from(q: ListQuery) -> Result<Self, ApiError> {
+        let status = q.status.as_deref().map(|s| {
+            ConversationStatus::parse(s).ok_or_else(|| {
+                ApiError::invalid("status", "must be one of active, archived, closed")
+            })
+        });
+        let channel = q.channel.as_deref().map(|c| {
+            parse_channel(c)
+                .ok_or_else(|| ApiError::invalid("channel", "must be one of phone, email"))
+        });
+        let participant = q.participant.as_deref().map(|p| {
+            Address::parse_any(p)
+                .map(|a| a.as_str().to_owned())
+                .map_err(|r| ApiError::invalid("participant", r))
+        });
+        Ok(ConversationFilter {
+            status: status.transpose()?,
+            channel: channel.transpose()?,
+            participant: participant.transpose()?,
+        })
+    }
+}
+
+#[derive(Serialize)]
+struct ConversationPage {
+    conversations: Vec<Conversation>,
+    total: i64,
+    limit: i64,
+    offset: i64,
 }
 
 async fn list(
     State(state): State<AppState>,
-    q: Result<Query<ListQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let q = query(q)?;
-    let page = page(q.limit.as_deref(), q.offset.as_deref())?;
-    let filter = ConversationFilter {
-        status: q
-            .status
-            .as_deref()
-            .map(|s| {
-                ConversationStatus::parse(s).ok_or_else(|| {
-                    ApiError::invalid("status", "must be one of active, archived, closed")
-                })
-            })
-            .transpose()?,
-        channel: q
-            .channel
-            .as_deref()
-            .map(|c| {
-                parse_channel(c)
-                    .ok_or_else(|| ApiError::invalid("channel", "must be one of phone, email"))
-            })
-            .transpose()?,
-        participant: q
-            .participant
-            .as_deref()
-            .map(|p| {
-                Address::parse_any(p)
-                    .map(|a| a.as_str().to_owned())
-                    .map_err(|r| ApiError::invalid("participant", r))
-            })
-            .transpose()?,
-    };
-    let (conversations, total) = state.store.list_conversations(&filter, page).await?;
-    Ok(Json(json!({
-        "conversations": conversations,
-        "total": total,
-        "limit": page.limit,
-        "offset": page.offset,
-    })))
+    ApiQuery(q): ApiQuery<ListQuery>,
+    Pagination(page): Pagination,
+) -> Result<Json<ConversationPage>, ApiError> {
+    let filter = ConversationFilter::try_from(q)?;
+    let (conversations, total) = service::list(state.services(), &filter, page).await?;
+    Ok(Json(ConversationPage {
+        conversations,
+        total,
+        limit: page.limit,
+        offset: page.offset,
+    }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -134,15 +128,32 @@ pub struct GetQuery {
     limit: Option<String>,
 }
 
+/// A conversation with what a route adds to it, in one serializer: its fields first.
+#[derive(Serialize)]
+struct With<T: Serialize> {
+    #[serde(flatten)]
+    conversation: Conversation,
+    #[serde(flatten)]
+    extra: T,
+}
+
+#[derive(Serialize)]
+struct IncludedMessages {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    messages: Option<Vec<Message>>,
+}
+
 async fn get_one(
     State(state): State<AppState>,
     IdPath(id): IdPath,
-    q: Result<Query<GetQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let q = query(q)?;
-    let include = match q.include_messages.as_deref() {
-        None | Some("false" | "0") => false,
-        Some("true" | "1") => true,
+    ApiQuery(q): ApiQuery<GetQuery>,
+) -> Result<Json<With<IncludedMessages>>, ApiError> {
+    let included = match q.include_messages.as_deref() {
+        None | Some("false" | "0") => None,
+        Some("true" | "1") => Some(page(
+            Some(q.limit.as_deref().unwrap_or(INCLUDED_MESSAGES)),
+            None,
+        )?),
         Some(_) => {
             return Err(ApiError::invalid(
                 "include_messages",
@@ -150,53 +161,47 @@ async fn get_one(
             ));
         }
     };
-    let conversation = state.store.get_conversation(id).await?.ok_or(NOT_FOUND)?;
-    let mut body = serde_json::to_value(&conversation).map_err(|e| ApiError::Internal(e.into()))?;
-    if include {
-        let page = page(Some(q.limit.as_deref().unwrap_or(INCLUDED_MESSAGES)), None)?;
-        // Deleted meanwhile: the conversation above is still a truthful answer.
-        let (messages, _) = state
-            .store
-            .conversation_messages(id, SortOrder::Newest, page)
-            .await?
-            .unwrap_or_default();
-        body["messages"] = json!(messages);
-    }
-    Ok(Json(body))
+    let (conversation, messages) = service::get(state.services(), id, included).await?;
+    Ok(Json(With {
+        conversation,
+        extra: IncludedMessages { messages },
+    }))
 }
 
 #[derive(Debug, Deserialize)]
 pub struct MessagesQuery {
     order: Option<String>,
-    limit: Option<String>,
-    offset: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ConversationMessages {
+    conversation_id: Uuid,
+    messages: Vec<Message>,
+    total: i64,
+    limit: i64,
+    offset: i64,
 }
 
 /// Oldest first unless `order=desc`.
 async fn messages(
     State(state): State<AppState>,
     IdPath(id): IdPath,
-    q: Result<Query<MessagesQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let q = query(q)?;
-    let page = page(q.limit.as_deref(), q.offset.as_deref())?;
+    ApiQuery(q): ApiQuery<MessagesQuery>,
+    Pagination(page): Pagination,
+) -> Result<Json<ConversationMessages>, ApiError> {
     let order = match q.order.as_deref() {
         None | Some("asc") => SortOrder::Oldest,
         Some("desc") => SortOrder::Newest,
         Some(_) => return Err(ApiError::invalid("order", "must be asc or desc")),
     };
-    let (messages, total) = state
-        .store
-        .conversation_messages(id, order, page)
-        .await?
-        .ok_or(NOT_FOUND)?;
-    Ok(Json(json!({
-        "conversation_id": id,
-        "messages": messages,
-        "total": total,
-        "limit": page.limit,
-        "offset": page.offset,
-    })))
+    let (messages, total) = service::messages(state.services(), id, order, page).await?;
+    Ok(Json(ConversationMessages {
+        conversation_id: id,
+        messages,
+        total,
+        limit: page.limit,
+        offset: page.offset,
+    }))
 }
 
 /// Tells an absent field (`None`) from an explicit `null` (`Some(Value::Null)`).
@@ -212,45 +217,35 @@ pub struct PatchRequest {
     metadata: Option<Value>,
 }
 
-#[tracing::instrument(skip_all, fields(conversation_id = %id))]
 async fn update(
     State(state): State<AppState>,
     IdPath(id): IdPath,
     ApiJson(req): ApiJson<PatchRequest>,
 ) -> Result<Json<Conversation>, ApiError> {
     let patch = ConversationPatch::new(req.title, req.status.as_deref(), req.metadata)?;
-    state
-        .store
-        .update_conversation(id, &patch)
-        .await?
-        .map(Json)
-        .ok_or(NOT_FOUND)
+    Ok(Json(service::update(state.services(), id, &patch).await?))
 }
 
-#[tracing::instrument(skip_all, fields(conversation_id = %id))]
 async fn remove(State(state): State<AppState>, IdPath(id): IdPath) -> Result<StatusCode, ApiError> {
-    if state.store.delete_conversation(id).await? {
-        tracing::info!(conversation_id = %id, "Conversation deleted");
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(NOT_FOUND)
-    }
+    service::delete(state.services(), id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize)]
+struct MarkedRead {
+    marked_read: u64,
 }
 
 /// The conversation (now `unread_count: 0`) and `marked_read`, the messages just marked.
-#[tracing::instrument(skip_all, fields(conversation_id = %id))]
 async fn mark_read(
     State(state): State<AppState>,
     IdPath(id): IdPath,
-) -> Result<Json<Value>, ApiError> {
-    let (conversation, marked) = state
-        .store
-        .mark_conversation_read(id)
-        .await?
-        .ok_or(NOT_FOUND)?;
-    let mut body = serde_json::to_value(&conversation).map_err(|e| ApiError::Internal(e.into()))?;
-    body["marked_read"] = json!(marked);
-    Ok(Json(body))
+) -> Result<Json<With<MarkedRead>>, ApiError> {
+    let (conversation, marked_read) = service::mark_read(state.services(), id).await?;
+    Ok(Json(With {
+        conversation,
+        extra: MarkedRead { marked_read },
+    }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -259,44 +254,50 @@ pub struct SearchRequest {
     limit: Option<i64>,
 }
 
+#[derive(Serialize)]
+struct Ranked {
+    rank: f64,
+    matching_messages: i64,
+}
+
+#[derive(Serialize)]
+struct SearchResults {
+    query: String,
+    conversations: Vec<With<Ranked>>,
+    total: usize,
+    limit: i64,
+}
+
 /// Best match first; every hit carries its `rank` and `matching_messages`.
-#[tracing::instrument(skip_all)]
 async fn search(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<SearchRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SearchResults>, ApiError> {
     let query = SearchQuery::parse(req.query.as_deref())?;
-    let Page { limit, .. } = page(
-        Some(&req.limit.unwrap_or(SEARCH_DEFAULT_LIMIT).to_string()),
-        None,
-    )?;
-    let hits = state.store.search_conversations(&query, limit).await?;
-    let conversations = hits
+    let limit = req.limit.unwrap_or(SEARCH_DEFAULT_LIMIT).to_string();
+    let limit = page(Some(&limit), None)?.limit;
+    let hits = service::search(state.services(), &query, limit).await?;
+    let conversations: Vec<With<Ranked>> = hits
         .into_iter()
-        .map(|hit| {
-            let mut c = serde_json::to_value(&hit.conversation)?;
-            c["rank"] = json!(hit.rank);
-            c["matching_messages"] = json!(hit.matching_messages);
-            Ok(c)
+        .map(|hit| With {
+            conversation: hit.conversation,
+            extra: Ranked {
+                rank: hit.rank,
+                matching_messages: hit.matching_messages,
+            },
         })
-        .collect::<Result<Vec<_>, serde_json::Error>>()
-        .map_err(|e| ApiError::Internal(e.into()))?;
-    Ok(Json(json!({
-        "query": query.text,
-        "conversations": conversations,
-        "total": conversations.len(),
-        "limit": limit,
-    })))
+        .collect();
+    Ok(Json(SearchResults {
+        query: query.text,
+        total: conversations.len(),
+        conversations,
+        limit,
+    }))
 }
 
 async fn statistics(
     State(state): State<AppState>,
     IdPath(id): IdPath,
-) -> Result<Json<Value>, ApiError> {
-    let stats = state
-        .store
-        .conversation_statistics(id)
-        .await?
-        .ok_or(NOT_FOUND)?;
-    Ok(Json(json!(stats)))
+) -> Result<Json<ConversationStatistics>, ApiError> {
+    Ok(Json(service::statistics(state.services(), id).await?))
 }

@@ -1,8 +1,21 @@
-//! Liveness (`/health`) and readiness (`/ready`, which checks every dependency).
+//! Health endpoints, all public and answering any `Host`:
+//!
+//! - `/health`: the process answers (the operations guide's check; rate limited like any
+//!   endpoint, which the guide's 110-request loop relies on).
+//! - `/live`: liveness for orchestrators and our own scripts; no dependency is asked and no
+//!   rate limit applies, so polling it never uses up a client's window.
+//! - `/startup`: 503 until start-up is done (migrations applied, the queue refilled in the
+//!   single process, the server serving), then 200; not rate limited either.
+//! - `/ready`: every dependency up, else 503 naming the one that is down.
+//! - `/dependencies`: each dependency's state and latency, always 200 (for people and
+//!   dashboards; `/ready` is the one to gate traffic on).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
@@ -14,10 +27,41 @@ use super::error::ApiError;
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Probes that are never rate limited: an orchestrator restarts a process whose liveness
+/// probe fails, so a 429 there would do harm, and they ask no dependency, so they cost
+/// nothing to answer.
+pub const UNLIMITED_PROBES: [&str; 2] = ["/live", "/startup"];
+
+/// Every health endpoint: public and answering whatever the `Host` (probes use addresses).
+pub const PROBES: [&str; 5] = ["/health", "/live", "/startup", "/ready", "/dependencies"];
+
+pub fn is_unlimited_probe(path: &str) -> bool {
+    UNLIMITED_PROBES.contains(&path)
+}
+
+/// Whether start-up is done. Shared by every clone of the application state; set once the
+/// server starts serving, which is after the migrations (and, in the single process, after
+/// the in-process queue was refilled from the database).
+#[derive(Debug, Clone, Default)]
+pub struct Startup(Arc<AtomicBool>);
+
+impl Startup {
+    pub fn finish(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/health", get(health))
+        .route("/live", get(live))
+        .route("/startup", get(startup))
         .route("/ready", get(ready))
+        .route("/dependencies", get(dependencies))
 }
 
 fn now() -> String {
@@ -28,6 +72,24 @@ fn now() -> String {
 
 async fn health() -> Json<Value> {
     Json(json!({ "status": "healthy", "timestamp": now() }))
+}
+
+async fn live() -> Json<Value> {
+    Json(json!({ "status": "alive", "timestamp": now() }))
+}
+
+async fn startup(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    if state.startup.is_done() {
+        (
+            StatusCode::OK,
+            Json(json!({ "status": "started", "timestamp": now() })),
+        )
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "starting", "timestamp": now() })),
+        )
+    }
 }
 
 async fn check<F>(name: &str, backend: &str, probe: F) -> (bool, Value)
@@ -41,7 +103,7 @@ where
         Err(_) => (false, Some(format!("no answer within {CHECK_TIMEOUT:?}"))),
     };
     if let Some(e) = &error {
-        tracing::warn!(dependency = name, error = %e, "readiness check failed");
+        tracing::warn!(dependency = name, error = %e, "dependency check failed");
     }
     let mut v = json!({
         "status": if up { "up" } else { "down" },
@@ -55,7 +117,8 @@ where
     (up, v)
 }
 
-async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+/// Every dependency checked at once: (database up, queue up, `{"database", "queue"}`).
+async fn check_all(state: &AppState) -> (bool, bool, Value) {
     let store = state.store.clone();
     let queue = state.queue.clone();
     let ((db_up, db), (queue_up, q)) = tokio::join!(
@@ -64,7 +127,11 @@ async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
         }),
         check(queue.backend(), queue.backend(), queue.ping()),
     );
-    let checks = json!({ "database": db, "queue": q });
+    (db_up, queue_up, json!({ "database": db, "queue": q }))
+}
+
+async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let (db_up, queue_up, checks) = check_all(&state).await;
     if !db_up {
         return Err(ApiError::Unavailable {
             dependency: "database",
@@ -85,4 +152,36 @@ async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     Ok(Json(
         json!({ "status": "ready", "timestamp": now(), "checks": checks }),
     ))
+}
+
+/// Always 200: the body says what is up and what is down (`status` is `ok` or `degraded`).
+async fn dependencies(State(state): State<AppState>) -> Json<Value> {
+    let (db_up, queue_up, checks) = check_all(&state).await;
+    let status = if db_up && queue_up { "ok" } else { "degraded" };
+    Json(json!({ "status": status, "timestamp": now(), "checks": checks }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_dependency_free_probes_escape_the_rate_limit() {
+        assert!(is_unlimited_probe("/live"));
+        assert!(is_unlimited_probe("/startup"));
+        // The guide's rate-limit check runs against /health.
+        assert!(!is_unlimited_probe("/health"));
+        assert!(!is_unlimited_probe("/ready"));
+        assert!(!is_unlimited_probe("/dependencies"));
+        assert!(!is_unlimited_probe("/live/"));
+    }
+
+    #[test]
+    fn startup_is_shared_by_clones_and_set_once() {
+        let startup = Startup::default();
+        let seen_by_router = startup.clone();
+        assert!(!seen_by_router.is_done());
+        startup.finish();
+        assert!(seen_by_router.is_done());
+    }
 }

@@ -1,12 +1,11 @@
 //! The service's original JSON API under `/api`, kept for the clients and scripts written
 //! against it. Same store, same queue and same validation as v1; only the shapes differ.
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{FromRequestParts, Query, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -14,13 +13,13 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::ApiJson;
-use super::messages::page;
+use super::extract::{ApiJson, Pagination};
 use crate::domain::{
-    ChannelFamily, Conversation, InboundContent, MessageType, NewMessage, OutboundContent,
-    ValidationError,
+    ChannelFamily, Conversation, ConversationStatus, InboundContent, Message, MessageType,
+    OutboundContent,
 };
-use crate::store::{ConversationFilter, Inserted, SortOrder};
+use crate::service;
+use crate::store::{ConversationFilter, SortOrder};
 
 /// Provider names under which the original webhooks' ids are stored (and deduplicated).
 pub const SMS_WEBHOOK_PROVIDER: &str = "messaging_provider";
@@ -102,82 +101,60 @@ pub struct SendRequest {
 async fn send_sms(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<SendRequest>,
-) -> Result<Json<Value>, ApiError> {
-    let attachments = req.attachments.unwrap_or_default();
-    let kind = phone_type(req.kind.as_deref(), &attachments)?;
-    send(
-        state,
-        kind,
-        req.from,
-        req.to,
-        req.body,
-        attachments,
-        req.timestamp,
-    )
-    .await
+) -> Result<Json<Accepted>, ApiError> {
+    let kind = phone_type(
+        req.kind.as_deref(),
+        req.attachments.as_deref().unwrap_or_default(),
+    )?;
+    send(state, kind, req).await
 }
 
 async fn send_email(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<SendRequest>,
-) -> Result<Json<Value>, ApiError> {
-    send(
-        state,
-        MessageType::Email,
-        req.from,
-        req.to,
-        req.body,
-        req.attachments.unwrap_or_default(),
-        req.timestamp,
-    )
-    .await
+) -> Result<Json<Accepted>, ApiError> {
+    send(state, MessageType::Email, req).await
+}
+
+/// The original answer to a send.
+#[derive(Serialize)]
+struct Accepted {
+    status: &'static str,
+    message_id: Uuid,
+    conversation_id: Uuid,
+    #[serde(rename = "type")]
+    kind: MessageType,
+    provider: String,
 }
 
 /// Stores and queues an outbound message exactly as `POST /api/v1/messages/send` does,
 /// answering 200 in the original shape.
-#[tracing::instrument(skip_all, fields(r#type = %kind))]
 async fn send(
     state: AppState,
     kind: MessageType,
-    from: Option<String>,
-    to: Option<String>,
-    body: Option<String>,
-    attachments: Vec<String>,
-    given_timestamp: Option<String>,
-) -> Result<Json<Value>, ApiError> {
-    let provider_timestamp = timestamp(given_timestamp.as_deref())?;
-    let mut message = NewMessage::outbound(OutboundContent {
-        from,
-        to,
-        kind: Some(kind.as_str().to_owned()),
-        body,
-        subject: None,
-        attachments,
-        metadata: None,
-    })?;
-    message.provider_timestamp = provider_timestamp;
-    let stored = match state.ingest.submit(message).await? {
-        Inserted::Created(m) => m,
-        // Without an idempotency key nothing can be a duplicate; answer with what exists.
-        Inserted::Existing { message, .. } => message,
+    req: SendRequest,
+) -> Result<Json<Accepted>, ApiError> {
+    let request = service::send::SendRequest {
+        content: OutboundContent {
+            from: req.from,
+            to: req.to,
+            kind: Some(kind.as_str().to_owned()),
+            body: req.body,
+            attachments: req.attachments.unwrap_or_default(),
+            ..OutboundContent::default()
+        },
+        provider_timestamp: timestamp(req.timestamp.as_deref())?,
+        ..service::send::SendRequest::default()
     };
-    tracing::info!(message_id = %stored.id, to = %crate::domain::address_mask(&stored.to), "Message accepted");
-    let stored = if state.settings.sync_message_processing {
-        state.deliver_now(stored).await?
-    } else {
-        stored
-    };
-    let provider = stored
-        .provider
-        .clone()
-        .unwrap_or_else(|| state.deliverer.providers.for_type(kind).name().to_owned());
-    Ok(Json(json!({
-        "status": "success",
-        "message_id": stored.id,
-        "conversation_id": stored.conversation_id,
-        "type": stored.kind,
-        "provider": provider,
-    })))
+    let sent = service::send::send(state.services(), request).await?;
+    let stored = sent.message();
+    Ok(Json(Accepted {
+        status: "success",
+        message_id: stored.id,
+        conversation_id: stored.conversation_id,
+        kind: stored.kind,
+        provider: service::send::provider_name(state.services(), stored),
+    }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -241,90 +218,91 @@ async fn webhook_email(
     receive(state, content, "xillio_id").await
 }
 
-/// Stores an inbound message through the same group commit as sends. A replay (same
+/// Stores an inbound message through the same batch writers as sends. A replay (same
 /// provider id) stores nothing and gets the same 200.
-#[tracing::instrument(skip_all, fields(provider = %content.provider))]
 async fn receive(
     state: AppState,
     content: InboundContent,
     id_field: &'static str,
 ) -> Result<Json<Value>, ApiError> {
-    let message = NewMessage::inbound(content).map_err(|e| {
-        if e.field == "provider_message_id" {
-            ApiError::Validation(ValidationError::new(id_field, e.reason))
-        } else {
-            ApiError::Validation(e)
-        }
-    })?;
-    match state.ingest.submit(message).await? {
-        Inserted::Created(m) => {
-            tracing::info!(message_id = %m.id, conversation_id = %m.conversation_id, from = %crate::domain::address_mask(&m.from), "Inbound message received");
-        }
-        Inserted::Existing { message, .. } => {
-            tracing::info!(message_id = %message.id, "Replayed webhook ignored: message already received");
-        }
-    }
+    service::receive::receive(state.services(), content, id_field).await?;
     Ok(Json(
         json!({"status": "success", "message": "Webhook processed"}),
     ))
 }
 
-#[derive(Debug, Deserialize)]
-pub struct PageQuery {
-    limit: Option<String>,
-    offset: Option<String>,
-}
-
 /// The original shape of a conversation. `participant_from`/`participant_to` are the
 /// stored (sorted) pair; `channel_type` is `sms` for the phone family.
-fn legacy_conversation(c: &Conversation) -> Value {
-    let [from, to] = &c.participants;
-    json!({
-        "id": c.id,
-        "participant_from": from,
-        "participant_to": to,
-        "channel_type": match c.channel {
-            ChannelFamily::Phone => "sms",
-            ChannelFamily::Email => "email",
-        },
-        "status": c.status,
-        "message_count": c.message_count,
-        "unread_count": c.unread_count,
-        "last_message_at": c.last_message_at.and_then(|t| t.format(&Rfc3339).ok()),
-        "created_at": c.created_at.format(&Rfc3339).ok(),
-    })
+#[derive(Serialize)]
+struct LegacyConversation {
+    id: Uuid,
+    participant_from: String,
+    participant_to: String,
+    channel_type: &'static str,
+    status: ConversationStatus,
+    message_count: i64,
+    unread_count: i64,
+    last_message_at: Option<String>,
+    created_at: Option<String>,
+}
+
+impl From<Conversation> for LegacyConversation {
+    fn from(c: Conversation) -> Self {
+        let [participant_from, participant_to] = c.participants;
+        Self {
+            id: c.id,
+            participant_from,
+            participant_to,
+            channel_type: match c.channel {
+                ChannelFamily::Phone => "sms",
+                ChannelFamily::Email => "email",
+            },
+            status: c.status,
+            message_count: c.message_count,
+            unread_count: c.unread_count,
+            last_message_at: c.last_message_at.and_then(|t| t.format(&Rfc3339).ok()),
+            created_at: c.created_at.format(&Rfc3339).ok(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Conversations {
+    conversations: Vec<LegacyConversation>,
+    total: i64,
 }
 
 async fn conversations(
     State(state): State<AppState>,
-    q: Result<Query<PageQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let Query(q) = q.map_err(|e| ApiError::invalid("query", e.body_text()))?;
-    let page = page(q.limit.as_deref(), q.offset.as_deref())?;
-    let (conversations, total) = state
-        .store
-        .list_conversations(&ConversationFilter::default(), page)
-        .await?;
-    let conversations: Vec<Value> = conversations.iter().map(legacy_conversation).collect();
-    Ok(Json(
-        json!({ "conversations": conversations, "total": total }),
-    ))
+    Pagination(page): Pagination,
+) -> Result<Json<Conversations>, ApiError> {
+    let filter = ConversationFilter::default();
+    let (conversations, total) =
+        service::conversations::list(state.services(), &filter, page).await?;
+    Ok(Json(Conversations {
+        conversations: conversations.into_iter().map(Into::into).collect(),
+        total,
+    }))
+}
+
+#[derive(Serialize)]
+struct Messages {
+    messages: Vec<Message>,
+    total: i64,
+    conversation_id: Uuid,
 }
 
 /// Oldest first, like a chat transcript.
 async fn messages(
     State(state): State<AppState>,
     LegacyId(id): LegacyId,
-    q: Result<Query<PageQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let Query(q) = q.map_err(|e| ApiError::invalid("query", e.body_text()))?;
-    let page = page(q.limit.as_deref(), q.offset.as_deref())?;
-    let (messages, total) = state
-        .store
-        .conversation_messages(id, SortOrder::Oldest, page)
-        .await?
-        .ok_or(NOT_FOUND)?;
-    Ok(Json(
-        json!({ "messages": messages, "total": total, "conversation_id": id }),
-    ))
+    Pagination(page): Pagination,
+) -> Result<Json<Messages>, ApiError> {
+    let (messages, total) =
+        service::conversations::messages(state.services(), id, SortOrder::Oldest, page).await?;
+    Ok(Json(Messages {
+        messages,
+        total,
+        conversation_id: id,
+    }))
 }

@@ -1,12 +1,14 @@
-//! The HTTP API: routing, shared state and the middleware stack.
+//! The HTTP API: routing, shared state and the middleware stack. Handlers extract their
+//! input ([`extract`]), call one use-case of [`crate::service`] and shape the answer; every
+//! failure is an [`error::ApiError`].
 
 pub mod auth;
 pub mod console;
 mod conversations;
 pub mod error;
+pub mod etag;
 pub mod extract;
 mod health;
-mod inbound;
 mod legacy;
 mod messages;
 pub mod ratelimit;
@@ -28,9 +30,9 @@ use tower_http::trace::TraceLayer;
 use tracing::info_span;
 
 use crate::config::Settings;
-use crate::domain::Message;
-use crate::ingest::Ingestor;
 use crate::queue::Queue;
+use crate::service::Context;
+use crate::service::ingest::Ingestor;
 use crate::store::Store;
 use crate::worker::Deliverer;
 use error::ApiError;
@@ -49,24 +51,21 @@ pub struct AppState {
     /// Bounds concurrent webhook work so callbacks cannot starve the send path of
     /// database connections.
     pub webhook_permits: Arc<tokio::sync::Semaphore>,
+    /// Set once start-up is done; `GET /startup` answers 503 until then.
+    pub startup: health::Startup,
 }
 
 impl AppState {
-    /// Synchronous mode: send a just-stored message now and return its resulting state.
-    pub async fn deliver_now(&self, message: Message) -> Result<Message, ApiError> {
-        let stale_before = time::OffsetDateTime::now_utc() - self.settings.queue.visibility_timeout;
-        let claim = self.store.claim(&[message.id], stale_before).await?;
-        let outcomes = self.deliverer.send_all(&claim.messages).await;
-        self.deliverer
-            .settle(&claim, &outcomes)
-            .await
-            .map_err(ApiError::Internal)?;
-        self.store
-            .get_message(message.id)
-            .await?
-            .ok_or(ApiError::NotFound {
-                resource: "message",
-            })
+    /// What the use-cases run on.
+    pub fn services(&self) -> Context<'_> {
+        Context {
+            store: self.store.as_ref(),
+            queue: self.queue.as_ref(),
+            ingest: &self.ingest,
+            deliverer: &self.deliverer,
+            settings: &self.settings,
+            webhook_permits: &self.webhook_permits,
+        }
     }
 }
 
@@ -87,17 +86,9 @@ pub fn router(state: AppState) -> Router {
         )
         .merge(webhooks::router())
         .fallback(|| async { ApiError::NotFound { resource: "route" } })
-        .method_not_allowed_fallback(|| async {
-            (
-                StatusCode::METHOD_NOT_ALLOWED,
-                axum::Json(serde_json::json!({
-                    "error": "method_not_allowed",
-                    "message": "this method is not allowed on this route",
-                    "details": {}
-                })),
-            )
-        })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
+        .layer(axum::middleware::from_fn(etag::conditional_get))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

@@ -8,15 +8,14 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::Json;
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 use super::AppState;
 use super::auth::bearer;
+use super::error::ApiError;
 use crate::config::canonical_ip as canonical;
 use crate::config::{IpNet, RateLimitSettings};
 use crate::domain::hash_key;
@@ -99,14 +98,7 @@ fn set_headers(headers: &mut HeaderMap, limit: u32, remaining: u32, reset: Durat
 
 fn refused(decision: &Decision, route: &str) -> Response {
     metrics::counter!("rate_limit_hits_total", "endpoint" => route.to_owned()).increment(1);
-    let mut resp = (
-        StatusCode::TOO_MANY_REQUESTS,
-        Json(json!({
-            "error": "Rate limit exceeded",
-            "message": "Too many requests. Please try again later."
-        })),
-    )
-        .into_response();
+    let mut resp = ApiError::RateLimited.into_response();
     let headers = resp.headers_mut();
     set_headers(headers, decision.limit, 0, decision.reset);
     headers.insert(
@@ -144,7 +136,10 @@ pub async fn limit(State(state): State<AppState>, req: Request, next: Next) -> R
     } = state.settings.security.rate_limit;
     // Signed provider callbacks arrive in bursts from a few provider addresses; refusing
     // them would only make the provider retry. Their cost is bounded in the handlers.
-    if !enabled || req.uri().path().starts_with("/api/v1/webhooks/") {
+    // Liveness and start-up probes are never limited (see `health::UNLIMITED_PROBES`).
+    let path = req.uri().path();
+    if !enabled || path.starts_with("/api/v1/webhooks/") || super::health::is_unlimited_probe(path)
+    {
         return next.run(req).await;
     }
     let key = window_key(&req, &state);

@@ -44,7 +44,7 @@ impl SecurityState {
 
 /// Operational endpoints answer whatever the Host: probes and scrapers use IPs.
 pub fn is_operational(path: &str) -> bool {
-    matches!(path, "/health" | "/ready" | "/metrics")
+    path == "/metrics" || super::health::PROBES.contains(&path)
 }
 
 /// The Host header's name: lower-case, without port or trailing dot.

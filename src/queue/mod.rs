@@ -1,5 +1,7 @@
-//! The `Queue` trait: how the API hands work to workers. Entries carry only a message id
-//! (and its type); the database row stays the truth about what to do with it.
+//! The `Queue` trait: how the API hands work to workers. A task is a message id and its
+//! type; the database row stays the truth about what to do with it. Entries also show the
+//! people and tools reading the queue what they are about (`entry_data`): ids, type, masked
+//! addresses and timestamps, never a body or a secret.
 
 pub mod in_process;
 pub mod redis;
@@ -7,19 +9,64 @@ pub mod redis;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use serde_json::{Map, Value};
 use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
-use crate::domain::MessageType;
+use crate::domain::{Message, MessageType, address_mask};
 
-/// Version of the task encoding carried in every entry.
-pub const TASK_VERSION: &str = "1";
+/// Version of the task encoding carried in every entry: `2` entries also carry `data`
+/// (`1` entries, written before it existed, are read as well).
+pub const TASK_VERSION: &str = "2";
 
 /// One unit of work: send this message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Task {
     pub message_id: Uuid,
     pub kind: MessageType,
+}
+
+impl Task {
+    pub fn of(message: &Message) -> Self {
+        Self {
+            message_id: message.id,
+            kind: message.kind,
+        }
+    }
+}
+
+fn rfc3339(at: OffsetDateTime) -> Value {
+    at.format(&Rfc3339).map_or(Value::Null, Value::from)
+}
+
+/// The JSON an entry shows its readers, as the original service wrote it in the entry's
+/// `data` field: `message_id` and `type` always, `queued_at` (when the entry was written);
+/// with the message at hand also `conversation_id`, `direction`, the masked `from` and `to`
+/// (`+1555***4567`, `j***@example.com`) and `created_at`. Never the body, subject,
+/// attachments, metadata or anything secret: anyone with access to Redis can read it.
+pub fn entry_data(task: &Task, message: Option<&Message>, queued_at: OffsetDateTime) -> String {
+    let mut data = Map::new();
+    data.insert("message_id".into(), task.message_id.to_string().into());
+    data.insert("type".into(), task.kind.as_str().into());
+    if let Some(m) = message.filter(|m| m.id == task.message_id) {
+        data.insert(
+            "conversation_id".into(),
+            m.conversation_id.to_string().into(),
+        );
+        data.insert("direction".into(), m.direction.as_str().into());
+        data.insert("from".into(), address_mask(&m.from).into());
+        data.insert("to".into(), address_mask(&m.to).into());
+        data.insert("created_at".into(), rfc3339(m.created_at));
+    }
+    data.insert("queued_at".into(), rfc3339(queued_at));
+    Value::Object(data).to_string()
+}
+
+/// The message id in an entry's `data` JSON (ours, or the original service's), if any.
+pub fn message_id_from_data(data: &str) -> Option<Uuid> {
+    let value: Value = serde_json::from_str(data).ok()?;
+    Uuid::parse_str(value.get("message_id")?.as_str()?).ok()
 }
 
 /// A task handed to one consumer. It stays owned by that consumer until acknowledged, or
@@ -69,6 +116,14 @@ pub trait Queue: Send + Sync + 'static {
 
     /// Adds tasks to their streams; all or nothing is not promised, but each added task is durable.
     async fn enqueue(&self, tasks: &[Task]) -> anyhow::Result<()>;
+
+    /// Adds these messages' tasks, each entry also showing its readers what it is about
+    /// (`entry_data` with the message at hand). Queues nobody reads from outside the
+    /// process simply enqueue the tasks.
+    async fn enqueue_messages(&self, messages: &[&Message]) -> anyhow::Result<()> {
+        let tasks: Vec<Task> = messages.iter().map(|m| Task::of(m)).collect();
+        self.enqueue(&tasks).await
+    }
 
     /// Up to `max` new tasks for `consumer`, waiting at most `block` for the first.
     async fn fetch(

@@ -4,6 +4,11 @@
 //! workers. Entries are acknowledged *and deleted* once their message rests, so `XLEN` is
 //! the backlog. Retries wait in the sorted set `message_queue:delayed` (score = due time in
 //! ms) and dead letters go to the stream `message_queue:dead_letter`.
+//!
+//! A stream entry has the fields `v` (encoding version), `id` (the message id, what the
+//! worker reads) and `data`: JSON for the people and tools reading the queue, as the original
+//! service wrote it (`super::entry_data`). The worker reads `id`, or `data.message_id` when
+//! an entry has only `data`, so entries of either form are delivered during an upgrade.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -17,9 +22,12 @@ use redis::{AsyncCommands, Client, Script};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{DeadLetter, DeadLetterEntry, Delivery, Queue, QueueDepths, TASK_VERSION, Task};
+use super::{
+    DeadLetter, DeadLetterEntry, Delivery, Queue, QueueDepths, TASK_VERSION, Task, entry_data,
+    message_id_from_data,
+};
 use crate::config::ConnectionUrl;
-use crate::domain::MessageType;
+use crate::domain::{Message, MessageType};
 
 pub const CONSUMER_GROUP: &str = "message_workers";
 
@@ -30,7 +38,9 @@ for _, member in ipairs(due) do
   local sep = string.find(member, ':', 1, true)
   local stream = sep and streams[string.sub(member, 1, sep - 1)]
   if stream then
-    redis.call('XADD', stream, '*', 'v', ARGV[3], 'id', string.sub(member, sep + 1))
+    local kind, id = string.sub(member, 1, sep - 1), string.sub(member, sep + 1)
+    local data = cjson.encode({ message_id = id, type = kind, queued_at = ARGV[4] })
+    redis.call('XADD', stream, '*', 'v', ARGV[3], 'id', id, 'data', data)
   end
   redis.call('ZREM', KEYS[1], member)
 end
@@ -132,14 +142,36 @@ impl RedisQueue {
     }
 
     fn delivery(&self, kind: MessageType, entry: &StreamId) -> Delivery {
-        let message_id = entry
-            .get::<String>("id")
-            .and_then(|raw| Uuid::parse_str(&raw).ok());
         Delivery {
             kind,
             entry_id: entry.id.clone(),
-            message_id,
+            message_id: entry_message_id(entry),
         }
+    }
+
+    /// One `XADD` per task, pipelined: `v`, `id` and `data` (with the message's details when
+    /// it is at hand).
+    async fn add(&self, entries: &[(Task, Option<&Message>)]) -> anyhow::Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let now = OffsetDateTime::now_utc();
+        let mut pipe = redis::pipe();
+        for (task, message) in entries {
+            pipe.cmd("XADD")
+                .arg(self.keys.stream(task.kind))
+                .arg("*")
+                .arg("v")
+                .arg(TASK_VERSION)
+                .arg("id")
+                .arg(task.message_id.to_string())
+                .arg("data")
+                .arg(entry_data(task, *message, now))
+                .ignore();
+        }
+        let mut conn = self.conn.clone();
+        let () = pipe.query_async(&mut conn).await.context("XADD")?;
+        Ok(())
     }
 
     async fn read_group(
@@ -185,23 +217,14 @@ impl Queue for RedisQueue {
     }
 
     async fn enqueue(&self, tasks: &[Task]) -> anyhow::Result<()> {
-        if tasks.is_empty() {
-            return Ok(());
-        }
-        let mut pipe = redis::pipe();
-        for task in tasks {
-            pipe.cmd("XADD")
-                .arg(self.keys.stream(task.kind))
-                .arg("*")
-                .arg("v")
-                .arg(TASK_VERSION)
-                .arg("id")
-                .arg(task.message_id.to_string())
-                .ignore();
-        }
-        let mut conn = self.conn.clone();
-        let () = pipe.query_async(&mut conn).await.context("XADD")?;
-        Ok(())
+        let entries: Vec<(Task, Option<&Message>)> = tasks.iter().map(|t| (*t, None)).collect();
+        self.add(&entries).await
+    }
+
+    async fn enqueue_messages(&self, messages: &[&Message]) -> anyhow::Result<()> {
+        let entries: Vec<(Task, Option<&Message>)> =
+            messages.iter().map(|m| (Task::of(m), Some(*m))).collect();
+        self.add(&entries).await
     }
 
     async fn fetch(
@@ -327,7 +350,9 @@ impl Queue for RedisQueue {
     }
 
     async fn promote_due(&self, limit: usize) -> anyhow::Result<usize> {
-        let now_ms = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+        let now = OffsetDateTime::now_utc();
+        let now_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
+        let queued_at = now.format(&time::format_description::well_known::Rfc3339)?;
         let mut conn = self.conn.clone();
         let moved: usize = self
             .promote
@@ -338,6 +363,7 @@ impl Queue for RedisQueue {
             .arg(now_ms)
             .arg(limit)
             .arg(TASK_VERSION)
+            .arg(queued_at)
             .invoke_async(&mut conn)
             .await
             .context("promoting due retries")?;
@@ -464,5 +490,62 @@ impl Queue for RedisQueue {
             delayed,
             dead_letter,
         })
+    }
+}
+
+/// The message an entry is about: its `id` field, else `data.message_id` (an entry written
+/// by the original service, or by a later version that dropped `id`).
+fn entry_message_id(entry: &StreamId) -> Option<Uuid> {
+    entry
+        .get::<String>("id")
+        .and_then(|raw| Uuid::parse_str(&raw).ok())
+        .or_else(|| {
+            entry
+                .get::<String>("data")
+                .and_then(|raw| message_id_from_data(&raw))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(fields: &[(&str, &str)]) -> StreamId {
+        StreamId {
+            id: "1-0".to_owned(),
+            map: fields
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        (*k).to_owned(),
+                        redis::Value::BulkString(v.as_bytes().to_vec()),
+                    )
+                })
+                .collect(),
+            ..StreamId::default()
+        }
+    }
+
+    #[test]
+    fn entries_of_every_form_name_their_message() {
+        let id = Uuid::now_v7();
+        let old = entry(&[("v", "1"), ("id", &id.to_string())]);
+        assert_eq!(
+            entry_message_id(&old),
+            Some(id),
+            "entries written before data"
+        );
+        let data = format!(r#"{{"message_id":"{id}","type":"sms"}}"#);
+        let current = entry(&[("v", "2"), ("id", &id.to_string()), ("data", &data)]);
+        assert_eq!(entry_message_id(&current), Some(id));
+        let data_only = entry(&[("data", &data)]);
+        assert_eq!(
+            entry_message_id(&data_only),
+            Some(id),
+            "the original's form"
+        );
+        assert_eq!(entry_message_id(&entry(&[("data", "not json")])), None);
+        assert_eq!(entry_message_id(&entry(&[("id", "not-a-uuid")])), None);
+        assert_eq!(entry_message_id(&entry(&[])), None);
     }
 }

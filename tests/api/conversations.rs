@@ -413,7 +413,7 @@ async fn delete_answers_204_and_removes_the_messages_and_their_events() {
 
     let events = app
         .db_count(
-            "select count(*) from message_events e left join messages m on m.id = e.message_id where m.id is null or m.conversation_id = $1::uuid",
+            "select count(*) from message_events e left join messages m on m.id = e.message_id where m.id is null or cast(m.conversation_id as text) = $1",
             &[id],
         )
         .await;
@@ -762,7 +762,7 @@ async fn counters_stay_exact_under_many_parallel_sends_and_inbound_messages() {
     }
     let unread_rows = app
         .db_count(
-            "select count(*) from messages where conversation_id = $1::uuid and direction = 'inbound' and read_at is null",
+            "select count(*) from messages where cast(conversation_id as text) = $1 and direction = 'inbound' and read_at is null",
             &[id],
         )
         .await;

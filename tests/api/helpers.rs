@@ -4,7 +4,11 @@
 //!
 //! `TEST_BACKEND=embedded` runs the same tests on the embedded deployment instead: a fresh
 //! SQLite file and the in-process queue (`make test` runs the suite both ways). Tests of
-//! PostgreSQL- or Redis-only behaviour return early there (`requires_postgres_and_redis`).
+//! PostgreSQL- or Redis-only behaviour skip there (`requires_postgres_and_redis`), printing
+//! `SKIPPED <test>: <why>` past the output capture (`skip`).
+//!
+//! The scratch database, key prefix and directory are guards (`crate::scratch`): they are
+//! removed when the `TestApp` drops, also when a test panics or its set-up fails half-way.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,6 +33,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::scratch::{ScratchDatabase, ScratchDir, ScratchPrefix};
+
 pub const REDIS_ADDR: &str = "127.0.0.1:6379";
 pub const PG_ADDR: &str = "127.0.0.1:5432";
 
@@ -50,29 +56,24 @@ pub fn backend() -> Backend {
 }
 
 /// For tests of PostgreSQL or Redis behaviour (cutting their connections, reading Redis keys,
-/// separate processes sharing a queue): false, with a note, on the embedded backend.
+/// separate processes sharing a queue): false, after saying so (`skip`), on the embedded
+/// backend.
 pub fn requires_postgres_and_redis(test: &str) -> bool {
     if backend() == Backend::Embedded {
-        eprintln!("{test}: not applicable to the embedded backend (PostgreSQL/Redis only)");
+        skip(
+            test,
+            "not applicable to the embedded backend (PostgreSQL/Redis only)",
+        );
         return false;
     }
     true
 }
 
-fn admin_url() -> String {
-    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| {
-        "postgres://messaging_user:messaging_password@127.0.0.1:5432/postgres".into()
-    })
-}
-
-fn db_url(name: &str, addr: &str) -> String {
-    let mut url = url::Url::parse(&admin_url()).expect("TEST_DATABASE_URL is a URL");
-    let (host, port) = addr.split_once(':').expect("host:port");
-    url.set_host(Some(host)).expect("host");
-    url.set_port(Some(port.parse().expect("port")))
-        .expect("port");
-    url.set_path(name);
-    url.to_string()
+/// Says that `test` checks nothing on this pass, and why: `SKIPPED <test>: <why>` on stderr,
+/// written past the test harness's output capture so that it shows beside the `ok`.
+pub fn skip(test: &str, why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {why}");
 }
 
 /// A provider whose answers a test scripts, and which counts every call.
@@ -138,6 +139,30 @@ impl Provider for FakeProvider {
     }
 }
 
+/// A child process (the real binary, a fake server) that is killed and reaped when the test
+/// ends, passed or failed, so that none lives on against a dropped database or key prefix.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A TCP proxy the test can cut and restore, standing between the service and a dependency.
 pub struct Proxy {
     pub addr: String,
@@ -200,6 +225,7 @@ pub struct TestApp {
     pub provider: Arc<FakeProvider>,
     pub worker: Worker,
     pub prefix: String,
+    /// The scratch database (on the embedded backend: the name of the SQLite directory).
     pub db_name: String,
     pub redis_proxy: Option<Proxy>,
     pub db_proxy: Option<Proxy>,
@@ -210,6 +236,20 @@ pub struct TestApp {
     /// The same service as `address`, for driving requests in-process.
     pub router: axum::Router,
     shutdown: CancellationToken,
+    /// Declared last so that they drop after everything that uses them.
+    _scratch: Scratch,
+}
+
+/// What a `TestApp` removes when it drops: its database (PostgreSQL) or directory (SQLite)
+/// and its Redis key prefix.
+struct Scratch {
+    storage: ScratchStorage,
+    prefix: ScratchPrefix,
+}
+
+enum ScratchStorage {
+    Postgres(ScratchDatabase),
+    Sqlite(ScratchDir),
 }
 
 #[derive(Default)]
@@ -272,18 +312,25 @@ impl TestAppBuilder {
             !(embedded && (self.redis_proxy || self.db_proxy)),
             "proxies cut PostgreSQL or Redis; guard this test with requires_postgres_and_redis"
         );
-        let db_name = format!("test_{}", Uuid::new_v4().simple());
-        let data_dir = embedded.then(|| std::env::temp_dir().join(format!("messaging-{db_name}")));
-        if !embedded {
-            let mut admin = sqlx::PgConnection::connect(&admin_url())
-                .await
-                .expect("connect to PostgreSQL as the test admin");
-            sqlx::query(sqlx::AssertSqlSafe(format!("create database {db_name}")))
-                .execute(&mut admin)
-                .await
-                .expect("create test database");
-            let _ = admin.close().await;
-        }
+        // Guards first: whatever fails below, what was made is removed again.
+        let scratch = Scratch {
+            prefix: ScratchPrefix::new("test"),
+            storage: if embedded {
+                ScratchStorage::Sqlite(ScratchDir::new("messaging-test"))
+            } else {
+                ScratchStorage::Postgres(ScratchDatabase::create("test").await)
+            },
+        };
+        let (db_name, data_dir) = match &scratch.storage {
+            ScratchStorage::Postgres(db) => (db.name().to_owned(), None),
+            ScratchStorage::Sqlite(dir) => (
+                dir.path()
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                Some(dir.path().to_path_buf()),
+            ),
+        };
 
         let redis_proxy = if self.redis_proxy {
             Some(Proxy::start(REDIS_ADDR).await)
@@ -303,16 +350,16 @@ impl TestAppBuilder {
             .as_ref()
             .map(|p| p.addr.clone())
             .unwrap_or_else(|| PG_ADDR.into());
-        let prefix = format!("test-{}:", Uuid::new_v4().simple());
+        let prefix = scratch.prefix.as_str().to_owned();
 
         let mut env: HashMap<String, String> = [
             ("HOST", "127.0.0.1".to_owned()),
             ("PORT", "0".to_owned()),
             (
                 "DATABASE_URL",
-                match &data_dir {
-                    Some(dir) => format!("sqlite://{}", dir.join("messaging.db").display()),
-                    None => db_url(&db_name, &db_addr),
+                match &scratch.storage {
+                    ScratchStorage::Postgres(db) => db.url_at(&db_addr),
+                    ScratchStorage::Sqlite(dir) => dir.sqlite_url(),
                 },
             ),
             ("REDIS_URL", format!("redis://{redis_addr}/0")),
@@ -410,6 +457,7 @@ impl TestAppBuilder {
             data_dir,
             router,
             shutdown,
+            _scratch: scratch,
         }
     }
 }
@@ -559,15 +607,33 @@ impl TestApp {
             .collect()
     }
 
-    /// The first column of every row of `sql` (written for PostgreSQL with `$1`… text
-    /// parameters), read as text. On SQLite, where ids are text, `::uuid` casts are dropped.
+    /// The first column of every row of `sql`, read as text. `sql` must read the same on
+    /// PostgreSQL and SQLite: `$1`… text parameters, ids compared as text
+    /// (`cast(conversation_id as text) = $1`).
     pub async fn db_strings(&self, sql: &str, binds: &[&str]) -> Vec<String> {
+        self.db_column(sql, binds).await
+    }
+
+    /// The single number `sql` answers (see `db_strings`).
+    pub async fn db_count(&self, sql: &str, binds: &[&str]) -> i64 {
+        let rows: Vec<i64> = self.db_column(sql, binds).await;
+        assert_eq!(rows.len(), 1, "{sql} answers one row");
+        rows[0]
+    }
+
+    async fn db_column<T>(&self, sql: &str, binds: &[&str]) -> Vec<T>
+    where
+        T: for<'r> sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
+        T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+        T: Send + Unpin,
+    {
+        let url = self.database_url().expose();
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
         if self.data_dir.is_some() {
-            let mut conn = sqlx::SqliteConnection::connect(self.database_url().expose())
+            let mut conn = sqlx::SqliteConnection::connect(url)
                 .await
                 .expect("open the test SQLite file");
-            let sql = sql.replace("::uuid", "");
-            let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
+            let mut q = sqlx::query_scalar::<_, T>(sql);
             for b in binds {
                 q = q.bind(*b);
             }
@@ -576,42 +642,14 @@ impl TestApp {
                 .await
                 .expect("query the test database");
         }
-        let mut conn = sqlx::PgConnection::connect(self.database_url().expose())
+        let mut conn = sqlx::PgConnection::connect(url)
             .await
             .expect("connect to the test database");
-        let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql.to_owned()));
+        let mut q = sqlx::query_scalar::<_, T>(sql);
         for b in binds {
             q = q.bind(*b);
         }
         q.fetch_all(&mut conn)
-            .await
-            .expect("query the test database")
-    }
-
-    /// The single number `sql` answers (see `db_strings`).
-    pub async fn db_count(&self, sql: &str, binds: &[&str]) -> i64 {
-        if self.data_dir.is_some() {
-            let mut conn = sqlx::SqliteConnection::connect(self.database_url().expose())
-                .await
-                .expect("open the test SQLite file");
-            let sql = sql.replace("::uuid", "");
-            let mut q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql));
-            for b in binds {
-                q = q.bind(*b);
-            }
-            return q
-                .fetch_one(&mut conn)
-                .await
-                .expect("query the test database");
-        }
-        let mut conn = sqlx::PgConnection::connect(self.database_url().expose())
-            .await
-            .expect("connect to the test database");
-        let mut q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.to_owned()));
-        for b in binds {
-            q = q.bind(*b);
-        }
-        q.fetch_one(&mut conn)
             .await
             .expect("query the test database")
     }
@@ -623,44 +661,7 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
+        // The server stops; then the fields drop, the scratch guards last (see `Scratch`).
         self.shutdown.cancel();
-        if let Some(dir) = &self.data_dir {
-            let _ = std::fs::remove_dir_all(dir);
-            return;
-        }
-        let db = self.db_name.clone();
-        let prefix = self.prefix.clone();
-        // Dropping needs async I/O; do it on a thread of its own so it works from any context.
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                if let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url()).await {
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "drop database if exists {db} with (force)"
-                    )))
-                    .execute(&mut admin)
-                    .await;
-                }
-                if let Ok(client) = redis::Client::open(format!("redis://{REDIS_ADDR}/0"))
-                    && let Ok(mut conn) = client.get_multiplexed_async_connection().await
-                {
-                    let keys: Vec<String> = redis::cmd("KEYS")
-                        .arg(format!("{prefix}*"))
-                        .query_async(&mut conn)
-                        .await
-                        .unwrap_or_default();
-                    if !keys.is_empty() {
-                        let _: redis::RedisResult<()> =
-                            redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
-                    }
-                }
-            });
-        })
-        .join();
     }
 }

@@ -97,3 +97,85 @@ async fn bad_list_parameters_are_422_naming_the_parameter() {
     let (status, _) = app.get_json("/api/v1/messages?limit=100").await;
     assert_eq!(status, 200);
 }
+
+/// One serializer per resource: a message (or conversation) reads the same, field for
+/// field and in the same order, alone and inside any list.
+#[tokio::test]
+async fn a_message_and_a_conversation_read_the_same_alone_and_in_lists() {
+    let app = spawn_app().await;
+    let sent = app.send(&sms_body()).await;
+    let id = sent["id"].as_str().unwrap();
+    let conversation_id = sent["conversation_id"].as_str().unwrap();
+    let text = |path: String| {
+        let app = &app;
+        async move {
+            let resp = app.get(&path).await;
+            assert_eq!(resp.status(), 200, "{path}");
+            resp.text().await.unwrap()
+        }
+    };
+    let single = text(format!("/api/v1/messages/{id}")).await;
+    for list in [
+        "/api/v1/messages".to_owned(),
+        format!("/api/v1/messages?conversation_id={conversation_id}"),
+        format!("/api/v1/conversations/{conversation_id}/messages"),
+        format!("/api/v1/conversations/{conversation_id}?include_messages=true"),
+        format!("/api/conversations/{conversation_id}/messages"),
+    ] {
+        let listed = text(list.clone()).await;
+        assert!(listed.contains(&single), "{list}: {listed}\nvs {single}");
+    }
+    let conversation = text(format!("/api/v1/conversations/{conversation_id}")).await;
+    let listed = text("/api/v1/conversations".to_owned()).await;
+    assert!(
+        listed.contains(&conversation),
+        "{listed}\nvs {conversation}"
+    );
+    let with_messages = text(format!(
+        "/api/v1/conversations/{conversation_id}?include_messages=true"
+    ))
+    .await;
+    let fields = conversation.trim_end_matches('}');
+    assert!(
+        with_messages.starts_with(fields),
+        "{with_messages}\nvs {conversation}"
+    );
+}
+
+/// Polling clients (the console) revalidate with `If-None-Match`: an unchanged page costs a
+/// 304 with no body, a change a 200 with a new tag.
+#[tokio::test]
+async fn a_list_answers_304_to_its_own_etag_until_it_changes() {
+    let app = spawn_app().await;
+    app.send(&sms_body()).await;
+    let client = reqwest::Client::new();
+    let url = app.url("/api/v1/conversations");
+    let first = client.get(&url).send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.headers()["cache-control"], "private, no-cache");
+    let etag = first.headers()["etag"].to_str().unwrap().to_owned();
+    assert!(etag.starts_with('"') && etag.len() > 10, "{etag}");
+
+    let again = client
+        .get(&url)
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    assert_eq!(again.headers()["etag"].to_str().unwrap(), etag);
+    assert!(again.bytes().await.unwrap().is_empty());
+
+    app.send(&json!({"from": "+15551234567", "to": "+15550000001", "body": "new"}))
+        .await;
+    let changed = client
+        .get(&url)
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), 200);
+    assert_ne!(changed.headers()["etag"].to_str().unwrap(), etag);
+    let body: Value = changed.json().await.unwrap();
+    assert_eq!(body["total"], 2);
+}

@@ -176,7 +176,8 @@ fn collect(mut pipe: impl std::io::Read + Send + 'static) -> std::thread::JoinHa
 
 #[tokio::test]
 async fn with_json_logs_stdout_and_stderr_carry_only_json_lines_from_the_first_byte() {
-    use crate::process::{Running, accepts_a_send_once_up, binary, free_port, signal, wait_exit};
+    use crate::helpers::KillOnDrop;
+    use crate::process::{accepts_a_send_once_up, binary, free_port, signal, wait_exit};
 
     let app = TestApp::builder().spawn().await;
     let port = free_port();
@@ -187,7 +188,7 @@ async fn with_json_logs_stdout_and_stderr_carry_only_json_lines_from_the_first_b
         .expect("start the binary");
     let stdout = collect(child.stdout.take().expect("piped stdout"));
     let stderr = collect(child.stderr.take().expect("piped stderr"));
-    let mut child = Running(child);
+    let mut child = KillOnDrop(child);
     accepts_a_send_once_up(&format!("http://127.0.0.1:{port}")).await;
     signal(&child.0, "TERM");
     let status = wait_exit(&mut child.0, Duration::from_secs(20)).await;

@@ -9,6 +9,7 @@ mod delivery;
 mod embedded;
 mod faults;
 mod fuzz;
+mod harness;
 mod health;
 mod helpers;
 mod idempotency;
@@ -24,9 +25,14 @@ mod providers_redrive;
 mod providers_sendgrid;
 mod providers_smtp;
 mod providers_twilio;
+mod queue_entries;
 mod rate_limit;
+#[path = "../common/scratch.rs"]
+mod scratch;
 mod segments;
 mod send;
 mod validation;
+#[path = "../common/wait.rs"]
+mod wait;
 mod webhooks;
 mod wire;

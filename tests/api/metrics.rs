@@ -265,7 +265,8 @@ async fn a_request_without_an_id_gets_a_fresh_one_in_the_response() {
 
 #[tokio::test]
 async fn labelled_counters_are_exported_at_zero_from_start_up() {
-    use crate::process::{Running, binary, free_port, wait_until_answers};
+    use crate::helpers::KillOnDrop;
+    use crate::process::{binary, free_port, wait_until_answers};
 
     // A fresh process: in this test binary's shared registry other tests count failures.
     let app = TestApp::builder().spawn().await;
@@ -273,7 +274,7 @@ async fn labelled_counters_are_exported_at_zero_from_start_up() {
     let child = binary(&app, "all", &[("PORT", &port)])
         .spawn()
         .expect("start the binary");
-    let _child = Running(child);
+    let _child = KillOnDrop(child);
     let base = format!("http://127.0.0.1:{port}");
     wait_until_answers(&format!("{base}/health")).await;
     let text = reqwest::get(format!("{base}/metrics"))

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use messaging_service::domain::MessageStatus;
 
-use crate::helpers::{TestApp, sms_body};
+use crate::helpers::{KillOnDrop, TestApp, sms_body};
 
 /// The binary running `subcommand` on the test's database and key prefix, its output
 /// discarded unless the caller redirects it.
@@ -28,10 +28,12 @@ pub(crate) fn binary(app: &TestApp, subcommand: &str, extra: &[(&str, &str)]) ->
     cmd
 }
 
-fn spawn_binary(app: &TestApp, subcommand: &str, extra: &[(&str, &str)]) -> Child {
-    binary(app, subcommand, extra)
-        .spawn()
-        .expect("start the binary")
+fn spawn_binary(app: &TestApp, subcommand: &str, extra: &[(&str, &str)]) -> KillOnDrop {
+    KillOnDrop(
+        binary(app, subcommand, extra)
+            .spawn()
+            .expect("start the binary"),
+    )
 }
 
 /// A port nobody listens on right now.
@@ -60,18 +62,6 @@ pub(crate) async fn accepts_a_send_once_up(base: &str) {
         .await
         .unwrap();
     assert_eq!(resp.status(), 201);
-}
-
-/// A started binary, killed if the test ends before stopping it.
-pub(crate) struct Running(pub Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
 }
 
 pub(crate) fn signal(child: &Child, sig: &str) {
@@ -242,7 +232,7 @@ async fn sigterm_stops_it_after_its_log_reader_died(app: &TestApp, subcommand: &
     .stderr(err)
     .spawn()
     .expect("start the binary");
-    let mut service = Running(service);
+    let mut service = KillOnDrop(service);
     let probe = if subcommand == "worker" {
         &metrics_port
     } else {

@@ -4,26 +4,36 @@
 //! fake's sid, the fake posts signed status callbacks to the service's public URL, and the
 //! message ends `delivered`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use fake_providers::FakeProvidersArgs;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::TestApp;
-use crate::process::{Running, binary};
+use crate::helpers::{KillOnDrop, TestApp};
+use crate::process::binary;
 use crate::providers_twilio::{SID, TOKEN};
 
-async fn wait_for<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+/// Real processes start slowly on a loaded machine.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// The JSON at `url`, or `None` while it cannot be had.
+async fn get_json(client: &reqwest::Client, url: String) -> Option<Value> {
+    client.get(url).send().await.ok()?.json().await.ok()
+}
+
+/// The message once it has `status`, read through the API at `base`.
+async fn wait_for_status(client: &reqwest::Client, base: &str, id: &str, status: &str) -> Value {
+    crate::wait::until(
+        &format!("the message to be {status}"),
+        PATIENCE,
+        async || {
+            let m = get_json(client, format!("{base}/api/v1/messages/{id}")).await?;
+            (m["status"] == status).then_some(m)
+        },
+    )
+    .await
 }
 
 #[tokio::test]
@@ -62,11 +72,11 @@ async fn serve_worker_and_fake_providers_deliver_an_sms_over_real_http() {
         ("QUEUE_BLOCK", "0.1".into()),
     ];
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let start = |role| Running(binary(&app, role, &env).spawn().expect("start the binary"));
+    let start = |role| KillOnDrop(binary(&app, role, &env).spawn().expect("start the binary"));
     let (_serve, _worker) = (start("serve"), start("worker"));
 
     let client = reqwest::Client::new();
-    wait_for("the API", async || {
+    crate::wait::until("the API", PATIENCE, async || {
         client.get(format!("{public}/health")).send().await.ok()
     })
     .await;
@@ -83,18 +93,7 @@ async fn serve_worker_and_fake_providers_deliver_an_sms_over_real_http() {
         .unwrap();
     let id = created["id"].as_str().unwrap().to_owned();
 
-    let sent: Value = wait_for("the message to be sent", async || {
-        let m: Value = client
-            .get(format!("{public}/api/v1/messages/{id}"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        (m["status"] == "sent").then_some(m)
-    })
-    .await;
+    let sent: Value = wait_for_status(&client, &public, &id, "sent").await;
 
     let requests: Value = client
         .get(format!("{fake_base}/_fake/requests"))
@@ -129,15 +128,8 @@ async fn serve_worker_and_fake_providers_deliver_an_sms_over_real_http() {
 
     // The fake reports back to the service's public URL, signed as Twilio would sign it,
     // and the webhook handler turns the receipts into `delivered`.
-    let callbacks: Vec<Value> = wait_for("two status callbacks", async || {
-        let body: Value = client
-            .get(format!("{fake_base}/_fake/callbacks"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
+    let callbacks: Vec<Value> = crate::wait::until("two status callbacks", PATIENCE, async || {
+        let body = get_json(&client, format!("{fake_base}/_fake/callbacks")).await?;
         let list = body["callbacks"].as_array()?.clone();
         (list.len() == 2).then_some(list)
     })
@@ -151,17 +143,6 @@ async fn serve_worker_and_fake_providers_deliver_an_sms_over_real_http() {
             "the service accepted the signed callback: {callback}"
         );
     }
-    let delivered: Value = wait_for("the message to be delivered", async || {
-        let m: Value = client
-            .get(format!("{public}/api/v1/messages/{id}"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        (m["status"] == "delivered").then_some(m)
-    })
-    .await;
+    let delivered: Value = wait_for_status(&client, &public, &id, "delivered").await;
     assert!(delivered["delivered_at"].is_string());
 }

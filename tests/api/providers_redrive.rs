@@ -146,3 +146,35 @@ async fn the_dlq_command_redrives_named_messages_only() {
     assert_eq!(app.message(&b).await["status"], "failed");
     assert_eq!(app.dead_letters().await, vec![b]);
 }
+
+#[tokio::test]
+async fn a_retry_while_the_database_is_down_is_503_and_works_once_it_is_back() {
+    if !crate::helpers::requires_postgres_and_redis(
+        "a_retry_while_the_database_is_down_is_503_and_works_once_it_is_back",
+    ) {
+        return;
+    }
+    let app = TestApp::builder().db_proxy().spawn().await;
+    let id = failed_message(&app).await;
+    let proxy = app.db_proxy.as_ref().unwrap();
+    proxy.cut();
+    let (status, body) = post_retry(&app, &id).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "service_unavailable");
+    assert_eq!(body["details"]["dependency"], "database");
+    proxy.restore();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let (status, body) = post_retry(&app, &id).await;
+        if status == 200 {
+            assert_eq!(body["status"], "pending");
+            break;
+        }
+        assert_eq!(status, 503, "only an outage may refuse it: {body}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the retry never succeeded"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

@@ -174,3 +174,61 @@ async fn unknown_routes_answer_json_404() {
     assert_eq!(status, 404);
     assert_eq!(body["error"], "not_found");
 }
+
+/// A body that is JSON but not an object is a 422 naming `body`, and no error text ever
+/// names one of the service's Rust types (serde's wording would).
+#[tokio::test]
+async fn a_body_that_is_not_an_object_is_422_and_no_error_names_an_internal_type() {
+    let app = spawn_app().await;
+    let routes = [
+        "/api/v1/messages/send",
+        "/api/messages/sms",
+        "/api/messages/email",
+        "/api/webhooks/sms",
+        "/api/v1/conversations",
+        "/api/v1/conversations/search",
+    ];
+    for route in routes {
+        for body in ["[]", "[1, 2]", "\"text\"", "42", "null", "true"] {
+            let resp = app.post_raw(route, Some("application/json"), body).await;
+            assert_eq!(resp.status(), 422, "{route} {body}");
+            let err: Value = resp.json().await.unwrap();
+            assert_eq!(err["error"], "validation_error", "{route} {body}");
+            assert_eq!(err["details"]["field"], "body", "{route} {body}");
+            assert_eq!(err["details"]["reason"], "must be a JSON object");
+            assert!(
+                err["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("must be a JSON object")),
+                "{err}"
+            );
+        }
+    }
+    // Wrong shapes inside an object, and in query strings.
+    let wrong = [
+        ("/api/v1/messages/send", r#"{"to": ["x"]}"#),
+        ("/api/v1/messages/send", r#"{"attachments": {"a": 1}}"#),
+        (
+            "/api/v1/conversations/search",
+            r#"{"query": "x", "limit": "ten"}"#,
+        ),
+        (
+            "/api/v1/conversations/search",
+            r#"{"query": "x", "limit": 1.5}"#,
+        ),
+        ("/api/v1/conversations", r#"{"participants": "a"}"#),
+    ];
+    for (route, body) in wrong {
+        let resp = app.post_raw(route, Some("application/json"), body).await;
+        assert_eq!(resp.status(), 422, "{route} {body}");
+        let text = resp.text().await.unwrap();
+        for internal in [
+            "struct", "Request", "i64", "u32", "usize", "Vec<", "Option<",
+        ] {
+            assert!(!text.contains(internal), "{route} {body}: {text}");
+        }
+    }
+    let (status, err) = app.get_json("/api/v1/messages?limit=1&limit=2").await;
+    assert_eq!(status, 422);
+    assert!(!err.to_string().contains("struct"), "{err}");
+}

@@ -2,7 +2,14 @@
 //! `Arc<dyn Store>` or `Arc<dyn Queue>`, and run against every implementation (PostgreSQL and
 //! SQLite; Redis Streams and the in-process queue). Same inputs, same observable results.
 
+#[path = "../common/scratch.rs"]
+#[allow(dead_code)] // The HTTP suite uses the rest.
+mod scratch;
+
+#[macro_use]
 mod backends;
 mod queue;
 mod store;
 mod store_features;
+#[path = "../common/wait.rs"]
+mod wait;

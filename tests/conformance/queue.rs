@@ -8,29 +8,6 @@ use messaging_service::queue::{DeadLetter, Queue, Task};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-macro_rules! on_every_queue {
-    ($($case:ident),+ $(,)?) => {
-        mod on_redis {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    let (queue, _cleanup) = crate::backends::redis().await;
-                    super::$case(queue).await;
-                }
-            )+
-        }
-        mod on_in_process {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    let (queue, _cleanup) = crate::backends::in_process().await;
-                    super::$case(queue).await;
-                }
-            )+
-        }
-    };
-}
-
 on_every_queue!(
     a_task_goes_to_one_consumer_and_acknowledging_removes_it,
     a_fetch_takes_at_most_max_entries_per_stream_oldest_first,
@@ -140,6 +117,7 @@ async fn a_blocking_fetch_on_an_empty_queue_waits_its_time_and_returns_nothing(
 async fn unacknowledged_tasks_are_reclaimed_only_after_their_idle_time(queue: Arc<dyn Queue>) {
     let t = task(MessageType::Sms);
     queue.enqueue(&[t]).await.unwrap();
+    let fetched_from = Instant::now();
     let held = queue.fetch("dead", 10, Duration::ZERO).await.unwrap();
     assert_eq!(held.len(), 1);
     let idle = Duration::from_millis(300);
@@ -147,12 +125,22 @@ async fn unacknowledged_tasks_are_reclaimed_only_after_their_idle_time(queue: Ar
         queue.reclaim("rescuer", idle, 10).await.unwrap().is_empty(),
         "a fresh holder keeps its task"
     );
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let mut reclaimed = queue.reclaim("rescuer", idle, 10).await.unwrap();
-    if reclaimed.is_empty() {
-        // A scan that started past the entry comes round again from the beginning.
-        reclaimed = queue.reclaim("rescuer", idle, 10).await.unwrap();
-    }
+    // Asked again and again, the queue hands the task over once it has idled long enough
+    // (a scan that started past the entry comes round again from the beginning).
+    let reclaimed = crate::wait::until(
+        "the idle task to be reclaimed",
+        Duration::from_secs(10),
+        async || {
+            let got = queue.reclaim("rescuer", idle, 10).await.unwrap();
+            (!got.is_empty()).then_some(got)
+        },
+    )
+    .await;
+    assert!(
+        fetched_from.elapsed() >= idle,
+        "reclaimed after {:?}, before its idle time",
+        fetched_from.elapsed()
+    );
     assert_eq!(reclaimed.len(), 1);
     assert_eq!(reclaimed[0].message_id, Some(t.message_id));
     assert_eq!(reclaimed[0].entry_id, held[0].entry_id);
@@ -162,10 +150,14 @@ async fn unacknowledged_tasks_are_reclaimed_only_after_their_idle_time(queue: Ar
     );
     queue.ack(&reclaimed).await.unwrap();
     assert_eq!(queue.depths().await.unwrap().sms, 0);
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Asking for no idle time at all, a task still held would be handed over at once.
     for _ in 0..2 {
         assert!(
-            queue.reclaim("third", idle, 10).await.unwrap().is_empty(),
+            queue
+                .reclaim("third", Duration::ZERO, 10)
+                .await
+                .unwrap()
+                .is_empty(),
             "an acknowledged task is gone"
         );
     }
@@ -175,11 +167,9 @@ async fn scheduled_tasks_wait_until_they_are_due(queue: Arc<dyn Queue>) {
     let now = OffsetDateTime::now_utc();
     let later = task(MessageType::Email);
     let overdue = task(MessageType::Sms);
+    let later_due = now + Duration::from_millis(400);
     queue
-        .schedule(&[
-            (later, now + Duration::from_millis(400)),
-            (overdue, now - Duration::from_secs(1)),
-        ])
+        .schedule(&[(later, later_due), (overdue, now - Duration::from_secs(1))])
         .await
         .unwrap();
     assert_eq!(queue.depths().await.unwrap().delayed, 2);
@@ -198,8 +188,20 @@ async fn scheduled_tasks_wait_until_they_are_due(queue: Arc<dyn Queue>) {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].message_id, Some(overdue.message_id));
 
-    tokio::time::sleep(Duration::from_millis(450)).await;
-    assert_eq!(queue.promote_due(100).await.unwrap(), 1);
+    let promoted = crate::wait::until(
+        "the later task to fall due",
+        Duration::from_secs(10),
+        async || {
+            let n = queue.promote_due(100).await.unwrap();
+            (n > 0).then_some(n)
+        },
+    )
+    .await;
+    assert_eq!(promoted, 1);
+    assert!(
+        OffsetDateTime::now_utc() >= later_due,
+        "promoted before due"
+    );
     assert_eq!(queue.promote_due(100).await.unwrap(), 0, "promoted once");
     let got = queue.fetch("c", 10, Duration::ZERO).await.unwrap();
     assert_eq!(got.len(), 1);
@@ -227,4 +229,156 @@ async fn dead_letters_are_counted(queue: Arc<dyn Queue>) {
     let d = queue.depths().await.unwrap();
     assert_eq!(d.dead_letter, 2);
     assert_eq!((d.sms, d.email), (0, 0), "a dead letter is not work");
+}
+
+/// The Redis entry format: what operators and the original service's tools read with
+/// `XRANGE`/`XREVRANGE`, and what the worker accepts during an upgrade.
+mod redis_entries {
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    use messaging_service::domain::MessageType;
+    use messaging_service::queue::Task;
+    use serde_json::Value;
+    use time::OffsetDateTime;
+    use time::format_description::well_known::Rfc3339;
+    use uuid::Uuid;
+
+    use crate::backends::redis;
+
+    const REDIS_URL: &str = "redis://127.0.0.1:6379/0";
+
+    async fn conn() -> redis::aio::MultiplexedConnection {
+        redis::Client::open(REDIS_URL)
+            .expect("redis url")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect to Redis")
+    }
+
+    /// Every entry of a stream, oldest first, as field maps.
+    async fn entries(stream: &str) -> Vec<HashMap<String, String>> {
+        let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(stream)
+            .arg("-")
+            .arg("+")
+            .query_async(&mut conn().await)
+            .await
+            .expect("XRANGE");
+        reply
+            .ids
+            .iter()
+            .map(|e| {
+                e.map
+                    .keys()
+                    .map(|k| (k.clone(), e.get::<String>(k).expect("string field")))
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn data(entry: &HashMap<String, String>) -> Value {
+        serde_json::from_str(entry.get("data").expect("a data field")).expect("data is JSON")
+    }
+
+    #[tokio::test]
+    async fn every_entry_carries_data_json_with_its_message_id_beside_the_workers_fields() {
+        let (queue, cleanup) = redis().await;
+        let stream = format!("{}message_queue:sms", cleanup.as_str());
+        let task = Task {
+            message_id: Uuid::now_v7(),
+            kind: MessageType::Sms,
+        };
+        let before = OffsetDateTime::now_utc() - Duration::from_secs(1);
+        queue.enqueue(&[task]).await.unwrap();
+        let found = entries(&stream).await;
+        assert_eq!(found.len(), 1);
+        let entry = &found[0];
+        assert_eq!(entry["v"], "2");
+        assert_eq!(entry["id"], task.message_id.to_string());
+        let data = data(entry);
+        assert_eq!(data["message_id"], task.message_id.to_string());
+        assert_eq!(data["type"], "sms");
+        let queued_at = OffsetDateTime::parse(data["queued_at"].as_str().unwrap(), &Rfc3339)
+            .expect("queued_at is RFC 3339");
+        assert!(queued_at >= before);
+        for hidden in ["body", "subject", "attachments", "metadata"] {
+            assert!(data.get(hidden).is_none(), "{hidden} is never in data");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_retry_moved_from_the_delayed_set_carries_data_too() {
+        let (queue, cleanup) = redis().await;
+        let stream = format!("{}message_queue:email", cleanup.as_str());
+        let task = Task {
+            message_id: Uuid::now_v7(),
+            kind: MessageType::Email,
+        };
+        queue
+            .schedule(&[(task, OffsetDateTime::now_utc() - Duration::from_secs(1))])
+            .await
+            .unwrap();
+        assert_eq!(queue.promote_due(10).await.unwrap(), 1);
+        let found = entries(&stream).await;
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0]["id"], task.message_id.to_string());
+        let data = data(&found[0]);
+        assert_eq!(data["message_id"], task.message_id.to_string());
+        assert_eq!(data["type"], "email");
+        assert!(
+            OffsetDateTime::parse(data["queued_at"].as_str().unwrap(), &Rfc3339).is_ok(),
+            "{data}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_worker_reads_old_entries_and_data_only_entries_during_an_upgrade() {
+        let (queue, cleanup) = redis().await;
+        let stream = format!("{}message_queue:sms", cleanup.as_str());
+        let (old, original, current) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let mut c = conn().await;
+        // As written before entries carried data.
+        let _: String = redis::cmd("XADD")
+            .arg(&stream)
+            .arg("*")
+            .arg("v")
+            .arg("1")
+            .arg("id")
+            .arg(old.to_string())
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        // As the original service wrote them: one field, `data`.
+        let original_data = serde_json::json!({
+            "message_id": original.to_string(),
+            "type": "sms",
+            "from": "+15551234567",
+            "to": "+15559876543",
+            "timestamp": "2026-11-28T10:00:00Z",
+        })
+        .to_string();
+        let _: String = redis::cmd("XADD")
+            .arg(&stream)
+            .arg("*")
+            .arg("data")
+            .arg(original_data)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        queue
+            .enqueue(&[Task {
+                message_id: current,
+                kind: MessageType::Sms,
+            }])
+            .await
+            .unwrap();
+
+        let got = queue.fetch("upgrading", 10, Duration::ZERO).await.unwrap();
+        let ids: Vec<Option<Uuid>> = got.iter().map(|d| d.message_id).collect();
+        assert_eq!(ids, vec![Some(old), Some(original), Some(current)]);
+        assert!(got.iter().all(|d| d.kind == MessageType::Sms));
+        queue.ack(&got).await.unwrap();
+        assert_eq!(queue.depths().await.unwrap().sms, 0);
+    }
 }

@@ -11,29 +11,6 @@ use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-macro_rules! on_every_store {
-    ($($case:ident),+ $(,)?) => {
-        mod on_postgresql {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    let (store, _cleanup) = crate::backends::postgres().await;
-                    super::$case(store).await;
-                }
-            )+
-        }
-        mod on_sqlite {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    let (store, _cleanup) = crate::backends::sqlite().await;
-                    super::$case(store).await;
-                }
-            )+
-        }
-    };
-}
-
 on_every_store!(
     stored_messages_read_back_as_they_were_sent,
     replies_thread_into_the_same_conversation,
@@ -464,8 +441,16 @@ async fn outcomes_follow_the_lifecycle_and_schedule_retries(store: Arc<dyn Store
     // A retry is not claimable before it is due, resting messages never are.
     let early = store.claim(&[a.id, b.id, c.id], long_ago()).await.unwrap();
     assert!(early.messages.is_empty());
-    tokio::time::sleep(Duration::from_millis(450)).await;
-    let due_claim = store.claim(&[b.id], long_ago()).await.unwrap();
+    let due_claim = crate::wait::until(
+        "the retry to fall due",
+        Duration::from_secs(10),
+        async || {
+            let claim = store.claim(&[b.id], long_ago()).await.unwrap();
+            (!claim.messages.is_empty()).then_some(claim)
+        },
+    )
+    .await;
+    assert!(OffsetDateTime::now_utc() >= due, "claimed before due");
     assert_eq!(due_claim.messages.len(), 1);
     assert_eq!(due_claim.messages[0].next_attempt_at, None);
     store

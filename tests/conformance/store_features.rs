@@ -12,29 +12,6 @@ use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-macro_rules! on_every_store {
-    ($($case:ident),+ $(,)?) => {
-        mod on_postgresql {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    let (store, _cleanup) = crate::backends::postgres().await;
-                    super::$case(store).await;
-                }
-            )+
-        }
-        mod on_sqlite {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    let (store, _cleanup) = crate::backends::sqlite().await;
-                    super::$case(store).await;
-                }
-            )+
-        }
-    };
-}
-
 on_every_store!(
     conversations_count_messages_and_unread_until_marked_read,
     search_ranks_by_matching_messages_and_participants_first,

@@ -10,6 +10,11 @@ must be 429 with Retry-After and the guide's JSON body.
                                                            own Redis key prefix, free port;
                                                            everything removed afterwards
 
+With --start the instance is started the way an operator starts one, with the scripts
+themselves: `bin/start.sh --bg serve` (which waits until the API answers), then
+`bin/status.sh`, then the 110 requests at once. Neither script may use up the /health
+window (they poll /live), so exactly the first 100 must be admitted.
+
 Against a running service the check needs a fresh window: run it at most once per
 RATE_LIMIT_PERIOD from one address. Environment: API_URL, REQUESTS (110), LIMIT (100); with
 --start also PG_HOST, PG_PORT, POSTGRES_USER, POSTGRES_PASSWORD, REDIS_URL, KEEP_LOGS=1.
@@ -23,7 +28,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 
@@ -54,11 +58,11 @@ def free_port():
 
 
 class Instance:
-    """A private `serve` process on a scratch database and Redis key prefix."""
+    """A private `serve` process on a scratch database and Redis key prefix, run by bin/start.sh."""
 
     def __init__(self, limit):
         self.limit = limit
-        self.proc = None
+        self.env = None  # set once bin/start.sh was run: stop() then runs bin/stop.sh
         self.workdir = tempfile.mkdtemp(prefix="messaging-ratelimit.")
         self.db = f"messaging_ratelimit_test_{os.getpid()}"
         self.prefix = f"ratelimit-test-{os.getpid()}:"
@@ -83,7 +87,6 @@ class Instance:
     def start(self):
         log("building the debug binary (cargo build)")
         subprocess.run(["cargo", "build"], cwd=ROOT, check=True)
-        binary = os.path.join(ROOT, "target", "debug", "messaging-service")
         log(f"creating scratch database {self.db}")
         self.psql(f'drop database if exists "{self.db}" with (force)')
         self.psql(f'create database "{self.db}" owner "{self.pg["user"]}"')
@@ -102,41 +105,37 @@ class Instance:
             NO_COLOR="1",
             LOG_FORMAT="text",
             LOG_LEVEL="info",
+            # The operator's scripts, on the debug binary, with their PID and log files here.
+            PROFILE="debug",
+            SKIP_BUILD="1",
+            RUN_DIR=os.path.join(self.workdir, "run"),
+            LOG_DIR=os.path.join(self.workdir, "logs"),
         )
         env.pop("TRUSTED_PROXIES", None)
-        self.log_path = os.path.join(self.workdir, "serve.log")
-        with open(self.log_path, "w") as out:
-            self.proc = subprocess.Popen([binary, "serve"], env=env, stdout=out,
-                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        log(f"started serve (PID {self.proc.pid}) on port {port}, key prefix {self.prefix}, log {self.log_path}")
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"serve exited during start-up; see {self.log_path}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    return url
-            except OSError:
-                time.sleep(0.3)
-        raise RuntimeError(f"serve did not listen within 60 s; see {self.log_path}")
+        self.env = env
+        self.log_path = os.path.join(self.workdir, "logs", "app.log")
+        log(f"bin/start.sh --bg serve on port {port}, key prefix {self.prefix}, files in {self.workdir}")
+        started = subprocess.run([os.path.join(ROOT, "bin", "start.sh"), "--bg", "serve"],
+                                 env=env, cwd=ROOT, stdin=subprocess.DEVNULL)
+        if started.returncode != 0:
+            raise RuntimeError(f"bin/start.sh --bg serve failed; see {self.log_path}")
+        subprocess.run([os.path.join(ROOT, "bin", "status.sh")], env=env, cwd=ROOT, check=True)
+        return f"http://127.0.0.1:{port}"
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.env:
+            subprocess.run([os.path.join(ROOT, "bin", "stop.sh"), "api"], env=self.env, cwd=ROOT,
+                           stdout=subprocess.DEVNULL)
         if self.db_created:
             try:
                 self.psql(f'drop database if exists "{self.db}" with (force)')
             except subprocess.CalledProcessError:
                 log(f"could not drop the scratch database {self.db}")
         if shutil.which("redis-cli"):
+            # One key a line: rate-limit keys hold spaces ("...:GET /health").
             keys = subprocess.run(["redis-cli", "-u", self.redis_url, "--scan", "--pattern",
-                                   f"{self.prefix}*"], capture_output=True, text=True).stdout.split()
+                                   f"{self.prefix}*"], capture_output=True,
+                                  text=True).stdout.splitlines()
             for key in keys:
                 subprocess.run(["redis-cli", "-u", self.redis_url, "del", key],
                                stdout=subprocess.DEVNULL)

@@ -1,8 +1,11 @@
-//! The send path's group commit. Concurrent requests hand their validated message to a
-//! few writer tasks; each writer stores everything waiting in one transaction, enqueues the
-//! new messages with one pipelined round trip, and only then answers every request. Under
-//! load batches grow by themselves, so throughput follows the database's commit rate times
-//! the batch size instead of one commit per request.
+//! Collecting concurrent writes into batches. Requests hand their validated message to a
+//! few writer tasks; each writer takes everything waiting (up to a batch size), has the
+//! store write it in one transaction (what that transaction writes is decided by
+//! `store::batch`), enqueues the new outbound messages with one pipelined round trip, and
+//! only then answers every request. Under load batches grow by themselves, so throughput
+//! follows the database's commit rate times the batch size instead of one commit per request.
+//!
+//! [`submit`] is the one way a use-case stores a new message, sent or received.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -12,9 +15,34 @@ use time::OffsetDateTime;
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tracing::{error, info, warn};
 
-use crate::domain::{Direction, NewMessage};
-use crate::queue::{Queue, Task};
+use super::{Context, ServiceError};
+use crate::domain::{Direction, Message, NewMessage, address_mask};
+use crate::queue::Queue;
 use crate::store::{Inserted, Store, StoreError};
+
+/// Stores one new message through the batch writers and logs what happened: a new
+/// outbound message is accepted, a new inbound one received; an existing one (a repeated
+/// idempotency key, a replayed provider id) is returned as it was stored.
+pub async fn submit(ctx: Context<'_>, message: NewMessage) -> Result<Inserted, ServiceError> {
+    let direction = message.direction;
+    let provider = message.provider.clone().unwrap_or_default();
+    let inserted = ctx.ingest.submit(message).await?;
+    match (&inserted, direction) {
+        (Inserted::Created(m), Direction::Outbound) => {
+            info!(message_id = %m.id, r#type = %m.kind, to = %address_mask(&m.to), "Message accepted");
+        }
+        (Inserted::Created(m), Direction::Inbound) => {
+            info!(provider, message_id = %m.id, conversation_id = %m.conversation_id, from = %address_mask(&m.from), "Inbound message received");
+        }
+        (Inserted::Existing { message: m, .. }, Direction::Outbound) => {
+            info!(message_id = %m.id, "Repeated Idempotency-Key: the stored message is answered");
+        }
+        (Inserted::Existing { message: m, .. }, Direction::Inbound) => {
+            info!(provider, message_id = %m.id, "Replayed inbound message ignored: already stored");
+        }
+    }
+    Ok(inserted)
+}
 
 /// How long the send path waits for Redis before leaving the message to the sweeper.
 const ENQUEUE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -142,18 +170,15 @@ impl Writer {
         };
 
         if self.enqueue {
-            let tasks: Vec<Task> = results
+            let created: Vec<&Message> = results
                 .iter()
                 .filter_map(|r| match r {
                     // Received messages are stored, never delivered.
-                    Inserted::Created(m) if m.direction == Direction::Outbound => Some(Task {
-                        message_id: m.id,
-                        kind: m.kind,
-                    }),
+                    Inserted::Created(m) if m.direction == Direction::Outbound => Some(m),
                     Inserted::Created(_) | Inserted::Existing { .. } => None,
                 })
                 .collect();
-            self.enqueue(&tasks).await;
+            self.enqueue(&created).await;
         }
 
         for (job, result) in jobs.drain(..).zip(results) {
@@ -163,11 +188,12 @@ impl Writer {
 
     /// Best effort: the messages are already safe in the database, and the sweeper enqueues
     /// any that miss the queue here.
-    async fn enqueue(&self, tasks: &[Task]) {
-        if tasks.is_empty() || now_ms() < self.queue_down_until_ms.load(Ordering::Relaxed) {
+    async fn enqueue(&self, messages: &[&Message]) {
+        if messages.is_empty() || now_ms() < self.queue_down_until_ms.load(Ordering::Relaxed) {
             return;
         }
-        let result = tokio::time::timeout(ENQUEUE_TIMEOUT, self.queue.enqueue(tasks)).await;
+        let result =
+            tokio::time::timeout(ENQUEUE_TIMEOUT, self.queue.enqueue_messages(messages)).await;
         let error = match result {
             Ok(Ok(())) => {
                 if self.queue_down_until_ms.swap(0, Ordering::Relaxed) != 0 {
@@ -182,7 +208,7 @@ impl Writer {
             .queue_down_until_ms
             .swap(now_ms() + ENQUEUE_BACKOFF_MS, Ordering::Relaxed);
         if previous == 0 {
-            warn!(error = %error, count = tasks.len(), "could not enqueue messages; they stay pending and the sweeper will enqueue them");
+            warn!(error = %error, count = messages.len(), "could not enqueue messages; they stay pending and the sweeper will enqueue them");
         }
     }
 }

@@ -1,61 +1,16 @@
-//! Dead-letter redrive: failed messages back to `pending` and into the queue, their dead
-//! letters removed. Shared by `POST /api/v1/messages/{id}/retry` and `messaging-service dlq`.
+//! `messaging-service dlq list|redrive`: the dead-letter queue for operators, printed to
+//! stdout. The redrive itself is the service's ([`crate::service::redrive`]).
 
 use std::collections::HashSet;
 use std::io::Write;
 
 use clap::Subcommand;
-use tracing::{info, warn};
 use uuid::Uuid;
 
-use crate::domain::{Message, MessageStatus};
-use crate::queue::{Queue, Task};
+use crate::domain::MessageStatus;
+use crate::queue::Queue;
+use crate::service::redrive::redrive;
 use crate::store::Store;
-
-/// What a redrive did.
-#[derive(Debug, Default)]
-pub struct Redrive {
-    /// Messages moved from `failed` to `pending`.
-    pub messages: Vec<Message>,
-    /// False when Redis refused the tasks: the messages stay `pending` and the sweeper
-    /// enqueues them once Redis is back.
-    pub enqueued: bool,
-}
-
-/// Redrives those of `ids` that are failed (others are left alone).
-pub async fn redrive(
-    store: &dyn Store,
-    queue: &dyn Queue,
-    ids: &[Uuid],
-) -> anyhow::Result<Redrive> {
-    let messages = store.redrive(ids).await?;
-    if messages.is_empty() {
-        return Ok(Redrive {
-            messages,
-            enqueued: true,
-        });
-    }
-    let tasks: Vec<Task> = messages
-        .iter()
-        .map(|m| Task {
-            message_id: m.id,
-            kind: m.kind,
-        })
-        .collect();
-    let enqueued = match queue.enqueue(&tasks).await {
-        Ok(()) => true,
-        Err(e) => {
-            warn!(error = %format!("{e:#}"), count = tasks.len(), "could not enqueue redriven messages; the sweeper will");
-            false
-        }
-    };
-    let moved: Vec<Uuid> = messages.iter().map(|m| m.id).collect();
-    if let Err(e) = queue.remove_dead_letters(&moved).await {
-        warn!(error = %format!("{e:#}"), "could not remove dead letters of redriven messages");
-    }
-    info!(count = messages.len(), "Redrove failed messages");
-    Ok(Redrive { messages, enqueued })
-}
 
 #[derive(Debug, Subcommand)]
 pub enum DlqCommand {

@@ -1,0 +1,6 @@
+//! Operator commands of the binary that print to stdout: `keys` (API keys) and `dlq`
+//! (the dead-letter queue). They call the store and the services; nothing in the HTTP
+//! layer imports them.
+
+pub mod dlq;
+pub mod keys;

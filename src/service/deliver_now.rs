@@ -1,0 +1,23 @@
+//! Synchronous mode (`SYNC_MESSAGE_PROCESSING=true`): a just-stored message is claimed,
+//! sent and settled within the request, exactly as a worker would, and its resulting state
+//! is the answer.
+
+use super::{Context, ServiceError};
+use crate::domain::Message;
+
+/// Delivers `message` now and returns it as stored afterwards.
+pub async fn deliver_now(ctx: Context<'_>, message: Message) -> Result<Message, ServiceError> {
+    let stale_before = time::OffsetDateTime::now_utc() - ctx.settings.queue.visibility_timeout;
+    let claim = ctx.store.claim(&[message.id], stale_before).await?;
+    let outcomes = ctx.deliverer.send_all(&claim.messages).await;
+    ctx.deliverer
+        .settle(&claim, &outcomes)
+        .await
+        .map_err(ServiceError::from_anyhow)?;
+    ctx.store
+        .get_message(message.id)
+        .await?
+        .ok_or(ServiceError::NotFound {
+            resource: "message",
+        })
+}
