@@ -9,6 +9,7 @@ mod lifecycle;
 mod messages;
 pub mod postgres;
 mod query;
+mod rows;
 pub mod sqlite;
 mod webhooks;
 
@@ -17,8 +18,8 @@ pub use conversations::{ConversationFilter, ConversationStore, SearchHit, SortOr
 pub use dead_letters::DeadLetterStore;
 pub use messages::MessageStore;
 pub use webhooks::{
-    EventOutcome, HistoryEntry, ProviderEvent, ReceiptPlan, StatusChange, WebhookDelivery,
-    WebhookLogEntry, WebhookStore, plan_receipts,
+    EventOutcome, HistoryEntry, LogResult, ProviderEvent, ReceiptPlan, StatusChange,
+    WebhookDelivery, WebhookLogEntry, WebhookStore, plan_receipts,
 };
 
 use async_trait::async_trait;

@@ -12,11 +12,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgQueryResult, PgRow};
 use sqlx::query::Query;
 use sqlx::{AssertSqlSafe, Postgres, Row};
+use time::OffsetDateTime;
+use uuid::Uuid;
 
 use super::query::{Bind, Listing, POSTGRES, Sql};
+use super::rows::{self, Backend, Decoder, Fetch, Plain, StoredRow};
 use super::{Store, StoreError, StoreResult};
 use crate::config::ConnectionUrl;
 
@@ -58,16 +61,15 @@ impl PgStore {
     async fn list<T>(
         &self,
         listing: &Listing,
-        from_row: fn(&PgRow) -> anyhow::Result<T>,
+        decode: Decoder<Postgres, T>,
     ) -> StoreResult<(Vec<T>, i64)> {
-        let (page, count) = (listing.page_sql(POSTGRES), listing.count_sql(POSTGRES));
-        let rows = bound(&page).fetch_all(&self.pool).await.map_err(classify)?;
-        let row = bound(&count)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(classify)?;
-        let total: i64 = row.try_get(0).map_err(classify)?;
-        Ok((from_rows(&rows, from_row)?, total))
+        let items = bound(&listing.page_sql(POSTGRES))
+            .all(&self.pool, decode)
+            .await?;
+        let total = bound(&listing.count_sql(POSTGRES))
+            .optional(&self.pool, rows::total)
+            .await?;
+        Ok((items, total.unwrap_or_default()))
     }
 
     /// Drops every table and applies the migrations again.
@@ -116,24 +118,36 @@ fn bound(sql: &Sql) -> Query<'_, Postgres, PgArguments> {
     q
 }
 
-/// Every row read with `from_row`.
-pub(super) fn from_rows<T>(
-    rows: &[PgRow],
-    from_row: fn(&PgRow) -> anyhow::Result<T>,
-) -> StoreResult<Vec<T>> {
-    Ok(rows
-        .iter()
-        .map(from_row)
-        .collect::<anyhow::Result<Vec<_>>>()?)
+impl Backend for Postgres {
+    fn classify(err: sqlx::Error) -> StoreError {
+        classify(err)
+    }
+
+    fn rows_affected(done: &PgQueryResult) -> u64 {
+        done.rows_affected()
+    }
 }
 
-pub(super) fn parse_enum<T>(
-    row: &PgRow,
-    column: &str,
-    parse: fn(&str) -> Option<T>,
-) -> anyhow::Result<T> {
-    let raw: String = row.try_get(column)?;
-    parse(&raw).with_context(|| format!("unexpected {column} {raw:?} in the database"))
+impl StoredRow for PgRow {
+    fn get<T: Plain>(&self, column: &str) -> anyhow::Result<T> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn opt_uuid(&self, column: &str) -> anyhow::Result<Option<Uuid>> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn opt_instant(&self, column: &str) -> anyhow::Result<Option<OffsetDateTime>> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn json(&self, column: &str) -> anyhow::Result<serde_json::Value> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn first<T: Plain>(&self) -> anyhow::Result<T> {
+        Ok(self.try_get(0)?)
+    }
 }
 
 #[async_trait]

@@ -8,72 +8,23 @@ use std::collections::HashMap;
 use anyhow::Context;
 use async_trait::async_trait;
 use serde_json::Value;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite};
+use sqlx::{AssertSqlSafe, QueryBuilder, Sqlite};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{
-    SqliteStore, classify, from_rows, get_opt_ts, get_ts, get_uuid, id_list, parse_enum, ts,
-};
-use crate::domain::{
-    ChannelFamily, Direction, ErrorInfo, Message, MessageEvent, MessageStatus, MessageType,
-    NewMessage,
-};
+use super::{SqliteStore, classify, id_list, ts};
+use crate::domain::{Message, MessageEvent, MessageStatus, NewMessage};
 use crate::store::batch::{BatchPlan, ConversationKey, DedupeKey, LookupKeys, existing_of};
 use crate::store::lifecycle::{OutcomeRow, claim_detail, claimable_statuses, plan_outcomes};
 use crate::store::query::Listing;
+use crate::store::rows::{self, EVENT_COLUMNS, Fetch, MESSAGE_COLUMNS, StoredRow};
 use crate::store::{
     Claim, Inserted, MessageFilter, MessageStore, Outcome, Page, StoreError, StoreResult, Stranded,
     SweepQuery,
 };
 
-pub(super) const MESSAGE_COLUMNS: &str = "id, conversation_id, direction, type, from_address, to_address, body, subject, \
-     attachments, status, provider, provider_message_id, num_segments, retry_count, error_code, error_message, metadata, \
-     idempotency_key, created_at, updated_at, sent_at, delivered_at, failed_at, next_attempt_at, \
-     provider_timestamp, read_at";
-
 /// Rows per multi-row insert: well under SQLite's limit of 32766 bound parameters.
 const ROWS_PER_INSERT: usize = 500;
-
-pub(super) fn message_from_row(row: &SqliteRow) -> anyhow::Result<Message> {
-    let error_code: Option<String> = row.try_get("error_code")?;
-    let error_message: Option<String> = row.try_get("error_message")?;
-    let attachments: String = row.try_get("attachments")?;
-    let metadata: String = row.try_get("metadata")?;
-    Ok(Message {
-        id: get_uuid(row, "id")?,
-        conversation_id: get_uuid(row, "conversation_id")?,
-        direction: parse_enum(row, "direction", Direction::parse)?,
-        kind: parse_enum(row, "type", MessageType::parse)?,
-        from: row.try_get("from_address")?,
-        to: row.try_get("to_address")?,
-        body: row.try_get("body")?,
-        subject: row.try_get("subject")?,
-        attachments: serde_json::from_str(&attachments).context("attachments column")?,
-        status: parse_enum(row, "status", MessageStatus::parse)?,
-        provider: row.try_get("provider")?,
-        provider_message_id: row.try_get("provider_message_id")?,
-        num_segments: row.try_get("num_segments")?,
-        retry_count: row.try_get("retry_count")?,
-        error: error_code.map(|code| ErrorInfo {
-            code,
-            message: error_message.unwrap_or_default(),
-        }),
-        metadata: serde_json::from_str(&metadata).context("metadata column")?,
-        idempotency_key: row.try_get("idempotency_key")?,
-        created_at: get_ts(row, "created_at")?,
-        updated_at: get_ts(row, "updated_at")?,
-        sent_at: get_opt_ts(row, "sent_at")?,
-        delivered_at: get_opt_ts(row, "delivered_at")?,
-        failed_at: get_opt_ts(row, "failed_at")?,
-        next_attempt_at: get_opt_ts(row, "next_attempt_at")?,
-        provider_timestamp: get_opt_ts(row, "provider_timestamp")?,
-        read_at: get_opt_ts(row, "read_at")?,
-        size: None,
-    }
-    .sized())
-}
 
 /// One row of the messages insert, with its values already encoded.
 struct MessageRow {
@@ -146,7 +97,7 @@ async fn insert_events(
                 .push_bind(r.detail.clone())
                 .push_bind(at.to_owned());
         });
-        q.build().execute(&mut *tx).await.map_err(classify)?;
+        q.build().run(&mut *tx).await?;
     }
     Ok(())
 }
@@ -172,16 +123,11 @@ impl SqliteStore {
                    and (provider, provider_message_id) in
                        (select value ->> 0, value ->> 1 from json_each(?2))"
             );
-            let rows = sqlx::query(AssertSqlSafe(sql))
+            found = sqlx::query(AssertSqlSafe(sql))
                 .bind(serde_json::to_string(&keys.idempotency).context("encoding keys")?)
                 .bind(serde_json::to_string(&keys.inbound).context("encoding provider ids")?)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(classify)?;
-            for row in &rows {
-                let hash: Option<String> = row.try_get("request_hash").map_err(classify)?;
-                found.push((message_from_row(row)?, hash));
-            }
+                .all(&mut *tx, rows::message_and_hash)
+                .await?;
         }
         let existing = existing_of(found);
 
@@ -228,13 +174,8 @@ impl SqliteStore {
                      updated_at = excluded.updated_at
                  returning id, channel, participant_a, participant_b",
             );
-            let returned = q.build().fetch_all(&mut *tx).await.map_err(classify)?;
-            for row in &returned {
-                let channel = parse_enum(row, "channel", ChannelFamily::parse)?;
-                let a: String = row.try_get("participant_a").map_err(classify)?;
-                let b: String = row.try_get("participant_b").map_err(classify)?;
-                conversation_ids.insert((channel, a, b), get_uuid(row, "id")?);
-            }
+            let upserted = q.build().all(&mut *tx, rows::conversation_key).await?;
+            conversation_ids.extend(upserted);
         }
 
         let (placed, conversation_of) = plan.placed(batch, &conversation_ids)?;
@@ -269,7 +210,7 @@ impl SqliteStore {
                     .push_bind(r.created_at.clone())
                     .push_bind(r.created_at.clone());
             });
-            q.build().execute(&mut *tx).await.map_err(classify)?;
+            q.build().run(&mut *tx).await?;
 
             let mut e: QueryBuilder<Sqlite> = QueryBuilder::new(
                 "insert into message_events (message_id, event, to_status, created_at) ",
@@ -280,7 +221,7 @@ impl SqliteStore {
                     .push_bind(r.status)
                     .push_bind(r.created_at.clone());
             });
-            e.build().execute(&mut *tx).await.map_err(classify)?;
+            e.build().run(&mut *tx).await?;
         }
         tx.commit().await.map_err(classify)?;
 
@@ -313,12 +254,10 @@ impl MessageStore for SqliteStore {
 
     async fn get_message(&self, id: Uuid) -> StoreResult<Option<Message>> {
         let sql = format!("select {MESSAGE_COLUMNS} from messages where id = ?1");
-        let row = sqlx::query(AssertSqlSafe(sql))
+        sqlx::query(AssertSqlSafe(sql))
             .bind(id.to_string())
-            .fetch_optional(&self.reader)
+            .optional(&self.reader, rows::message)
             .await
-            .map_err(classify)?;
-        Ok(row.as_ref().map(message_from_row).transpose()?)
     }
 
     async fn list_messages(
@@ -328,40 +267,18 @@ impl MessageStore for SqliteStore {
     ) -> StoreResult<(Vec<Message>, i64)> {
         self.list(
             &Listing::messages(MESSAGE_COLUMNS, filter, page),
-            message_from_row,
+            rows::message,
         )
         .await
     }
 
     async fn message_events(&self, id: Uuid) -> StoreResult<Vec<MessageEvent>> {
-        let rows = sqlx::query(
-            "select id, message_id, event, from_status, to_status, detail, created_at
-             from message_events where message_id = ?1 order by id",
-        )
-        .bind(id.to_string())
-        .fetch_all(&self.reader)
-        .await
-        .map_err(classify)?;
-        let status = |row: &SqliteRow, col: &str| -> anyhow::Result<Option<MessageStatus>> {
-            let raw: Option<String> = row.try_get(col)?;
-            Ok(raw.as_deref().and_then(MessageStatus::parse))
-        };
-        let events = rows
-            .iter()
-            .map(|row| {
-                let detail: String = row.try_get("detail")?;
-                Ok(MessageEvent {
-                    id: row.try_get("id")?,
-                    message_id: get_uuid(row, "message_id")?,
-                    event: row.try_get("event")?,
-                    from_status: status(row, "from_status")?,
-                    to_status: status(row, "to_status")?,
-                    detail: serde_json::from_str(&detail).context("detail column")?,
-                    created_at: get_ts(row, "created_at")?,
-                })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(events)
+        let sql =
+            format!("select {EVENT_COLUMNS} from message_events where message_id = ?1 order by id");
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .all(&self.reader, rows::event)
+            .await
     }
 
     #[tracing::instrument(skip_all, fields(count = ids.len()))]
@@ -388,9 +305,10 @@ impl MessageStore for SqliteStore {
         .bind(serde_json::to_string(&claimable_statuses()).context("encoding statuses")?)
         .bind(&now)
         .bind(ts(stale_before)?)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(classify)?;
+        .all(&mut *tx, |row| {
+            Ok((rows::id(row)?, row.named("status", MessageStatus::parse)?))
+        })
+        .await?;
         if targets.is_empty() {
             tx.rollback().await.map_err(classify)?;
             return Ok(Claim {
@@ -400,9 +318,7 @@ impl MessageStore for SqliteStore {
         }
         let mut events = Vec::with_capacity(targets.len());
         let mut claimed = Vec::with_capacity(targets.len());
-        for row in &targets {
-            let id = get_uuid(row, "id")?;
-            let old = parse_enum(row, "status", MessageStatus::parse)?;
+        for (id, old) in targets {
             claimed.push(id);
             events.push(EventRow {
                 message_id: id.to_string(),
@@ -420,35 +336,27 @@ impl MessageStore for SqliteStore {
         .bind(&now)
         .bind(token.to_string())
         .bind(&claimed_list)
-        .execute(&mut *tx)
-        .await
-        .map_err(classify)?;
+        .run(&mut *tx)
+        .await?;
         insert_events(&mut tx, "status_changed", &events, &now).await?;
         let sql = format!(
             "select {MESSAGE_COLUMNS} from messages where id in (select value from json_each(?1)) order by id"
         );
-        let rows = sqlx::query(AssertSqlSafe(sql))
+        let messages = sqlx::query(AssertSqlSafe(sql))
             .bind(&claimed_list)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(classify)?;
+            .all(&mut *tx, rows::message)
+            .await?;
         tx.commit().await.map_err(classify)?;
-        let messages = from_rows(&rows, message_from_row)?;
         Ok(Claim { token, messages })
     }
 
     async fn in_flight(&self, ids: &[Uuid]) -> StoreResult<Vec<Uuid>> {
-        let rows = sqlx::query(
+        sqlx::query(
             "select id from messages where id in (select value from json_each(?1)) and status = 'sending'",
         )
         .bind(id_list(ids))
-        .fetch_all(&self.reader)
+        .all(&self.reader, rows::id)
         .await
-        .map_err(classify)?;
-        Ok(rows
-            .iter()
-            .map(|r| get_uuid(r, "id"))
-            .collect::<anyhow::Result<Vec<_>>>()?)
     }
 
     #[tracing::instrument(skip_all, fields(count = outcomes.len()))]
@@ -463,7 +371,7 @@ impl MessageStore for SqliteStore {
             .collect::<anyhow::Result<Vec<_>>>()?;
         let now = ts(OffsetDateTime::now_utc())?;
         let mut tx = self.begin_write().await?;
-        let rows = sqlx::query(
+        let applied = sqlx::query(
             "update messages set
                  status = i.status,
                  provider = coalesce(i.provider, messages.provider),
@@ -496,13 +404,8 @@ impl MessageStore for SqliteStore {
         .bind(token.to_string())
         .bind(Value::from(input).to_string())
         .bind(&now)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(classify)?;
-        let applied = rows
-            .iter()
-            .map(|r| get_uuid(r, "id"))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        .all(&mut *tx, rows::id)
+        .await?;
         let mut events = Vec::with_capacity(applied.len());
         for row in planned.iter().filter(|r| applied.contains(&r.id)) {
             events.push(EventRow {
@@ -522,7 +425,7 @@ impl MessageStore for SqliteStore {
         let older = ts(now - query.age)?;
         let abandoned = ts(now - query.age - query.visibility_timeout)?;
         let mut tx = self.begin_write().await?;
-        let rows = sqlx::query(
+        let stranded = sqlx::query(
             "update messages set enqueued_at = ?1
              where id in (
                  select id from messages
@@ -541,18 +444,9 @@ impl MessageStore for SqliteStore {
         .bind(&older)
         .bind(&abandoned)
         .bind(query.limit)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(classify)?;
+        .all(&mut *tx, rows::stranded)
+        .await?;
         tx.commit().await.map_err(classify)?;
-        rows.iter()
-            .map(|row| {
-                Ok(Stranded {
-                    id: get_uuid(row, "id")?,
-                    kind: parse_enum(row, "type", MessageType::parse)?,
-                })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()
-            .map_err(StoreError::Other)
+        Ok(stranded)
     }
 }

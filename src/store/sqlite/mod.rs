@@ -31,7 +31,7 @@ use async_trait::async_trait;
 use sqlx::query::Query;
 use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteRow, SqliteSynchronous,
+    SqliteQueryResult, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{AssertSqlSafe, Row, Sqlite};
 use time::format_description::BorrowedFormatItem;
@@ -40,6 +40,7 @@ use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
 use uuid::Uuid;
 
 use super::query::{Bind, Listing, SQLITE, Sql};
+use super::rows::{self, Backend, Decoder, Fetch, Plain, StoredRow};
 use super::{Store, StoreError, StoreResult};
 use crate::config::ConnectionUrl;
 
@@ -157,19 +158,13 @@ impl SqliteStore {
     async fn list<T>(
         &self,
         listing: &Listing,
-        from_row: fn(&SqliteRow) -> anyhow::Result<T>,
+        decode: Decoder<Sqlite, T>,
     ) -> StoreResult<(Vec<T>, i64)> {
-        let (page, count) = (listing.page_sql(SQLITE), listing.count_sql(SQLITE));
-        let rows = bound(&page)
-            .fetch_all(&self.reader)
-            .await
-            .map_err(classify)?;
-        let row = bound(&count)
-            .fetch_one(&self.reader)
-            .await
-            .map_err(classify)?;
-        let total: i64 = row.try_get(0).map_err(classify)?;
-        Ok((from_rows(&rows, from_row)?, total))
+        let reader = &self.reader;
+        let items = bound(&listing.page_sql(SQLITE)).all(reader, decode).await?;
+        let count = listing.count_sql(SQLITE);
+        let total = bound(&count).optional(reader, rows::total).await?;
+        Ok((items, total.unwrap_or_default()))
     }
 
     /// Starts a write transaction holding the write lock from its first statement, so a
@@ -230,21 +225,6 @@ pub(super) fn parse_ts(raw: &str) -> anyhow::Result<OffsetDateTime> {
         .assume_utc())
 }
 
-pub(super) fn get_ts(row: &SqliteRow, column: &str) -> anyhow::Result<OffsetDateTime> {
-    let raw: String = row.try_get(column)?;
-    parse_ts(&raw)
-}
-
-pub(super) fn get_opt_ts(row: &SqliteRow, column: &str) -> anyhow::Result<Option<OffsetDateTime>> {
-    let raw: Option<String> = row.try_get(column)?;
-    raw.as_deref().map(parse_ts).transpose()
-}
-
-pub(super) fn get_uuid(row: &SqliteRow, column: &str) -> anyhow::Result<Uuid> {
-    let raw: String = row.try_get(column)?;
-    Uuid::parse_str(&raw).with_context(|| format!("unexpected {column} {raw:?} in the database"))
-}
-
 /// A list of ids as one JSON array parameter, read back with `json_each`.
 pub(super) fn id_list(ids: &[Uuid]) -> String {
     serde_json::Value::from(ids.iter().map(|id| id.to_string()).collect::<Vec<_>>()).to_string()
@@ -263,24 +243,43 @@ fn bound(sql: &Sql) -> Query<'_, Sqlite, SqliteArguments> {
     q
 }
 
-/// Every row read with `from_row`.
-pub(super) fn from_rows<T>(
-    rows: &[SqliteRow],
-    from_row: fn(&SqliteRow) -> anyhow::Result<T>,
-) -> StoreResult<Vec<T>> {
-    Ok(rows
-        .iter()
-        .map(from_row)
-        .collect::<anyhow::Result<Vec<_>>>()?)
+impl Backend for Sqlite {
+    fn classify(err: sqlx::Error) -> StoreError {
+        classify(err)
+    }
+
+    fn rows_affected(done: &SqliteQueryResult) -> u64 {
+        done.rows_affected()
+    }
 }
 
-pub(super) fn parse_enum<T>(
-    row: &SqliteRow,
-    column: &str,
-    parse: fn(&str) -> Option<T>,
-) -> anyhow::Result<T> {
-    let raw: String = row.try_get(column)?;
-    parse(&raw).with_context(|| format!("unexpected {column} {raw:?} in the database"))
+/// Ids, instants and JSON are text (see the module documentation).
+impl StoredRow for SqliteRow {
+    fn get<T: Plain>(&self, column: &str) -> anyhow::Result<T> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn opt_uuid(&self, column: &str) -> anyhow::Result<Option<Uuid>> {
+        let raw: Option<String> = self.try_get(column)?;
+        raw.as_deref()
+            .map(Uuid::parse_str)
+            .transpose()
+            .with_context(|| format!("unexpected {column} {raw:?} in the database"))
+    }
+
+    fn opt_instant(&self, column: &str) -> anyhow::Result<Option<OffsetDateTime>> {
+        let raw: Option<String> = self.try_get(column)?;
+        raw.as_deref().map(parse_ts).transpose()
+    }
+
+    fn json(&self, column: &str) -> anyhow::Result<serde_json::Value> {
+        let raw: String = self.try_get(column)?;
+        serde_json::from_str(&raw).with_context(|| format!("{column} column"))
+    }
+
+    fn first<T: Plain>(&self) -> anyhow::Result<T> {
+        Ok(self.try_get(0)?)
+    }
 }
 
 /// Separates "the database cannot be used right now" (503, try later) from everything else.
