@@ -163,6 +163,61 @@ impl LogRow {
     }
 }
 
+/// The rows of one receipt statement as a single JSON array parameter, each row an array
+/// of its values in the order the statement reads them (`value ->> 0`, `value ->> 1`, …).
+/// Both backends read this encoding, each with its own JSON functions.
+pub(crate) fn json_rows<T: JsonRow>(rows: &[T]) -> String {
+    Value::from(rows.iter().map(JsonRow::json).collect::<Vec<_>>()).to_string()
+}
+
+/// One row of a receipt statement, as `json_rows` encodes it.
+pub(crate) trait JsonRow {
+    fn json(&self) -> Value;
+}
+
+/// `[provider, dedupe key, detail]`
+impl JsonRow for LogRow {
+    fn json(&self) -> Value {
+        serde_json::json!([self.provider, self.dedupe_key, self.detail])
+    }
+}
+
+/// `[message id, status, error code, error message]`
+impl JsonRow for StatusChange {
+    fn json(&self) -> Value {
+        let error = self.error.as_ref();
+        serde_json::json!([
+            self.message_id.to_string(),
+            self.status.as_str(),
+            error.map(|e| &e.code),
+            error.map(|e| &e.message),
+        ])
+    }
+}
+
+/// `[message id, from status, to status, detail as JSON text]`
+impl JsonRow for HistoryEntry {
+    fn json(&self) -> Value {
+        serde_json::json!([
+            self.message_id.to_string(),
+            self.from.map(MessageStatus::as_str),
+            self.to.map(MessageStatus::as_str),
+            self.detail.to_string(),
+        ])
+    }
+}
+
+/// `[log row id, outcome, message id]`
+impl JsonRow for LogResult {
+    fn json(&self) -> Value {
+        serde_json::json!([
+            self.log_id,
+            self.outcome.as_str(),
+            self.message_id.map(|id| id.to_string()),
+        ])
+    }
+}
+
 /// A log row a receipt claimed: its id, by (provider, dedupe key).
 pub(crate) type ClaimedLogRow = ((String, String), i64);
 

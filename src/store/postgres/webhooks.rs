@@ -1,14 +1,15 @@
 //! Provider callbacks on PostgreSQL: one transaction per batch of receipts, each step one
-//! statement over `unnest`ed arrays.
+//! statement over its rows as one JSON array (`jsonb_array_elements`).
 
 use async_trait::async_trait;
-use sqlx::{PgConnection, Postgres, Transaction};
-use uuid::Uuid;
+use sqlx::{Postgres, Transaction};
 
 use super::{PgStore, classify};
 use crate::store::query::Listing;
 use crate::store::rows::{self, DELIVERY_COLUMNS, Fetch};
-use crate::store::webhooks::{ClaimedLogRow, LogRow, ReceiptTarget, ReceiptWriter, apply_receipts};
+use crate::store::webhooks::{
+    ClaimedLogRow, LogRow, ReceiptTarget, ReceiptWriter, apply_receipts, json_rows,
+};
 use crate::store::{
     EventOutcome, HistoryEntry, LogResult, Page, ProviderEvent, StatusChange, StoreResult,
     WebhookDelivery, WebhookLogEntry, WebhookStore,
@@ -18,34 +19,26 @@ use crate::store::{
 struct PgReceipts(Transaction<'static, Postgres>);
 
 impl PgReceipts {
-    fn tx(&mut self) -> &mut PgConnection {
-        &mut self.0
+    /// Runs a statement whose `$1` is the JSON rows.
+    async fn execute(&mut self, sql: &'static str, rows: String) -> StoreResult<()> {
+        sqlx::query(sql).bind(rows).run(&mut *self.0).await?;
+        Ok(())
     }
-}
-
-/// `(providers, dedupe keys, details)` as the arrays the log inserts `unnest`.
-fn log_columns(rows: &[LogRow]) -> (Vec<&str>, Vec<&str>, Vec<&str>) {
-    let providers = rows.iter().map(|r| r.provider).collect();
-    let keys = rows.iter().map(|r| r.dedupe_key.as_str()).collect();
-    let details = rows.iter().map(|r| r.detail.as_str()).collect();
-    (providers, keys, details)
 }
 
 #[async_trait]
 impl ReceiptWriter for PgReceipts {
     async fn claim_log_rows(&mut self, rows: &[LogRow]) -> StoreResult<Vec<ClaimedLogRow>> {
-        let (providers, keys, details) = log_columns(rows);
         sqlx::query(
             "insert into webhook_deliveries (provider, kind, dedupe_key, verified, outcome, detail)
-             select provider, 'receipt', dedupe_key, true, 'pending', detail::jsonb
-             from unnest($1::text[], $2::text[], $3::text[]) as t(provider, dedupe_key, detail)
+             select value ->> 0, 'receipt', value ->> 1, true, 'pending', (value ->> 2)::jsonb
+             from jsonb_array_elements($1::jsonb) with ordinality as t(value, n)
+             order by n
              on conflict (provider, dedupe_key) where dedupe_key is not null and outcome <> 'duplicate' do nothing
              returning id, provider, dedupe_key",
         )
-        .bind(providers)
-        .bind(keys)
-        .bind(details)
-        .all(self.tx(), rows::claimed_log_row)
+        .bind(json_rows(rows))
+        .all(&mut *self.0, rows::claimed_log_row)
         .await
     }
 
@@ -60,32 +53,22 @@ impl ReceiptWriter for PgReceipts {
              for update",
         )
         .bind(provider_ids)
-        .all(self.tx(), rows::receipt_target)
+        .all(&mut *self.0, rows::receipt_target)
         .await
     }
 
     async fn log_duplicates(&mut self, rows: &[LogRow]) -> StoreResult<()> {
-        let (providers, keys, details) = log_columns(rows);
-        sqlx::query(
+        self.execute(
             "insert into webhook_deliveries (provider, kind, dedupe_key, verified, outcome, detail)
-             select provider, 'receipt', dedupe_key, true, 'duplicate', detail::jsonb
-             from unnest($1::text[], $2::text[], $3::text[]) as t(provider, dedupe_key, detail)",
+             select value ->> 0, 'receipt', value ->> 1, true, 'duplicate', (value ->> 2)::jsonb
+             from jsonb_array_elements($1::jsonb)",
+            json_rows(rows),
         )
-        .bind(providers)
-        .bind(keys)
-        .bind(details)
-        .run(self.tx())
-        .await?;
-        Ok(())
+        .await
     }
 
     async fn change_statuses(&mut self, changes: &[StatusChange]) -> StoreResult<()> {
-        let ids: Vec<Uuid> = changes.iter().map(|c| c.message_id).collect();
-        let statuses: Vec<&str> = changes.iter().map(|c| c.status.as_str()).collect();
-        let errors = changes.iter().map(|c| c.error.as_ref());
-        let codes: Vec<Option<&str>> = errors.clone().map(|e| e.map(|e| e.code.as_str())).collect();
-        let texts: Vec<Option<&str>> = errors.map(|e| e.map(|e| e.message.as_str())).collect();
-        sqlx::query(
+        self.execute(
             "update messages m set
                  status = u.status,
                  error_code = coalesce(u.error_code, m.error_code),
@@ -93,54 +76,37 @@ impl ReceiptWriter for PgReceipts {
                  delivered_at = case when u.status = 'delivered' then now() else m.delivered_at end,
                  failed_at = case when u.status = 'failed' then now() else m.failed_at end,
                  updated_at = now()
-             from unnest($1::uuid[], $2::text[], $3::text[], $4::text[])
-                 as u(id, status, error_code, error_message)
+             from (select (value ->> 0)::uuid as id, value ->> 1 as status,
+                          value ->> 2 as error_code, value ->> 3 as error_message
+                   from jsonb_array_elements($1::jsonb)) as u
              where m.id = u.id",
+            json_rows(changes),
         )
-        .bind(ids)
-        .bind(statuses)
-        .bind(codes)
-        .bind(texts)
-        .run(self.tx())
-        .await?;
-        Ok(())
+        .await
     }
 
     async fn add_history(&mut self, entries: &[HistoryEntry]) -> StoreResult<()> {
-        let ids: Vec<Uuid> = entries.iter().map(|e| e.message_id).collect();
-        let from: Vec<Option<&str>> = entries.iter().map(|e| e.from.map(|s| s.as_str())).collect();
-        let to: Vec<Option<&str>> = entries.iter().map(|e| e.to.map(|s| s.as_str())).collect();
-        let details: Vec<String> = entries.iter().map(|e| e.detail.to_string()).collect();
-        sqlx::query(
+        self.execute(
             "insert into message_events (message_id, event, from_status, to_status, detail)
-             select id, 'provider_event', from_status, to_status, detail::jsonb
-             from unnest($1::uuid[], $2::text[], $3::text[], $4::text[])
-                 as t(id, from_status, to_status, detail)",
+             select (value ->> 0)::uuid, 'provider_event', value ->> 1, value ->> 2, (value ->> 3)::jsonb
+             from jsonb_array_elements($1::jsonb) with ordinality as t(value, n)
+             -- In input order: a message's history lists its receipts as they came.
+             order by n",
+            json_rows(entries),
         )
-        .bind(ids)
-        .bind(from)
-        .bind(to)
-        .bind(details)
-        .run(self.tx())
-        .await?;
-        Ok(())
+        .await
     }
 
     async fn settle_log_rows(&mut self, results: &[LogResult]) -> StoreResult<()> {
-        let ids: Vec<i64> = results.iter().map(|r| r.log_id).collect();
-        let outcomes: Vec<&str> = results.iter().map(|r| r.outcome.as_str()).collect();
-        let messages: Vec<Option<Uuid>> = results.iter().map(|r| r.message_id).collect();
-        sqlx::query(
+        self.execute(
             "update webhook_deliveries w set outcome = u.outcome, message_id = u.message_id
-             from unnest($1::int8[], $2::text[], $3::uuid[]) as u(id, outcome, message_id)
+             from (select (value ->> 0)::int8 as id, value ->> 1 as outcome,
+                          (value ->> 2)::uuid as message_id
+                   from jsonb_array_elements($1::jsonb)) as u
              where w.id = u.id",
+            json_rows(results),
         )
-        .bind(ids)
-        .bind(outcomes)
-        .bind(messages)
-        .run(self.tx())
-        .await?;
-        Ok(())
+        .await
     }
 
     async fn commit(self) -> StoreResult<()> {

@@ -26,49 +26,28 @@ use crate::store::{
 /// Rows per multi-row insert: well under SQLite's limit of 32766 bound parameters.
 const ROWS_PER_INSERT: usize = 500;
 
-/// One row of the messages insert, with its values already encoded.
-struct MessageRow {
-    id: String,
-    conversation_id: String,
-    direction: &'static str,
-    kind: &'static str,
-    from: String,
-    to: String,
-    body: Option<String>,
-    subject: Option<String>,
-    attachments: String,
-    status: &'static str,
-    metadata: String,
-    idempotency_key: Option<String>,
-    request_hash: Option<String>,
-    provider: Option<String>,
-    provider_message_id: Option<String>,
-    provider_timestamp: Option<String>,
-    created_at: String,
-}
-
-impl MessageRow {
-    fn new(m: &NewMessage, conversation_id: Uuid) -> anyhow::Result<Self> {
-        Ok(Self {
-            id: m.id.to_string(),
-            conversation_id: conversation_id.to_string(),
-            direction: m.direction.as_str(),
-            kind: m.kind.as_str(),
-            from: m.from.as_str().to_owned(),
-            to: m.to.as_str().to_owned(),
-            body: m.body.clone(),
-            subject: m.subject.clone(),
-            attachments: serde_json::to_string(&m.attachments)?,
-            status: m.status.as_str(),
-            metadata: serde_json::to_string(&m.metadata)?,
-            idempotency_key: m.idempotency_key.clone(),
-            request_hash: m.request_hash.clone(),
-            provider: m.provider.clone(),
-            provider_message_id: m.provider_message_id.clone(),
-            provider_timestamp: m.provider_timestamp.map(ts).transpose()?,
-            created_at: ts(m.created_at)?,
-        })
-    }
+/// One message of the insert as the JSON object the statement reads with `json_each`:
+/// text throughout, attachments and metadata as their JSON text.
+fn message_input(m: &NewMessage, conversation_id: Uuid) -> anyhow::Result<Value> {
+    Ok(serde_json::json!({
+        "id": m.id.to_string(),
+        "conversation_id": conversation_id.to_string(),
+        "direction": m.direction.as_str(),
+        "type": m.kind.as_str(),
+        "from_address": m.from.as_str(),
+        "to_address": m.to.as_str(),
+        "body": m.body,
+        "subject": m.subject,
+        "attachments": serde_json::to_string(&m.attachments)?,
+        "status": m.status.as_str(),
+        "metadata": serde_json::to_string(&m.metadata)?,
+        "idempotency_key": m.idempotency_key,
+        "request_hash": m.request_hash,
+        "provider": m.provider,
+        "provider_message_id": m.provider_message_id,
+        "provider_timestamp": m.provider_timestamp.map(ts).transpose()?,
+        "created_at": ts(m.created_at)?,
+    }))
 }
 
 /// One row of the message_events insert.
@@ -179,49 +158,37 @@ impl SqliteStore {
         }
 
         let (placed, conversation_of) = plan.placed(batch, &conversation_ids)?;
-        let rows = placed
-            .into_iter()
-            .map(|(m, conversation_id)| MessageRow::new(m, conversation_id))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        for chunk in rows.chunks(ROWS_PER_INSERT) {
-            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+        if !placed.is_empty() {
+            let input = placed
+                .into_iter()
+                .map(|(m, conversation_id)| message_input(m, conversation_id))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let input = Value::from(input).to_string();
+            sqlx::query(
                 "insert into messages
                      (id, conversation_id, direction, type, from_address, to_address, body, subject,
                       attachments, status, metadata, idempotency_key, request_hash, provider,
-                      provider_message_id, provider_timestamp, created_at, updated_at) ",
-            );
-            q.push_values(chunk, |mut b, r| {
-                b.push_bind(r.id.clone())
-                    .push_bind(r.conversation_id.clone())
-                    .push_bind(r.direction)
-                    .push_bind(r.kind)
-                    .push_bind(r.from.clone())
-                    .push_bind(r.to.clone())
-                    .push_bind(r.body.clone())
-                    .push_bind(r.subject.clone())
-                    .push_bind(r.attachments.clone())
-                    .push_bind(r.status)
-                    .push_bind(r.metadata.clone())
-                    .push_bind(r.idempotency_key.clone())
-                    .push_bind(r.request_hash.clone())
-                    .push_bind(r.provider.clone())
-                    .push_bind(r.provider_message_id.clone())
-                    .push_bind(r.provider_timestamp.clone())
-                    .push_bind(r.created_at.clone())
-                    .push_bind(r.created_at.clone());
-            });
-            q.build().run(&mut *tx).await?;
-
-            let mut e: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "insert into message_events (message_id, event, to_status, created_at) ",
-            );
-            e.push_values(chunk, |mut b, r| {
-                b.push_bind(r.id.clone())
-                    .push_bind("created")
-                    .push_bind(r.status)
-                    .push_bind(r.created_at.clone());
-            });
-            e.build().run(&mut *tx).await?;
+                      provider_message_id, provider_timestamp, created_at, updated_at)
+                 select value ->> 'id', value ->> 'conversation_id', value ->> 'direction',
+                        value ->> 'type', value ->> 'from_address', value ->> 'to_address',
+                        value ->> 'body', value ->> 'subject', value ->> 'attachments',
+                        value ->> 'status', value ->> 'metadata', value ->> 'idempotency_key',
+                        value ->> 'request_hash', value ->> 'provider',
+                        value ->> 'provider_message_id', value ->> 'provider_timestamp',
+                        value ->> 'created_at', value ->> 'created_at'
+                 from json_each(?1) order by key",
+            )
+            .bind(&input)
+            .run(&mut *tx)
+            .await?;
+            sqlx::query(
+                "insert into message_events (message_id, event, to_status, created_at)
+                 select value ->> 'id', 'created', value ->> 'status', value ->> 'created_at'
+                 from json_each(?1) order by key",
+            )
+            .bind(&input)
+            .run(&mut *tx)
+            .await?;
         }
         tx.commit().await.map_err(classify)?;
 

@@ -2,14 +2,15 @@
 //! statement over a JSON array parameter (`json_each`).
 
 use async_trait::async_trait;
-use serde_json::{Value, json};
-use sqlx::{Sqlite, SqliteConnection, Transaction};
+use sqlx::{Sqlite, Transaction};
 use time::OffsetDateTime;
 
 use super::{SqliteStore, classify, ts};
 use crate::store::query::Listing;
 use crate::store::rows::{self, DELIVERY_COLUMNS, Fetch};
-use crate::store::webhooks::{ClaimedLogRow, LogRow, ReceiptTarget, ReceiptWriter, apply_receipts};
+use crate::store::webhooks::{
+    ClaimedLogRow, LogRow, ReceiptTarget, ReceiptWriter, apply_receipts, json_rows,
+};
 use crate::store::{
     EventOutcome, HistoryEntry, LogResult, Page, ProviderEvent, StatusChange, StoreResult,
     WebhookDelivery, WebhookLogEntry, WebhookStore,
@@ -22,18 +23,12 @@ struct SqliteReceipts {
 }
 
 impl SqliteReceipts {
-    fn tx(&mut self) -> &mut SqliteConnection {
-        &mut self.tx
+    /// Runs a statement whose `?1` is the JSON rows and `?2` the batch's time.
+    async fn execute(&mut self, sql: &'static str, rows: String) -> StoreResult<()> {
+        let query = sqlx::query(sql).bind(rows).bind(self.now.clone());
+        query.run(&mut *self.tx).await?;
+        Ok(())
     }
-}
-
-/// Rows as one JSON array parameter, each row an array read with `value ->> n`.
-fn json_rows<T>(rows: &[T], row: impl Fn(&T) -> Value) -> String {
-    Value::from(rows.iter().map(row).collect::<Vec<_>>()).to_string()
-}
-
-fn log_row(r: &LogRow) -> Value {
-    json!([r.provider, r.dedupe_key, r.detail])
 }
 
 #[async_trait]
@@ -49,9 +44,9 @@ impl ReceiptWriter for SqliteReceipts {
              on conflict (provider, dedupe_key) where dedupe_key is not null and outcome <> 'duplicate' do nothing
              returning id, provider, dedupe_key",
         )
-        .bind(json_rows(rows, log_row))
+        .bind(json_rows(rows))
         .bind(now)
-        .all(self.tx(), rows::claimed_log_row)
+        .all(&mut *self.tx, rows::claimed_log_row)
         .await
     }
 
@@ -64,37 +59,23 @@ impl ReceiptWriter for SqliteReceipts {
              where provider_message_id in (select value from json_each(?1)) and direction = 'outbound'
              order by id",
         )
-        .bind(json!(provider_ids).to_string())
-        .all(self.tx(), rows::receipt_target)
+        .bind(serde_json::json!(provider_ids).to_string())
+        .all(&mut *self.tx, rows::receipt_target)
         .await
     }
 
     async fn log_duplicates(&mut self, rows: &[LogRow]) -> StoreResult<()> {
-        let now = self.now.clone();
-        sqlx::query(
+        self.execute(
             "insert into webhook_deliveries (provider, kind, dedupe_key, verified, outcome, detail, received_at)
              select value ->> 0, 'receipt', value ->> 1, 1, 'duplicate', value ->> 2, ?2
              from json_each(?1) order by key",
+            json_rows(rows),
         )
-        .bind(json_rows(rows, log_row))
-        .bind(now)
-        .run(self.tx())
-        .await?;
-        Ok(())
+        .await
     }
 
     async fn change_statuses(&mut self, changes: &[StatusChange]) -> StoreResult<()> {
-        let input = json_rows(changes, |c| {
-            let error = c.error.as_ref();
-            json!([
-                c.message_id.to_string(),
-                c.status.as_str(),
-                error.map(|e| &e.code),
-                error.map(|e| &e.message),
-            ])
-        });
-        let now = self.now.clone();
-        sqlx::query(
+        self.execute(
             "update messages set
                  status = u.status,
                  error_code = coalesce(u.error_code, messages.error_code),
@@ -106,52 +87,30 @@ impl ReceiptWriter for SqliteReceipts {
                           value ->> 3 as error_message
                    from json_each(?1)) as u
              where messages.id = u.id",
+            json_rows(changes),
         )
-        .bind(input)
-        .bind(now)
-        .run(self.tx())
-        .await?;
-        Ok(())
+        .await
     }
 
     async fn add_history(&mut self, entries: &[HistoryEntry]) -> StoreResult<()> {
-        let input = json_rows(entries, |h| {
-            json!([
-                h.message_id.to_string(),
-                h.from.map(|s| s.as_str()),
-                h.to.map(|s| s.as_str()),
-                h.detail.to_string(),
-            ])
-        });
-        let now = self.now.clone();
-        sqlx::query(
+        self.execute(
             "insert into message_events (message_id, event, from_status, to_status, detail, created_at)
              select value ->> 0, 'provider_event', value ->> 1, value ->> 2, value ->> 3, ?2
              from json_each(?1) order by key",
+            json_rows(entries),
         )
-        .bind(input)
-        .bind(now)
-        .run(self.tx())
-        .await?;
-        Ok(())
+        .await
     }
 
     async fn settle_log_rows(&mut self, results: &[LogResult]) -> StoreResult<()> {
-        let input = json_rows(results, |r| {
-            json!([
-                r.log_id,
-                r.outcome.as_str(),
-                r.message_id.map(|i| i.to_string())
-            ])
-        });
         sqlx::query(
             "update webhook_deliveries set outcome = u.outcome, message_id = u.message_id
              from (select value ->> 0 as id, value ->> 1 as outcome, value ->> 2 as message_id
                    from json_each(?1)) as u
              where webhook_deliveries.id = u.id",
         )
-        .bind(input)
-        .run(self.tx())
+        .bind(json_rows(results))
+        .run(&mut *self.tx)
         .await?;
         Ok(())
     }
