@@ -6,10 +6,13 @@
 use anyhow::Context;
 use serde_json::Value;
 use sqlx::query::Query;
-use sqlx::{Database, Decode, Executor, IntoArguments, Postgres, Sqlite, Type};
+use sqlx::{
+    AssertSqlSafe, Database, Decode, Encode, Executor, IntoArguments, Postgres, Sqlite, Type,
+};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::query::{Bind, Dialect, Listing, Sql};
 use super::webhooks::{ClaimedLogRow, ReceiptTarget};
 use super::{SearchHit, StoreError, StoreResult, Stranded, WebhookDelivery};
 use crate::domain::{
@@ -250,11 +253,86 @@ pub(crate) fn delivery<R: StoredRow>(row: &R) -> anyhow::Result<WebhookDelivery>
 }
 
 /// What a backend says about its database's answers.
-pub(crate) trait Backend: Database {
-    /// "Unavailable, try later" (503) or any other failure.
-    fn classify(err: sqlx::Error) -> StoreError;
-
+pub(crate) trait Backend: Database<Row: StoredRow> {
     fn rows_affected(done: &Self::QueryResult) -> u64;
+
+    /// Whether an error other than the connection-level ones every backend shares means
+    /// "the database cannot be used right now".
+    fn unavailable(err: &sqlx::Error) -> bool;
+
+    /// "Unavailable, try later" (503) or any other failure.
+    fn classify(err: sqlx::Error) -> StoreError {
+        let unavailable = matches!(
+            err,
+            sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Io(_)
+                | sqlx::Error::WorkerCrashed
+        ) || Self::unavailable(&err);
+        if unavailable {
+            StoreError::Unavailable(err.into())
+        } else {
+            StoreError::Other(err.into())
+        }
+    }
+}
+
+/// A planned statement with its values bound, in order. Each value is bound as the
+/// dialect planned it (a UUID is text on a database without a UUID type).
+pub(crate) fn bound<DB>(sql: &Sql) -> Query<'_, DB, DB::Arguments>
+where
+    DB: Database,
+    String: for<'t> Encode<'t, DB> + Type<DB>,
+    i64: for<'t> Encode<'t, DB> + Type<DB>,
+    Uuid: for<'t> Encode<'t, DB> + Type<DB>,
+{
+    let mut q = sqlx::query(AssertSqlSafe(sql.text.clone()));
+    for value in &sql.binds {
+        q = match value {
+            Bind::Text(t) => q.bind(t.clone()),
+            Bind::Uuid(id) => q.bind(*id),
+            Bind::Int(n) => q.bind(*n),
+        };
+    }
+    q
+}
+
+/// A planned page and its total, read on `on` (a pool).
+pub(crate) async fn list<'c, DB, E, T>(
+    on: E,
+    dialect: Dialect,
+    listing: &Listing,
+    decode: Decoder<DB, T>,
+) -> StoreResult<(Vec<T>, i64)>
+where
+    DB: Backend,
+    E: Executor<'c, Database = DB> + Copy,
+    DB::Arguments: IntoArguments<DB>,
+    String: for<'t> Encode<'t, DB> + Type<DB>,
+    i64: for<'t> Encode<'t, DB> + Type<DB>,
+    Uuid: for<'t> Encode<'t, DB> + Type<DB>,
+{
+    let (page, count) = (listing.page_sql(dialect), listing.count_sql(dialect));
+    let items = bound(&page).all(on, decode).await?;
+    let total = bound(&count).optional(on, total::<DB::Row>).await?;
+    Ok((items, total.unwrap_or_default()))
+}
+
+/// The row a planned lookup finds, if any.
+pub(crate) async fn find<'c, DB, E, T>(
+    on: E,
+    sql: &Sql,
+    decode: Decoder<DB, T>,
+) -> StoreResult<Option<T>>
+where
+    DB: Backend,
+    E: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    String: for<'t> Encode<'t, DB> + Type<DB>,
+    i64: for<'t> Encode<'t, DB> + Type<DB>,
+    Uuid: for<'t> Encode<'t, DB> + Type<DB>,
+{
+    bound(sql).optional(on, decode).await
 }
 
 /// Running a statement and reading what it returns with a decoder above, its errors

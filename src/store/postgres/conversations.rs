@@ -10,7 +10,7 @@ use crate::domain::{
     Conversation, ConversationPatch, ConversationStatistics, ConversationStatus, Message,
     NewConversation, SearchQuery,
 };
-use crate::store::query::{Listing, SearchTerms};
+use crate::store::query::{Listing, POSTGRES, SearchTerms, by_id};
 use crate::store::rows::{self, CONVERSATION_COLUMNS, Fetch, MESSAGE_COLUMNS};
 use crate::store::{
     ConversationFilter, ConversationStore, Page, SearchHit, SortOrder, StoreResult,
@@ -60,14 +60,6 @@ impl ConversationStore for PgStore {
         Ok((existing, false))
     }
 
-    async fn get_conversation(&self, id: Uuid) -> StoreResult<Option<Conversation>> {
-        let sql = format!("select {CONVERSATION_COLUMNS} from conversations where id = $1");
-        sqlx::query(AssertSqlSafe(sql))
-            .bind(id)
-            .optional(&self.pool, rows::conversation)
-            .await
-    }
-
     async fn list_conversations(
         &self,
         filter: &ConversationFilter,
@@ -75,6 +67,11 @@ impl ConversationStore for PgStore {
     ) -> StoreResult<(Vec<Conversation>, i64)> {
         let listing = Listing::conversations(CONVERSATION_COLUMNS, filter, page);
         self.list(&listing, rows::conversation).await
+    }
+
+    async fn get_conversation(&self, id: Uuid) -> StoreResult<Option<Conversation>> {
+        let lookup = by_id("conversations", CONVERSATION_COLUMNS, id, POSTGRES);
+        rows::find(&self.pool, &lookup, rows::conversation).await
     }
 
     async fn conversation_messages(

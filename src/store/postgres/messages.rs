@@ -12,7 +12,7 @@ use super::{PgStore, classify};
 use crate::domain::{Message, MessageEvent, NewMessage};
 use crate::store::batch::{BatchPlan, ConversationKey, DedupeKey, LookupKeys, existing_of};
 use crate::store::lifecycle::{claimable_statuses, plan_outcomes};
-use crate::store::query::Listing;
+use crate::store::query::{Listing, POSTGRES, by_id};
 use crate::store::rows::{self, EVENT_COLUMNS, Fetch, MESSAGE_COLUMNS};
 use crate::store::{
     Claim, Inserted, MessageFilter, MessageStore, Outcome, Page, StoreError, StoreResult, Stranded,
@@ -222,11 +222,8 @@ impl MessageStore for PgStore {
     }
 
     async fn get_message(&self, id: Uuid) -> StoreResult<Option<Message>> {
-        let sql = format!("select {MESSAGE_COLUMNS} from messages where id = $1");
-        sqlx::query(AssertSqlSafe(sql))
-            .bind(id)
-            .optional(&self.pool, rows::message)
-            .await
+        let lookup = by_id("messages", MESSAGE_COLUMNS, id, POSTGRES);
+        rows::find(&self.pool, &lookup, rows::message).await
     }
 
     async fn list_messages(

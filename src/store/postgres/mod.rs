@@ -12,14 +12,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgQueryResult, PgRow};
-use sqlx::query::Query;
-use sqlx::{AssertSqlSafe, Postgres, Row};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgQueryResult, PgRow};
+use sqlx::{Postgres, Row};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::query::{Bind, Listing, POSTGRES, Sql};
-use super::rows::{self, Backend, Decoder, Fetch, Plain, StoredRow};
+use super::query::{Listing, POSTGRES};
+use super::rows::{self, Backend, Decoder, Plain, StoredRow};
 use super::{Store, StoreError, StoreResult};
 use crate::config::ConnectionUrl;
 
@@ -63,13 +62,7 @@ impl PgStore {
         listing: &Listing,
         decode: Decoder<Postgres, T>,
     ) -> StoreResult<(Vec<T>, i64)> {
-        let items = bound(&listing.page_sql(POSTGRES))
-            .all(&self.pool, decode)
-            .await?;
-        let total = bound(&listing.count_sql(POSTGRES))
-            .optional(&self.pool, rows::total)
-            .await?;
-        Ok((items, total.unwrap_or_default()))
+        rows::list(&self.pool, POSTGRES, listing, decode).await
     }
 
     /// Drops every table and applies the migrations again.
@@ -84,47 +77,24 @@ impl PgStore {
 
 /// Separates "the database is not there" (503, try later) from everything else.
 pub(super) fn classify(err: sqlx::Error) -> StoreError {
-    let unavailable = match &err {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::WorkerCrashed => true,
-        // Class 08: connection exception; 57P: operator intervention (shutdown, restart);
-        // 53: insufficient resources (too many connections, disk full).
-        sqlx::Error::Database(db) => db
-            .code()
-            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c.starts_with("53")),
-        _ => false,
-    };
-    if unavailable {
-        StoreError::Unavailable(err.into())
-    } else {
-        StoreError::Other(err.into())
-    }
-}
-
-/// A planned statement with its values bound, in order.
-fn bound(sql: &Sql) -> Query<'_, Postgres, PgArguments> {
-    let mut q = sqlx::query(AssertSqlSafe(sql.text.clone()));
-    for value in &sql.binds {
-        q = match value {
-            Bind::Text(t) => q.bind(t.as_str()),
-            Bind::Uuid(id) => q.bind(*id),
-            Bind::Int(n) => q.bind(*n),
-        };
-    }
-    q
+    Postgres::classify(err)
 }
 
 impl Backend for Postgres {
-    fn classify(err: sqlx::Error) -> StoreError {
-        classify(err)
-    }
-
     fn rows_affected(done: &PgQueryResult) -> u64 {
         done.rows_affected()
+    }
+
+    fn unavailable(err: &sqlx::Error) -> bool {
+        match err {
+            sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => true,
+            // Class 08: connection exception; 57P: operator intervention (shutdown,
+            // restart); 53: insufficient resources (too many connections, disk full).
+            sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+                c.starts_with("08") || c.starts_with("57P") || c.starts_with("53")
+            }),
+            _ => false,
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use crate::domain::{
     Conversation, ConversationPatch, ConversationStatistics, ConversationStatus, Message,
     NewConversation, SearchQuery,
 };
-use crate::store::query::{Listing, SearchTerms};
+use crate::store::query::{Listing, SQLITE, SearchTerms, by_id};
 use crate::store::rows::{self, CONVERSATION_COLUMNS, Fetch, MESSAGE_COLUMNS};
 use crate::store::{
     ConversationFilter, ConversationStore, Page, SearchHit, SortOrder, StoreResult,
@@ -77,14 +77,6 @@ impl ConversationStore for SqliteStore {
         Ok((conversation, created))
     }
 
-    async fn get_conversation(&self, id: Uuid) -> StoreResult<Option<Conversation>> {
-        let sql = format!("select {CONVERSATION_COLUMNS} from conversations where id = ?1");
-        sqlx::query(AssertSqlSafe(sql))
-            .bind(id.to_string())
-            .optional(&self.reader, rows::conversation)
-            .await
-    }
-
     async fn list_conversations(
         &self,
         filter: &ConversationFilter,
@@ -92,6 +84,11 @@ impl ConversationStore for SqliteStore {
     ) -> StoreResult<(Vec<Conversation>, i64)> {
         let listing = Listing::conversations(CONVERSATION_COLUMNS, filter, page);
         self.list(&listing, rows::conversation).await
+    }
+
+    async fn get_conversation(&self, id: Uuid) -> StoreResult<Option<Conversation>> {
+        let lookup = by_id("conversations", CONVERSATION_COLUMNS, id, SQLITE);
+        rows::find(&self.reader, &lookup, rows::conversation).await
     }
 
     async fn conversation_messages(

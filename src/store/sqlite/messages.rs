@@ -16,7 +16,7 @@ use super::{SqliteStore, classify, id_list, ts};
 use crate::domain::{Message, MessageEvent, MessageStatus, NewMessage};
 use crate::store::batch::{BatchPlan, ConversationKey, DedupeKey, LookupKeys, existing_of};
 use crate::store::lifecycle::{OutcomeRow, claim_detail, claimable_statuses, plan_outcomes};
-use crate::store::query::Listing;
+use crate::store::query::{Listing, SQLITE, by_id};
 use crate::store::rows::{self, EVENT_COLUMNS, Fetch, MESSAGE_COLUMNS, StoredRow};
 use crate::store::{
     Claim, Inserted, MessageFilter, MessageStore, Outcome, Page, StoreError, StoreResult, Stranded,
@@ -220,11 +220,8 @@ impl MessageStore for SqliteStore {
     }
 
     async fn get_message(&self, id: Uuid) -> StoreResult<Option<Message>> {
-        let sql = format!("select {MESSAGE_COLUMNS} from messages where id = ?1");
-        sqlx::query(AssertSqlSafe(sql))
-            .bind(id.to_string())
-            .optional(&self.reader, rows::message)
-            .await
+        let lookup = by_id("messages", MESSAGE_COLUMNS, id, SQLITE);
+        rows::find(&self.reader, &lookup, rows::message).await
     }
 
     async fn list_messages(

@@ -28,19 +28,18 @@ use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use sqlx::query::Query;
 use sqlx::sqlite::{
-    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteQueryResult, SqliteRow, SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteQueryResult,
+    SqliteRow, SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, Row, Sqlite};
+use sqlx::{Row, Sqlite};
 use time::format_description::BorrowedFormatItem;
 use time::macros::format_description;
 use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
 use uuid::Uuid;
 
-use super::query::{Bind, Listing, SQLITE, Sql};
-use super::rows::{self, Backend, Decoder, Fetch, Plain, StoredRow};
+use super::query::{Listing, SQLITE};
+use super::rows::{self, Backend, Decoder, Plain, StoredRow};
 use super::{Store, StoreError, StoreResult};
 use crate::config::ConnectionUrl;
 
@@ -160,11 +159,7 @@ impl SqliteStore {
         listing: &Listing,
         decode: Decoder<Sqlite, T>,
     ) -> StoreResult<(Vec<T>, i64)> {
-        let reader = &self.reader;
-        let items = bound(&listing.page_sql(SQLITE)).all(reader, decode).await?;
-        let count = listing.count_sql(SQLITE);
-        let total = bound(&count).optional(reader, rows::total).await?;
-        Ok((items, total.unwrap_or_default()))
+        rows::list(&self.reader, SQLITE, listing, decode).await
     }
 
     /// Starts a write transaction holding the write lock from its first statement, so a
@@ -230,29 +225,6 @@ pub(super) fn id_list(ids: &[Uuid]) -> String {
     serde_json::Value::from(ids.iter().map(|id| id.to_string()).collect::<Vec<_>>()).to_string()
 }
 
-/// A planned statement with its values bound, in order (UUIDs as text).
-fn bound(sql: &Sql) -> Query<'_, Sqlite, SqliteArguments> {
-    let mut q = sqlx::query(AssertSqlSafe(sql.text.clone()));
-    for value in &sql.binds {
-        q = match value {
-            Bind::Text(t) => q.bind(t.as_str()),
-            Bind::Uuid(id) => q.bind(id.to_string()),
-            Bind::Int(n) => q.bind(*n),
-        };
-    }
-    q
-}
-
-impl Backend for Sqlite {
-    fn classify(err: sqlx::Error) -> StoreError {
-        classify(err)
-    }
-
-    fn rows_affected(done: &SqliteQueryResult) -> u64 {
-        done.rows_affected()
-    }
-}
-
 /// Ids, instants and JSON are text (see the module documentation).
 impl StoredRow for SqliteRow {
     fn get<T: Plain>(&self, column: &str) -> anyhow::Result<T> {
@@ -284,22 +256,21 @@ impl StoredRow for SqliteRow {
 
 /// Separates "the database cannot be used right now" (503, try later) from everything else.
 pub(super) fn classify(err: sqlx::Error) -> StoreError {
-    let unavailable = match &err {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::WorkerCrashed => true,
+    Sqlite::classify(err)
+}
+
+impl Backend for Sqlite {
+    fn rows_affected(done: &SqliteQueryResult) -> u64 {
+        done.rows_affected()
+    }
+
+    fn unavailable(err: &sqlx::Error) -> bool {
         // Primary result codes: 5 BUSY, 6 LOCKED, 10 IOERR, 13 FULL, 14 CANTOPEN.
-        sqlx::Error::Database(db) => db
-            .code()
-            .and_then(|c| c.parse::<i32>().ok())
-            .is_some_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 13 | 14)),
-        _ => false,
-    };
-    if unavailable {
-        StoreError::Unavailable(err.into())
-    } else {
-        StoreError::Other(err.into())
+        let code = match err {
+            sqlx::Error::Database(db) => db.code().and_then(|c| c.parse::<i32>().ok()),
+            _ => None,
+        };
+        code.is_some_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 13 | 14))
     }
 }
 
