@@ -1,5 +1,8 @@
 //! The `Store` trait: everything the API and the worker need from the database, with no
-//! SQL dialect showing through. One implementation per backend lives beside it.
+//! SQL dialect showing through. The logic is written once here — planners (`batch`,
+//! `lifecycle`, `query`, the receipt sequence in `webhooks`) and row decoding (`rows`) —
+//! and each backend (`postgres`, `sqlite`) only speaks its dialect: its statements, how it
+//! stores a value, and which of its errors mean "unavailable".
 
 mod api_keys;
 mod batch;
