@@ -95,7 +95,7 @@ fn outcome_row(outcome: &Outcome) -> anyhow::Result<OutcomeRow> {
     let status = MessageStatus::Sending
         .transition_to(outcome.status())
         .context("recording an outcome")?;
-    let mut row = OutcomeRow {
+    let unchanged = OutcomeRow {
         id: outcome.id(),
         status,
         provider: None,
@@ -105,47 +105,51 @@ fn outcome_row(outcome: &Outcome) -> anyhow::Result<OutcomeRow> {
         num_segments: None,
         attempted: true,
     };
-    match outcome {
+    Ok(match outcome {
         Outcome::Sent {
             provider,
             provider_message_id,
             num_segments,
             ..
-        } => {
-            row.provider = Some(provider.clone());
-            row.provider_message_id = Some(provider_message_id.clone());
-            row.num_segments = *num_segments;
-        }
+        } => OutcomeRow {
+            provider: Some(provider.clone()),
+            provider_message_id: Some(provider_message_id.clone()),
+            num_segments: *num_segments,
+            ..unchanged
+        },
         Outcome::Retry {
             provider,
             error,
             next_attempt_at,
             ..
-        } => {
-            row.provider = Some(provider.clone());
-            row.error = Some(error.clone());
-            row.next_attempt_at = Some(*next_attempt_at);
-        }
+        } => OutcomeRow {
+            next_attempt_at: Some(*next_attempt_at),
+            provider: Some(provider.clone()),
+            error: Some(error.clone()),
+            ..unchanged
+        },
         Outcome::Failed {
             provider, error, ..
-        } => {
-            row.provider = provider.clone();
-            row.error = Some(error.clone());
-        }
+        } => OutcomeRow {
+            provider: provider.clone(),
+            error: Some(error.clone()),
+            ..unchanged
+        },
+        // Not an attempt: the pace's reason is the error until the attempt.
         Outcome::Deferred {
             reason,
             next_attempt_at,
             ..
-        } => {
-            row.error = Some(ErrorInfo {
+        } => OutcomeRow {
+            error: Some(ErrorInfo {
                 code: DEFERRED_CODE.to_owned(),
                 message: reason.clone(),
-            });
-            row.next_attempt_at = Some(*next_attempt_at);
-            row.attempted = false;
-        }
-    }
-    Ok(row)
+            }),
+            next_attempt_at: Some(*next_attempt_at),
+            attempted: false,
+            ..unchanged
+        },
+    })
 }
 
 #[cfg(test)]

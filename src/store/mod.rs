@@ -1,5 +1,8 @@
 //! The `Store` trait: everything the API and the worker need from the database, with no
-//! SQL dialect showing through. One implementation per backend lives beside it.
+//! SQL dialect showing through. The logic is written once here — planners (`batch`,
+//! `lifecycle`, `query`, the receipt sequence in `webhooks`) and row decoding (`rows`) —
+//! and each backend (`postgres`, `sqlite`) only speaks its dialect: its statements, how it
+//! stores a value, and which of its errors mean "unavailable".
 
 mod api_keys;
 mod batch;
@@ -9,6 +12,7 @@ mod lifecycle;
 mod messages;
 pub mod postgres;
 mod query;
+mod rows;
 pub mod sqlite;
 mod webhooks;
 
@@ -17,8 +21,8 @@ pub use conversations::{ConversationFilter, ConversationStore, SearchHit, SortOr
 pub use dead_letters::DeadLetterStore;
 pub use messages::MessageStore;
 pub use webhooks::{
-    EventOutcome, HistoryEntry, ProviderEvent, ReceiptPlan, StatusChange, WebhookDelivery,
-    WebhookLogEntry, WebhookStore, plan_receipts,
+    EventOutcome, HistoryEntry, LogResult, ProviderEvent, ReceiptPlan, StatusChange,
+    WebhookDelivery, WebhookLogEntry, WebhookStore, plan_receipts,
 };
 
 use async_trait::async_trait;

@@ -15,20 +15,24 @@ pub(crate) struct Dialect {
     pub placeholder: char,
     /// `true`: `x desc nulls last`; `false`: `x is null, x desc` (same order, older syntax).
     pub nulls_last_keyword: bool,
+    /// `false`: UUIDs are bound as their hyphenated text.
+    pub native_uuid: bool,
 }
 
 pub(crate) const POSTGRES: Dialect = Dialect {
     placeholder: '$',
     nulls_last_keyword: true,
+    native_uuid: true,
 };
 
 pub(crate) const SQLITE: Dialect = Dialect {
     placeholder: '?',
     nulls_last_keyword: false,
+    native_uuid: false,
 };
 
-/// A value a planned query binds. Each backend encodes it its own way (a UUID is a native
-/// type on PostgreSQL and text on SQLite).
+/// A value a planned query binds (a UUID as the dialect keeps it: native on PostgreSQL, text
+/// on SQLite).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Bind {
     Text(String),
@@ -192,6 +196,10 @@ impl Writer {
     /// Appends a placeholder for `value` (a value bound twice gets two placeholders, as
     /// the sequential `?` style would need).
     fn bind(&mut self, value: Bind) {
+        let value = match value {
+            Bind::Uuid(id) if !self.dialect.native_uuid => Bind::Text(id.to_string()),
+            other => other,
+        };
         self.binds.push(value);
         self.text.push(self.dialect.placeholder);
         self.text.push_str(&self.binds.len().to_string());
@@ -222,6 +230,16 @@ impl Writer {
             binds: self.binds,
         }
     }
+}
+
+/// One row of `table` by its id: `select columns from table where id = …`.
+pub(crate) fn by_id(table: &str, columns: &str, id: Uuid, dialect: Dialect) -> Sql {
+    let mut w = Writer::new(
+        dialect,
+        format!("select {columns} from {table} where id = "),
+    );
+    w.bind(Bind::Uuid(id));
+    w.finish()
 }
 
 /// What a conversation search binds, whatever the text index: the words to match in
@@ -339,6 +357,17 @@ mod tests {
         );
         let one = Listing::webhook_deliveries("id", Some("twilio"), PAGE);
         assert_eq!(one.count_sql(SQLITE).binds, [Bind::Text("twilio".into())]);
+    }
+
+    #[test]
+    fn a_lookup_by_id_binds_the_id_as_the_dialect_keeps_it() {
+        let id = Uuid::now_v7();
+        let pg = by_id("messages", "id, body", id, POSTGRES);
+        assert_eq!(pg.text, "select id, body from messages where id = $1");
+        assert_eq!(pg.binds, [Bind::Uuid(id)]);
+        let sqlite = by_id("messages", "id, body", id, SQLITE);
+        assert_eq!(sqlite.text, "select id, body from messages where id = ?1");
+        assert_eq!(sqlite.binds, [Bind::Text(id.to_string())]);
     }
 
     #[test]

@@ -119,6 +119,14 @@ pub struct StatusChange {
     pub error: Option<crate::domain::ErrorInfo>,
 }
 
+/// What became of the event that claimed a log row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogResult {
+    pub log_id: i64,
+    pub outcome: EventOutcome,
+    pub message_id: Option<Uuid>,
+}
+
 /// What a batch of receipts does, decided once for every backend; the backend only writes it.
 #[derive(Debug, Default)]
 pub struct ReceiptPlan {
@@ -127,9 +135,185 @@ pub struct ReceiptPlan {
     /// Indices of the events that are replays (logged as duplicates).
     pub duplicates: Vec<usize>,
     /// The log row each fresh event claimed, with its outcome and message.
-    pub log_results: Vec<(i64, EventOutcome, Option<Uuid>)>,
+    pub log_results: Vec<LogResult>,
     pub history: Vec<HistoryEntry>,
     pub status_changes: Vec<StatusChange>,
+}
+
+/// One receipt's row in the delivery log.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct LogRow {
+    pub provider: &'static str,
+    pub dedupe_key: String,
+    /// JSON text: the event and the provider's message id.
+    pub detail: String,
+}
+
+impl LogRow {
+    fn of(event: &ProviderEvent) -> Self {
+        Self {
+            provider: event.provider,
+            dedupe_key: event.dedupe_key.clone(),
+            detail: serde_json::json!({
+                "event": event.event,
+                "provider_message_id": event.provider_message_id,
+            })
+            .to_string(),
+        }
+    }
+}
+
+/// The rows of one receipt statement as a single JSON array parameter, each row an array
+/// of its values in the order the statement reads them (`value ->> 0`, `value ->> 1`, …).
+/// Both backends read this encoding, each with its own JSON functions.
+pub(crate) fn json_rows<T: JsonRow>(rows: &[T]) -> String {
+    Value::from(rows.iter().map(JsonRow::json).collect::<Vec<_>>()).to_string()
+}
+
+/// One row of a receipt statement, as `json_rows` encodes it.
+pub(crate) trait JsonRow {
+    fn json(&self) -> Value;
+}
+
+/// `[provider, dedupe key, detail]`
+impl JsonRow for LogRow {
+    fn json(&self) -> Value {
+        serde_json::json!([self.provider, self.dedupe_key, self.detail])
+    }
+}
+
+/// `[message id, status, error code, error message]`
+impl JsonRow for StatusChange {
+    fn json(&self) -> Value {
+        let error = self.error.as_ref();
+        serde_json::json!([
+            self.message_id.to_string(),
+            self.status.as_str(),
+            error.map(|e| &e.code),
+            error.map(|e| &e.message),
+        ])
+    }
+}
+
+/// `[message id, from status, to status, detail as JSON text]`
+impl JsonRow for HistoryEntry {
+    fn json(&self) -> Value {
+        serde_json::json!([
+            self.message_id.to_string(),
+            self.from.map(MessageStatus::as_str),
+            self.to.map(MessageStatus::as_str),
+            self.detail.to_string(),
+        ])
+    }
+}
+
+/// `[log row id, outcome, message id]`
+impl JsonRow for LogResult {
+    fn json(&self) -> Value {
+        serde_json::json!([
+            self.log_id,
+            self.outcome.as_str(),
+            self.message_id.map(|id| id.to_string()),
+        ])
+    }
+}
+
+/// A log row a receipt claimed: its id, by (provider, dedupe key).
+pub(crate) type ClaimedLogRow = ((String, String), i64);
+
+/// An outbound message a receipt may be about.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ReceiptTarget {
+    pub provider_message_id: String,
+    pub id: Uuid,
+    /// As stored; a status this version does not know is left alone.
+    pub status: String,
+}
+
+/// The statements of a batch of receipts, in one backend's dialect, inside one
+/// transaction. `apply_receipts` says which run, and in which order.
+#[async_trait]
+pub(crate) trait ReceiptWriter: Send {
+    /// Inserts a `pending` log row for each key not logged yet (an original, not a
+    /// duplicate), in input order; returns those inserted.
+    async fn claim_log_rows(&mut self, rows: &[LogRow]) -> StoreResult<Vec<ClaimedLogRow>>;
+
+    /// Outbound messages with these provider ids, locked in id order where the database
+    /// locks rows (so concurrent batches cannot deadlock).
+    async fn outbound_messages(&mut self, provider_ids: &[&str])
+    -> StoreResult<Vec<ReceiptTarget>>;
+
+    /// Logs replays, with outcome `duplicate`.
+    async fn log_duplicates(&mut self, rows: &[LogRow]) -> StoreResult<()>;
+
+    async fn change_statuses(&mut self, changes: &[StatusChange]) -> StoreResult<()>;
+
+    /// `provider_event` lines in the messages' histories.
+    async fn add_history(&mut self, entries: &[HistoryEntry]) -> StoreResult<()>;
+
+    /// The outcome and message of each claimed log row.
+    async fn settle_log_rows(&mut self, results: &[LogResult]) -> StoreResult<()>;
+
+    async fn commit(self) -> StoreResult<()>
+    where
+        Self: Sized;
+}
+
+/// `WebhookStore::apply_provider_events` for every backend: opens the backend's writer
+/// (`begin`, not awaited for an empty batch), writes the batch, commits.
+#[tracing::instrument(skip_all, fields(count = events.len()))]
+pub(crate) async fn apply_receipts<W: ReceiptWriter>(
+    begin: impl Future<Output = StoreResult<W>> + Send,
+    events: &[ProviderEvent],
+) -> StoreResult<Vec<EventOutcome>> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut writer = begin.await?;
+    let outcomes = write_receipts(&mut writer, events).await?;
+    writer.commit().await?;
+    Ok(outcomes)
+}
+
+/// Applies a batch of receipts through `w`: claim the keys, read the messages, decide
+/// (`plan_receipts`), then write what was decided, skipping empty statements.
+pub(crate) async fn write_receipts<W: ReceiptWriter>(
+    w: &mut W,
+    events: &[ProviderEvent],
+) -> StoreResult<Vec<EventOutcome>> {
+    let log_rows: Vec<LogRow> = events.iter().map(LogRow::of).collect();
+    let log_ids = w.claim_log_rows(&log_rows).await?.into_iter().collect();
+    let provider_ids: Vec<&str> = events
+        .iter()
+        .map(|e| e.provider_message_id.as_str())
+        .collect();
+    let mut messages: HashMap<String, (Uuid, MessageStatus)> = HashMap::new();
+    for target in w.outbound_messages(&provider_ids).await? {
+        if let Some(status) = MessageStatus::parse(&target.status) {
+            messages
+                .entry(target.provider_message_id)
+                .or_insert((target.id, status));
+        }
+    }
+    let plan = plan_receipts(events, log_ids, messages);
+    if !plan.duplicates.is_empty() {
+        let replays: Vec<LogRow> = plan
+            .duplicates
+            .iter()
+            .map(|i| log_rows[*i].clone())
+            .collect();
+        w.log_duplicates(&replays).await?;
+    }
+    if !plan.status_changes.is_empty() {
+        w.change_statuses(&plan.status_changes).await?;
+    }
+    if !plan.history.is_empty() {
+        w.add_history(&plan.history).await?;
+    }
+    if !plan.log_results.is_empty() {
+        w.settle_log_rows(&plan.log_results).await?;
+    }
+    Ok(plan.outcomes)
 }
 
 /// Decides, in order, what each event does. `log_ids` maps (provider, dedupe key) to the log
@@ -187,7 +371,11 @@ pub fn plan_receipts(
                 (outcome, Some(*id))
             }
         };
-        plan.log_results.push((log_id, outcome, message_id));
+        plan.log_results.push(LogResult {
+            log_id,
+            outcome,
+            message_id,
+        });
         plan.outcomes.push(outcome);
     }
     plan.status_changes = changes.into_values().collect();
@@ -198,6 +386,7 @@ pub fn plan_receipts(
 mod tests {
     use super::*;
     use crate::domain::ErrorInfo;
+    use crate::store::StoreError;
 
     fn event(key: &str, sid: &str, target: Option<MessageStatus>) -> ProviderEvent {
         ProviderEvent {
@@ -247,14 +436,110 @@ mod tests {
         );
         assert_eq!(plan.history.len(), 2);
         assert_eq!(plan.history[1].to, None, "the late `sent` is history only");
+        let log_result = |log_id, outcome, message_id| LogResult {
+            log_id,
+            outcome,
+            message_id,
+        };
         assert_eq!(
             plan.log_results,
             [
-                (1, Applied, Some(id)),
-                (2, Recorded, Some(id)),
-                (3, UnknownMessage, None)
+                log_result(1, Applied, Some(id)),
+                log_result(2, Recorded, Some(id)),
+                log_result(3, UnknownMessage, None)
             ]
         );
+    }
+
+    /// Records what `write_receipts` asks for; key `a` is already logged.
+    #[derive(Default)]
+    struct Recorder {
+        duplicates: Vec<LogRow>,
+        history: usize,
+        changes: Vec<StatusChange>,
+        settled: Vec<LogResult>,
+        message: Option<Uuid>,
+        committed: bool,
+    }
+
+    #[async_trait]
+    impl ReceiptWriter for Recorder {
+        async fn claim_log_rows(&mut self, rows: &[LogRow]) -> StoreResult<Vec<ClaimedLogRow>> {
+            Ok(rows
+                .iter()
+                .zip(1..)
+                .filter(|(r, _)| r.dedupe_key != "a")
+                .map(|(r, id)| ((r.provider.to_owned(), r.dedupe_key.clone()), id))
+                .collect())
+        }
+        async fn outbound_messages(&mut self, _: &[&str]) -> StoreResult<Vec<ReceiptTarget>> {
+            let target = |pmid: &str, id, status: &str| ReceiptTarget {
+                provider_message_id: pmid.into(),
+                id,
+                status: status.into(),
+            };
+            Ok(vec![
+                target("SM1", self.message.unwrap_or_default(), "sent"),
+                target("SM1", Uuid::now_v7(), "sent"),
+                target("SM2", Uuid::now_v7(), "not a status"),
+            ])
+        }
+        async fn log_duplicates(&mut self, rows: &[LogRow]) -> StoreResult<()> {
+            self.duplicates.extend_from_slice(rows);
+            Ok(())
+        }
+        async fn change_statuses(&mut self, changes: &[StatusChange]) -> StoreResult<()> {
+            self.changes.extend_from_slice(changes);
+            Ok(())
+        }
+        async fn add_history(&mut self, entries: &[HistoryEntry]) -> StoreResult<()> {
+            self.history += entries.len();
+            Ok(())
+        }
+        async fn settle_log_rows(&mut self, results: &[LogResult]) -> StoreResult<()> {
+            self.settled.extend_from_slice(results);
+            Ok(())
+        }
+        async fn commit(mut self) -> StoreResult<()> {
+            self.committed = true;
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn receipts_are_written_as_planned_and_the_first_message_of_a_provider_id_wins() {
+        let id = Uuid::now_v7();
+        let mut w = Recorder {
+            message: Some(id),
+            ..Default::default()
+        };
+        let events = [
+            event("a", "SM1", Some(MessageStatus::Delivered)),
+            event("b", "SM1", Some(MessageStatus::Delivered)),
+            event("c", "SM2", Some(MessageStatus::Delivered)),
+        ];
+        let outcomes = write_receipts(&mut w, &events).await.unwrap();
+        use EventOutcome::*;
+        assert_eq!(outcomes, [Duplicate, Applied, UnknownMessage]);
+        assert_eq!(w.duplicates.len(), 1);
+        assert_eq!(w.duplicates[0].dedupe_key, "a");
+        assert_eq!(
+            serde_json::from_str::<Value>(&w.duplicates[0].detail).unwrap(),
+            serde_json::json!({ "event": "x", "provider_message_id": "SM1" })
+        );
+        assert_eq!(w.changes.len(), 1);
+        assert_eq!(w.changes[0].message_id, id);
+        assert_eq!(w.history, 1);
+        let settled: Vec<_> = w.settled.iter().map(|r| (r.log_id, r.outcome)).collect();
+        assert_eq!(settled, [(2, Applied), (3, UnknownMessage)]);
+        assert_eq!(w.settled[0].message_id, Some(id));
+    }
+
+    #[tokio::test]
+    async fn an_empty_batch_opens_no_transaction() {
+        let begin = async { Err(StoreError::Other(anyhow::anyhow!("a writer was opened"))) };
+        let outcomes = apply_receipts::<Recorder>(begin, &[]).await.unwrap();
+        assert!(outcomes.is_empty());
     }
 
     #[test]

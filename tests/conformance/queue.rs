@@ -245,8 +245,7 @@ mod redis_entries {
     use uuid::Uuid;
 
     use crate::backends::redis;
-
-    const REDIS_URL: &str = "redis://127.0.0.1:6379/0";
+    use crate::scratch::REDIS_URL;
 
     async fn conn() -> redis::aio::MultiplexedConnection {
         redis::Client::open(REDIS_URL)
@@ -283,8 +282,8 @@ mod redis_entries {
 
     #[tokio::test]
     async fn every_entry_carries_data_json_with_its_message_id_beside_the_workers_fields() {
-        let (queue, cleanup) = redis().await;
-        let stream = format!("{}message_queue:sms", cleanup.as_str());
+        let (queue, prefix) = redis().await;
+        let stream = format!("{}message_queue:sms", prefix.as_str());
         let task = Task {
             message_id: Uuid::now_v7(),
             kind: MessageType::Sms,
@@ -309,8 +308,8 @@ mod redis_entries {
 
     #[tokio::test]
     async fn a_retry_moved_from_the_delayed_set_carries_data_too() {
-        let (queue, cleanup) = redis().await;
-        let stream = format!("{}message_queue:email", cleanup.as_str());
+        let (queue, prefix) = redis().await;
+        let stream = format!("{}message_queue:email", prefix.as_str());
         let task = Task {
             message_id: Uuid::now_v7(),
             kind: MessageType::Email,
@@ -334,8 +333,8 @@ mod redis_entries {
 
     #[tokio::test]
     async fn the_worker_reads_old_entries_and_data_only_entries_during_an_upgrade() {
-        let (queue, cleanup) = redis().await;
-        let stream = format!("{}message_queue:sms", cleanup.as_str());
+        let (queue, prefix) = redis().await;
+        let stream = format!("{}message_queue:sms", prefix.as_str());
         let (old, original, current) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
         let mut c = conn().await;
         // As written before entries carried data.

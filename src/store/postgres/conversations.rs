@@ -2,43 +2,23 @@
 //! `messages.rs`); here they are only read, and zeroed when a conversation is marked read.
 
 use async_trait::async_trait;
-use sqlx::postgres::PgRow;
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
-use super::messages::{MESSAGE_COLUMNS, message_from_row};
-use super::{PgStore, classify, parse_enum};
+use super::{PgStore, classify};
 use crate::domain::{
-    ChannelFamily, Conversation, ConversationPatch, ConversationStatistics, ConversationStatus,
-    Message, NewConversation, SearchQuery,
+    Conversation, ConversationPatch, ConversationStatistics, ConversationStatus, Message,
+    NewConversation, SearchQuery,
 };
-use crate::store::query::{Listing, SearchTerms};
+use crate::store::query::{Listing, POSTGRES, SearchTerms, by_id};
+use crate::store::rows::{self, CONVERSATION_COLUMNS, Fetch, MESSAGE_COLUMNS};
 use crate::store::{
     ConversationFilter, ConversationStore, Page, SearchHit, SortOrder, StoreResult,
 };
 
-const CONVERSATION_COLUMNS: &str = "id, channel, participant_a, participant_b, status, title, \
-     message_count, unread_count, last_message_at, metadata, created_at, updated_at";
-
 /// The indexed text of a message; must match `messages_text_search_idx` exactly.
 const MESSAGE_TSVECTOR: &str =
     "to_tsvector('simple', left(coalesce(m.subject, '') || ' ' || coalesce(m.body, ''), 65536))";
-
-fn conversation_from_row(row: &PgRow) -> anyhow::Result<Conversation> {
-    Ok(Conversation {
-        id: row.try_get("id")?,
-        channel: parse_enum(row, "channel", ChannelFamily::parse)?,
-        participants: [row.try_get("participant_a")?, row.try_get("participant_b")?],
-        status: parse_enum(row, "status", ConversationStatus::parse)?,
-        title: row.try_get("title")?,
-        message_count: row.try_get("message_count")?,
-        unread_count: row.try_get("unread_count")?,
-        last_message_at: row.try_get("last_message_at")?,
-        metadata: row.try_get("metadata")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
-}
 
 #[async_trait]
 impl ConversationStore for PgStore {
@@ -62,34 +42,22 @@ impl ConversationStore for PgStore {
             .bind(&new.participants.1)
             .bind(&new.title)
             .bind(&new.metadata)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(classify)?;
-        if let Some(row) = created {
-            return Ok((conversation_from_row(&row)?, true));
+            .optional(&self.pool, rows::conversation)
+            .await?;
+        if let Some(conversation) = created {
+            return Ok((conversation, true));
         }
         let sql = format!(
             "select {CONVERSATION_COLUMNS} from conversations
              where channel = $1 and participant_a = $2 and participant_b = $3"
         );
-        let row = sqlx::query(AssertSqlSafe(sql))
+        let existing = sqlx::query(AssertSqlSafe(sql))
             .bind(new.channel.as_str())
             .bind(&new.participants.0)
             .bind(&new.participants.1)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(classify)?;
-        Ok((conversation_from_row(&row)?, false))
-    }
-
-    async fn get_conversation(&self, id: Uuid) -> StoreResult<Option<Conversation>> {
-        let sql = format!("select {CONVERSATION_COLUMNS} from conversations where id = $1");
-        let row = sqlx::query(AssertSqlSafe(sql))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(classify)?;
-        Ok(row.as_ref().map(conversation_from_row).transpose()?)
+            .one(&self.pool, rows::conversation)
+            .await?;
+        Ok((existing, false))
     }
 
     async fn list_conversations(
@@ -98,7 +66,12 @@ impl ConversationStore for PgStore {
         page: Page,
     ) -> StoreResult<(Vec<Conversation>, i64)> {
         let listing = Listing::conversations(CONVERSATION_COLUMNS, filter, page);
-        self.list(&listing, conversation_from_row).await
+        self.list(&listing, rows::conversation).await
+    }
+
+    async fn get_conversation(&self, id: Uuid) -> StoreResult<Option<Conversation>> {
+        let lookup = by_id("conversations", CONVERSATION_COLUMNS, id, POSTGRES);
+        rows::find(&self.pool, &lookup, rows::conversation).await
     }
 
     async fn conversation_messages(
@@ -126,17 +99,12 @@ impl ConversationStore for PgStore {
             "select {MESSAGE_COLUMNS} from messages where conversation_id = $1
              order by created_at {direction}, id {direction} limit $2 offset $3"
         );
-        let rows = sqlx::query(AssertSqlSafe(sql))
+        let messages = sqlx::query(AssertSqlSafe(sql))
             .bind(id)
             .bind(page.limit)
             .bind(page.offset)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(classify)?;
-        let messages = rows
-            .iter()
-            .map(message_from_row)
-            .collect::<anyhow::Result<Vec<_>>>()?;
+            .all(&self.pool, rows::message)
+            .await?;
         Ok(Some((messages, total)))
     }
 
@@ -155,28 +123,25 @@ impl ConversationStore for PgStore {
              where id = $1
              returning {CONVERSATION_COLUMNS}"
         );
-        let row = sqlx::query(AssertSqlSafe(sql))
+        sqlx::query(AssertSqlSafe(sql))
             .bind(id)
             .bind(patch.title.is_some())
             .bind(patch.title.clone().flatten())
             .bind(patch.status.map(ConversationStatus::as_str))
             .bind(serde_json::Value::Object(patch.metadata_set.clone()))
             .bind(&patch.metadata_remove)
-            .fetch_optional(&self.pool)
+            .optional(&self.pool, rows::conversation)
             .await
-            .map_err(classify)?;
-        Ok(row.as_ref().map(conversation_from_row).transpose()?)
     }
 
     #[tracing::instrument(skip_all, fields(conversation_id = %id))]
     async fn delete_conversation(&self, id: Uuid) -> StoreResult<bool> {
         // Messages and their events go with it (`on delete cascade`).
-        let done = sqlx::query("delete from conversations where id = $1")
+        let deleted = sqlx::query("delete from conversations where id = $1")
             .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(classify)?;
-        Ok(done.rows_affected() > 0)
+            .run(&self.pool)
+            .await?;
+        Ok(deleted > 0)
     }
 
     #[tracing::instrument(skip_all, fields(conversation_id = %id))]
@@ -189,11 +154,10 @@ impl ConversationStore for PgStore {
             "update conversations set unread_count = 0, updated_at = now() where id = $1
              returning {CONVERSATION_COLUMNS}"
         );
-        let Some(row) = sqlx::query(AssertSqlSafe(sql))
+        let Some(conversation) = sqlx::query(AssertSqlSafe(sql))
             .bind(id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(classify)?
+            .optional(&mut *tx, rows::conversation)
+            .await?
         else {
             return Ok(None);
         };
@@ -202,12 +166,10 @@ impl ConversationStore for PgStore {
              where conversation_id = $1 and direction = 'inbound' and read_at is null",
         )
         .bind(id)
-        .execute(&mut *tx)
-        .await
-        .map_err(classify)?
-        .rows_affected();
+        .run(&mut *tx)
+        .await?;
         tx.commit().await.map_err(classify)?;
-        Ok(Some((conversation_from_row(&row)?, marked)))
+        Ok(Some((conversation, marked)))
     }
 
     #[tracing::instrument(skip_all)]
@@ -246,31 +208,20 @@ impl ConversationStore for PgStore {
              order by s.rank desc, c.last_message_at desc nulls last, c.id
              limit $4"
         );
-        let rows = sqlx::query(AssertSqlSafe(sql))
+        sqlx::query(AssertSqlSafe(sql))
             .bind(terms.words)
             .bind(terms.address)
             .bind(terms.prefix)
             .bind(limit)
-            .fetch_all(&self.pool)
+            .all(&self.pool, rows::search_hit)
             .await
-            .map_err(classify)?;
-        rows.iter()
-            .map(|row| {
-                Ok(SearchHit {
-                    conversation: conversation_from_row(row)?,
-                    rank: row.try_get("rank")?,
-                    matching_messages: row.try_get("hits")?,
-                })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()
-            .map_err(Into::into)
     }
 
     async fn conversation_statistics(
         &self,
         id: Uuid,
     ) -> StoreResult<Option<ConversationStatistics>> {
-        let row = sqlx::query(
+        sqlx::query(
             "select c.id,
                     count(m.id) as total,
                     count(*) filter (where m.direction = 'inbound') as inbound,
@@ -283,23 +234,7 @@ impl ConversationStore for PgStore {
              group by c.id",
         )
         .bind(id)
-        .fetch_optional(&self.pool)
+        .optional(&self.pool, rows::statistics)
         .await
-        .map_err(classify)?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let stats = (|| -> Result<_, sqlx::Error> {
-            Ok(ConversationStatistics {
-                conversation_id: row.try_get("id")?,
-                total_messages: row.try_get("total")?,
-                inbound: row.try_get("inbound")?,
-                outbound: row.try_get("outbound")?,
-                failed: row.try_get("failed")?,
-                average_seconds_to_sent: row.try_get("avg_to_sent")?,
-            })
-        })()
-        .map_err(classify)?;
-        Ok(Some(stats))
     }
 }

@@ -4,10 +4,10 @@ use async_trait::async_trait;
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
-use super::messages::{MESSAGE_COLUMNS, message_from_row};
-use super::{PgStore, classify, from_rows};
+use super::PgStore;
 use crate::domain::Message;
 use crate::store::lifecycle::redrive_from;
+use crate::store::rows::{self, Fetch, MESSAGE_COLUMNS};
 use crate::store::{DeadLetterStore, StoreResult};
 
 #[async_trait]
@@ -44,12 +44,10 @@ impl DeadLetterStore for PgStore {
              )
              select {MESSAGE_COLUMNS} from moved"
         );
-        let rows = sqlx::query(AssertSqlSafe(sql))
+        sqlx::query(AssertSqlSafe(sql))
             .bind(ids)
             .bind(from.as_str())
-            .fetch_all(&self.pool)
+            .all(&self.pool, rows::message)
             .await
-            .map_err(classify)?;
-        from_rows(&rows, message_from_row)
     }
 }

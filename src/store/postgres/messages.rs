@@ -4,67 +4,20 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use sqlx::postgres::PgRow;
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::AssertSqlSafe;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{PgStore, classify, from_rows, parse_enum};
-use crate::domain::{
-    ChannelFamily, Direction, ErrorInfo, Message, MessageEvent, MessageStatus, MessageType,
-    NewMessage,
-};
+use super::{PgStore, classify};
+use crate::domain::{Message, MessageEvent, NewMessage};
 use crate::store::batch::{BatchPlan, ConversationKey, DedupeKey, LookupKeys, existing_of};
 use crate::store::lifecycle::{claimable_statuses, plan_outcomes};
-use crate::store::query::Listing;
+use crate::store::query::{Listing, POSTGRES, by_id};
+use crate::store::rows::{self, EVENT_COLUMNS, Fetch, MESSAGE_COLUMNS};
 use crate::store::{
     Claim, Inserted, MessageFilter, MessageStore, Outcome, Page, StoreError, StoreResult, Stranded,
     SweepQuery,
 };
-
-pub(super) const MESSAGE_COLUMNS: &str = "id, conversation_id, direction, type, from_address, to_address, body, subject, \
-     attachments, status, provider, provider_message_id, num_segments, retry_count, error_code, error_message, metadata, \
-     idempotency_key, created_at, updated_at, sent_at, delivered_at, failed_at, next_attempt_at, \
-     provider_timestamp, read_at";
-
-pub(super) fn message_from_row(row: &PgRow) -> anyhow::Result<Message> {
-    let error_code: Option<String> = row.try_get("error_code")?;
-    let error_message: Option<String> = row.try_get("error_message")?;
-    let sqlx::types::Json(attachments): sqlx::types::Json<Vec<String>> =
-        row.try_get("attachments")?;
-    Ok(Message {
-        id: row.try_get("id")?,
-        conversation_id: row.try_get("conversation_id")?,
-        direction: parse_enum(row, "direction", Direction::parse)?,
-        kind: parse_enum(row, "type", MessageType::parse)?,
-        from: row.try_get("from_address")?,
-        to: row.try_get("to_address")?,
-        body: row.try_get("body")?,
-        subject: row.try_get("subject")?,
-        attachments,
-        status: parse_enum(row, "status", MessageStatus::parse)?,
-        provider: row.try_get("provider")?,
-        provider_message_id: row.try_get("provider_message_id")?,
-        num_segments: row.try_get("num_segments")?,
-        retry_count: row.try_get("retry_count")?,
-        error: error_code.map(|code| ErrorInfo {
-            code,
-            message: error_message.unwrap_or_default(),
-        }),
-        metadata: row.try_get("metadata")?,
-        idempotency_key: row.try_get("idempotency_key")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-        sent_at: row.try_get("sent_at")?,
-        delivered_at: row.try_get("delivered_at")?,
-        failed_at: row.try_get("failed_at")?,
-        next_attempt_at: row.try_get("next_attempt_at")?,
-        provider_timestamp: row.try_get("provider_timestamp")?,
-        read_at: row.try_get("read_at")?,
-        size: None,
-    }
-    .sized())
-}
 
 /// Column arrays for one multi-row insert through `unnest`.
 #[derive(Default)]
@@ -140,17 +93,12 @@ impl PgStore {
                  where direction = 'inbound' and provider_message_id is not null
                    and (provider, provider_message_id) in (select * from unnest($2::text[], $3::text[]))"
             );
-            let rows = sqlx::query(AssertSqlSafe(sql))
+            found = sqlx::query(AssertSqlSafe(sql))
                 .bind(&keys.idempotency)
                 .bind(&providers)
                 .bind(&provider_ids)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(classify)?;
-            for row in &rows {
-                let hash: Option<String> = row.try_get("request_hash").map_err(classify)?;
-                found.push((message_from_row(row)?, hash));
-            }
+                .all(&mut *tx, rows::message_and_hash)
+                .await?;
         }
         let existing = existing_of(found);
 
@@ -167,7 +115,7 @@ impl PgStore {
             let last: Vec<OffsetDateTime> =
                 conversations.iter().map(|c| c.last_message_at).collect();
             // An inbound message re-opens an archived conversation.
-            let rows = sqlx::query(
+            let upserted = sqlx::query(
                 "insert into conversations as c
                      (id, channel, participant_a, participant_b, message_count, unread_count, last_message_at)
                  select * from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::int8[], $7::timestamptz[])
@@ -186,15 +134,9 @@ impl PgStore {
             .bind(&counts)
             .bind(&unread)
             .bind(&last)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(classify)?;
-            for row in &rows {
-                let channel = parse_enum(row, "channel", ChannelFamily::parse)?;
-                let a: String = row.try_get("participant_a").map_err(classify)?;
-                let b: String = row.try_get("participant_b").map_err(classify)?;
-                conversation_ids.insert((channel, a, b), row.try_get("id").map_err(classify)?);
-            }
+            .all(&mut *tx, rows::conversation_key)
+            .await?;
+            conversation_ids.extend(upserted);
         }
 
         let (placed, conversation_of) = plan.placed(batch, &conversation_ids)?;
@@ -238,10 +180,9 @@ impl PgStore {
             .bind(&columns.provider_message_id)
             .bind(&columns.provider_timestamp)
             .bind(&columns.created_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
-            if inserted.rows_affected() != columns.id.len() as u64 {
+            .run(&mut *tx)
+            .await?;
+            if inserted != columns.id.len() as u64 {
                 tx.rollback().await.map_err(classify)?;
                 return Ok(BatchAttempt::Raced);
             }
@@ -254,9 +195,8 @@ impl PgStore {
             .bind(&columns.id)
             .bind(&columns.status)
             .bind(&columns.created_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
+            .run(&mut *tx)
+            .await?;
         }
         tx.commit().await.map_err(classify)?;
 
@@ -282,13 +222,8 @@ impl MessageStore for PgStore {
     }
 
     async fn get_message(&self, id: Uuid) -> StoreResult<Option<Message>> {
-        let sql = format!("select {MESSAGE_COLUMNS} from messages where id = $1");
-        let row = sqlx::query(AssertSqlSafe(sql))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(classify)?;
-        Ok(row.as_ref().map(message_from_row).transpose()?)
+        let lookup = by_id("messages", MESSAGE_COLUMNS, id, POSTGRES);
+        rows::find(&self.pool, &lookup, rows::message).await
     }
 
     async fn list_messages(
@@ -298,39 +233,18 @@ impl MessageStore for PgStore {
     ) -> StoreResult<(Vec<Message>, i64)> {
         self.list(
             &Listing::messages(MESSAGE_COLUMNS, filter, page),
-            message_from_row,
+            rows::message,
         )
         .await
     }
 
     async fn message_events(&self, id: Uuid) -> StoreResult<Vec<MessageEvent>> {
-        let rows = sqlx::query(
-            "select id, message_id, event, from_status, to_status, detail, created_at
-             from message_events where message_id = $1 order by id",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(classify)?;
-        let status = |row: &PgRow, col: &str| -> anyhow::Result<Option<MessageStatus>> {
-            let raw: Option<String> = row.try_get(col)?;
-            Ok(raw.as_deref().and_then(MessageStatus::parse))
-        };
-        let events = rows
-            .iter()
-            .map(|row| {
-                Ok(MessageEvent {
-                    id: row.try_get("id")?,
-                    message_id: row.try_get("message_id")?,
-                    event: row.try_get("event")?,
-                    from_status: status(row, "from_status")?,
-                    to_status: status(row, "to_status")?,
-                    detail: row.try_get("detail")?,
-                    created_at: row.try_get("created_at")?,
-                })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(events)
+        let sql =
+            format!("select {EVENT_COLUMNS} from message_events where message_id = $1 order by id");
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(id)
+            .all(&self.pool, rows::event)
+            .await
     }
 
     #[tracing::instrument(skip_all, fields(count = ids.len()))]
@@ -362,24 +276,21 @@ impl MessageStore for PgStore {
              )
              select {MESSAGE_COLUMNS} from claimed"
         );
-        let rows = sqlx::query(AssertSqlSafe(sql))
+        let messages = sqlx::query(AssertSqlSafe(sql))
             .bind(ids)
             .bind(token)
             .bind(stale_before)
             .bind(claimable_statuses())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(classify)?;
-        let messages = from_rows(&rows, message_from_row)?;
+            .all(&self.pool, rows::message)
+            .await?;
         Ok(Claim { token, messages })
     }
 
     async fn in_flight(&self, ids: &[Uuid]) -> StoreResult<Vec<Uuid>> {
-        sqlx::query_scalar("select id from messages where id = any($1) and status = 'sending'")
+        sqlx::query("select id from messages where id = any($1) and status = 'sending'")
             .bind(ids)
-            .fetch_all(&self.pool)
+            .all(&self.pool, rows::id)
             .await
-            .map_err(classify)
     }
 
     #[tracing::instrument(skip_all, fields(count = outcomes.len()))]
@@ -398,7 +309,7 @@ impl MessageStore for PgStore {
             planned.iter().map(|r| r.next_attempt_at).collect();
         let num_segments: Vec<Option<i32>> = planned.iter().map(|r| r.num_segments).collect();
         let attempted: Vec<bool> = planned.iter().map(|r| r.attempted).collect();
-        let rows = sqlx::query(
+        sqlx::query(
             "with input as (
                  select * from unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[],
                                       $9::int4[], $10::bool[])
@@ -446,16 +357,12 @@ impl MessageStore for PgStore {
         .bind(&next_attempt_at)
         .bind(&num_segments)
         .bind(&attempted)
-        .fetch_all(&self.pool)
+        .all(&self.pool, rows::id)
         .await
-        .map_err(classify)?;
-        rows.iter()
-            .map(|r| r.try_get("id").map_err(classify))
-            .collect()
     }
 
     async fn sweep(&self, query: SweepQuery) -> StoreResult<Vec<Stranded>> {
-        let rows = sqlx::query(
+        sqlx::query(
             "with stranded as (
                  select id from messages
                  where status in ('pending', 'retry', 'sending')
@@ -475,17 +382,7 @@ impl MessageStore for PgStore {
         .bind(query.age.as_secs_f64())
         .bind(query.visibility_timeout.as_secs_f64())
         .bind(query.limit)
-        .fetch_all(&self.pool)
+        .all(&self.pool, rows::stranded)
         .await
-        .map_err(classify)?;
-        rows.iter()
-            .map(|row| {
-                Ok(Stranded {
-                    id: row.try_get("id")?,
-                    kind: parse_enum(row, "type", MessageType::parse)?,
-                })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()
-            .map_err(StoreError::Other)
     }
 }

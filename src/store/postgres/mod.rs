@@ -12,11 +12,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::query::Query;
-use sqlx::{AssertSqlSafe, Postgres, Row};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgQueryResult, PgRow};
+use sqlx::{Postgres, Row};
+use time::OffsetDateTime;
+use uuid::Uuid;
 
-use super::query::{Bind, Listing, POSTGRES, Sql};
+use super::query::{Listing, POSTGRES};
+use super::rows::{self, Backend, Decoder, Plain, StoredRow};
 use super::{Store, StoreError, StoreResult};
 use crate::config::ConnectionUrl;
 
@@ -58,16 +60,9 @@ impl PgStore {
     async fn list<T>(
         &self,
         listing: &Listing,
-        from_row: fn(&PgRow) -> anyhow::Result<T>,
+        decode: Decoder<Postgres, T>,
     ) -> StoreResult<(Vec<T>, i64)> {
-        let (page, count) = (listing.page_sql(POSTGRES), listing.count_sql(POSTGRES));
-        let rows = bound(&page).fetch_all(&self.pool).await.map_err(classify)?;
-        let row = bound(&count)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(classify)?;
-        let total: i64 = row.try_get(0).map_err(classify)?;
-        Ok((from_rows(&rows, from_row)?, total))
+        rows::list(&self.pool, POSTGRES, listing, decode).await
     }
 
     /// Drops every table and applies the migrations again.
@@ -82,58 +77,47 @@ impl PgStore {
 
 /// Separates "the database is not there" (503, try later) from everything else.
 pub(super) fn classify(err: sqlx::Error) -> StoreError {
-    let unavailable = match &err {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::WorkerCrashed => true,
-        // Class 08: connection exception; 57P: operator intervention (shutdown, restart);
-        // 53: insufficient resources (too many connections, disk full).
-        sqlx::Error::Database(db) => db
-            .code()
-            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c.starts_with("53")),
-        _ => false,
-    };
-    if unavailable {
-        StoreError::Unavailable(err.into())
-    } else {
-        StoreError::Other(err.into())
+    Postgres::classify(err)
+}
+
+impl Backend for Postgres {
+    fn rows_affected(done: &PgQueryResult) -> u64 {
+        done.rows_affected()
+    }
+
+    fn unavailable(err: &sqlx::Error) -> bool {
+        match err {
+            sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => true,
+            // Class 08: connection exception; 57P: operator intervention (shutdown,
+            // restart); 53: insufficient resources (too many connections, disk full).
+            sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+                c.starts_with("08") || c.starts_with("57P") || c.starts_with("53")
+            }),
+            _ => false,
+        }
     }
 }
 
-/// A planned statement with its values bound, in order.
-fn bound(sql: &Sql) -> Query<'_, Postgres, PgArguments> {
-    let mut q = sqlx::query(AssertSqlSafe(sql.text.clone()));
-    for value in &sql.binds {
-        q = match value {
-            Bind::Text(t) => q.bind(t.as_str()),
-            Bind::Uuid(id) => q.bind(*id),
-            Bind::Int(n) => q.bind(*n),
-        };
+impl StoredRow for PgRow {
+    fn get<T: Plain>(&self, column: &str) -> anyhow::Result<T> {
+        Ok(self.try_get(column)?)
     }
-    q
-}
 
-/// Every row read with `from_row`.
-pub(super) fn from_rows<T>(
-    rows: &[PgRow],
-    from_row: fn(&PgRow) -> anyhow::Result<T>,
-) -> StoreResult<Vec<T>> {
-    Ok(rows
-        .iter()
-        .map(from_row)
-        .collect::<anyhow::Result<Vec<_>>>()?)
-}
+    fn opt_uuid(&self, column: &str) -> anyhow::Result<Option<Uuid>> {
+        Ok(self.try_get(column)?)
+    }
 
-pub(super) fn parse_enum<T>(
-    row: &PgRow,
-    column: &str,
-    parse: fn(&str) -> Option<T>,
-) -> anyhow::Result<T> {
-    let raw: String = row.try_get(column)?;
-    parse(&raw).with_context(|| format!("unexpected {column} {raw:?} in the database"))
+    fn opt_instant(&self, column: &str) -> anyhow::Result<Option<OffsetDateTime>> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn json(&self, column: &str) -> anyhow::Result<serde_json::Value> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn first<T: Plain>(&self) -> anyhow::Result<T> {
+        Ok(self.try_get(0)?)
+    }
 }
 
 #[async_trait]

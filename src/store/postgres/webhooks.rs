@@ -1,183 +1,132 @@
-//! Provider callbacks on PostgreSQL: one transaction per batch of receipts.
-
-use std::collections::HashMap;
+//! Provider callbacks on PostgreSQL: one transaction per batch of receipts, each step one
+//! statement over its rows as one JSON array (`jsonb_array_elements`).
 
 use async_trait::async_trait;
-use sqlx::Row;
-use uuid::Uuid;
+use sqlx::{Postgres, Transaction};
 
 use super::{PgStore, classify};
-use crate::domain::MessageStatus;
 use crate::store::query::Listing;
-use crate::store::{
-    EventOutcome, Page, ProviderEvent, StoreResult, WebhookDelivery, WebhookLogEntry, WebhookStore,
-    plan_receipts,
+use crate::store::rows::{self, DELIVERY_COLUMNS, Fetch};
+use crate::store::webhooks::{
+    ClaimedLogRow, LogRow, ReceiptTarget, ReceiptWriter, apply_receipts, json_rows,
 };
-use sqlx::postgres::PgRow;
+use crate::store::{
+    EventOutcome, HistoryEntry, LogResult, Page, ProviderEvent, StatusChange, StoreResult,
+    WebhookDelivery, WebhookLogEntry, WebhookStore,
+};
+
+/// A batch of receipts being written in one transaction.
+struct PgReceipts(Transaction<'static, Postgres>);
+
+impl PgReceipts {
+    /// Runs a statement whose `$1` is the JSON rows.
+    async fn execute(&mut self, sql: &'static str, rows: String) -> StoreResult<()> {
+        sqlx::query(sql).bind(rows).run(&mut *self.0).await?;
+        Ok(())
+    }
+}
 
 #[async_trait]
-impl WebhookStore for PgStore {
-    #[tracing::instrument(skip_all, fields(count = events.len()))]
-    async fn apply_provider_events(
-        &self,
-        events: &[ProviderEvent],
-    ) -> StoreResult<Vec<EventOutcome>> {
-        if events.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut tx = self.pool.begin().await.map_err(classify)?;
-
-        // 1. Claim each dedupe key in the log; a key already there is a replay.
-        let providers: Vec<&str> = events.iter().map(|e| e.provider).collect();
-        let keys: Vec<&str> = events.iter().map(|e| e.dedupe_key.as_str()).collect();
-        let details: Vec<String> = events
-            .iter()
-            .map(|e| serde_json::json!({ "event": e.event, "provider_message_id": e.provider_message_id }).to_string())
-            .collect();
-        let rows = sqlx::query(
+impl ReceiptWriter for PgReceipts {
+    async fn claim_log_rows(&mut self, rows: &[LogRow]) -> StoreResult<Vec<ClaimedLogRow>> {
+        sqlx::query(
             "insert into webhook_deliveries (provider, kind, dedupe_key, verified, outcome, detail)
-             select provider, 'receipt', dedupe_key, true, 'pending', detail::jsonb
-             from unnest($1::text[], $2::text[], $3::text[]) as t(provider, dedupe_key, detail)
+             select value ->> 0, 'receipt', value ->> 1, true, 'pending', (value ->> 2)::jsonb
+             from jsonb_array_elements($1::jsonb) with ordinality as t(value, n)
+             order by n
              on conflict (provider, dedupe_key) where dedupe_key is not null and outcome <> 'duplicate' do nothing
              returning id, provider, dedupe_key",
         )
-        .bind(&providers)
-        .bind(&keys)
-        .bind(&details)
-        .fetch_all(&mut *tx)
+        .bind(json_rows(rows))
+        .all(&mut *self.0, rows::claimed_log_row)
         .await
-        .map_err(classify)?;
-        let mut log_ids: HashMap<(String, String), i64> = HashMap::new();
-        for row in &rows {
-            log_ids.insert(
-                (
-                    row.try_get("provider").map_err(classify)?,
-                    row.try_get("dedupe_key").map_err(classify)?,
-                ),
-                row.try_get("id").map_err(classify)?,
-            );
-        }
+    }
 
-        // 2. The messages concerned, locked in id order so concurrent batches cannot deadlock.
-        let pmids: Vec<&str> = events
-            .iter()
-            .map(|e| e.provider_message_id.as_str())
-            .collect();
-        let rows = sqlx::query(
+    async fn outbound_messages(
+        &mut self,
+        provider_ids: &[&str],
+    ) -> StoreResult<Vec<ReceiptTarget>> {
+        sqlx::query(
             "select id, status, provider_message_id from messages
              where provider_message_id = any($1) and direction = 'outbound'
              order by id
              for update",
         )
-        .bind(&pmids)
-        .fetch_all(&mut *tx)
+        .bind(provider_ids)
+        .all(&mut *self.0, rows::receipt_target)
         .await
-        .map_err(classify)?;
-        let mut messages: HashMap<String, (Uuid, MessageStatus)> = HashMap::new();
-        for row in &rows {
-            let raw: String = row.try_get("status").map_err(classify)?;
-            let Some(status) = MessageStatus::parse(&raw) else {
-                continue;
-            };
-            messages
-                .entry(row.try_get("provider_message_id").map_err(classify)?)
-                .or_insert((row.try_get("id").map_err(classify)?, status));
-        }
+    }
 
-        // 3. Decide what each event does (shared by every backend), then write it down.
-        let plan = plan_receipts(events, log_ids, messages);
-        if !plan.duplicates.is_empty() {
-            let pick = |f: &dyn Fn(usize) -> String| -> Vec<String> {
-                plan.duplicates.iter().map(|i| f(*i)).collect()
-            };
-            sqlx::query(
-                "insert into webhook_deliveries (provider, kind, dedupe_key, verified, outcome, detail)
-                 select provider, 'receipt', dedupe_key, true, 'duplicate', detail::jsonb
-                 from unnest($1::text[], $2::text[], $3::text[]) as t(provider, dedupe_key, detail)",
-            )
-            .bind(pick(&|i| events[i].provider.to_owned()))
-            .bind(pick(&|i| events[i].dedupe_key.clone()))
-            .bind(pick(&|i| details[i].clone()))
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
-        }
+    async fn log_duplicates(&mut self, rows: &[LogRow]) -> StoreResult<()> {
+        self.execute(
+            "insert into webhook_deliveries (provider, kind, dedupe_key, verified, outcome, detail)
+             select value ->> 0, 'receipt', value ->> 1, true, 'duplicate', (value ->> 2)::jsonb
+             from jsonb_array_elements($1::jsonb)",
+            json_rows(rows),
+        )
+        .await
+    }
 
-        // 4. Status changes, one statement.
-        if !plan.status_changes.is_empty() {
-            let changes = &plan.status_changes;
-            let ids: Vec<Uuid> = changes.iter().map(|c| c.message_id).collect();
-            let statuses: Vec<&str> = changes.iter().map(|c| c.status.as_str()).collect();
-            let codes: Vec<Option<&str>> = changes
-                .iter()
-                .map(|c| c.error.as_ref().map(|e| e.code.as_str()))
-                .collect();
-            let texts: Vec<Option<&str>> = changes
-                .iter()
-                .map(|c| c.error.as_ref().map(|e| e.message.as_str()))
-                .collect();
-            sqlx::query(
-                "update messages m set
-                     status = u.status,
-                     error_code = coalesce(u.error_code, m.error_code),
-                     error_message = coalesce(u.error_message, m.error_message),
-                     delivered_at = case when u.status = 'delivered' then now() else m.delivered_at end,
-                     failed_at = case when u.status = 'failed' then now() else m.failed_at end,
-                     updated_at = now()
-                 from unnest($1::uuid[], $2::text[], $3::text[], $4::text[])
-                     as u(id, status, error_code, error_message)
-                 where m.id = u.id",
-            )
-            .bind(&ids)
-            .bind(&statuses)
-            .bind(&codes)
-            .bind(&texts)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
-        }
+    async fn change_statuses(&mut self, changes: &[StatusChange]) -> StoreResult<()> {
+        self.execute(
+            "update messages m set
+                 status = u.status,
+                 error_code = coalesce(u.error_code, m.error_code),
+                 error_message = coalesce(u.error_message, m.error_message),
+                 delivered_at = case when u.status = 'delivered' then now() else m.delivered_at end,
+                 failed_at = case when u.status = 'failed' then now() else m.failed_at end,
+                 updated_at = now()
+             from (select (value ->> 0)::uuid as id, value ->> 1 as status,
+                          value ->> 2 as error_code, value ->> 3 as error_message
+                   from jsonb_array_elements($1::jsonb)) as u
+             where m.id = u.id",
+            json_rows(changes),
+        )
+        .await
+    }
 
-        // 5. The messages' history, 6. the log's outcomes.
-        if !plan.history.is_empty() {
-            let h = &plan.history;
-            sqlx::query(
-                "insert into message_events (message_id, event, from_status, to_status, detail)
-                 select id, 'provider_event', from_status, to_status, detail::jsonb
-                 from unnest($1::uuid[], $2::text[], $3::text[], $4::text[])
-                     as t(id, from_status, to_status, detail)",
-            )
-            .bind(h.iter().map(|e| e.message_id).collect::<Vec<_>>())
-            .bind(
-                h.iter()
-                    .map(|e| e.from.map(|s| s.as_str()))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                h.iter()
-                    .map(|e| e.to.map(|s| s.as_str()))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(h.iter().map(|e| e.detail.to_string()).collect::<Vec<_>>())
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
-        }
-        if !plan.log_results.is_empty() {
-            let l = &plan.log_results;
-            sqlx::query(
-                "update webhook_deliveries w set outcome = u.outcome, message_id = u.message_id
-                 from unnest($1::int8[], $2::text[], $3::uuid[]) as u(id, outcome, message_id)
-                 where w.id = u.id",
-            )
-            .bind(l.iter().map(|r| r.0).collect::<Vec<_>>())
-            .bind(l.iter().map(|r| r.1.as_str()).collect::<Vec<_>>())
-            .bind(l.iter().map(|r| r.2).collect::<Vec<_>>())
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
-        }
-        tx.commit().await.map_err(classify)?;
-        Ok(plan.outcomes)
+    async fn add_history(&mut self, entries: &[HistoryEntry]) -> StoreResult<()> {
+        self.execute(
+            "insert into message_events (message_id, event, from_status, to_status, detail)
+             select (value ->> 0)::uuid, 'provider_event', value ->> 1, value ->> 2, (value ->> 3)::jsonb
+             from jsonb_array_elements($1::jsonb) with ordinality as t(value, n)
+             -- In input order: a message's history lists its receipts as they came.
+             order by n",
+            json_rows(entries),
+        )
+        .await
+    }
+
+    async fn settle_log_rows(&mut self, results: &[LogResult]) -> StoreResult<()> {
+        self.execute(
+            "update webhook_deliveries w set outcome = u.outcome, message_id = u.message_id
+             from (select (value ->> 0)::int8 as id, value ->> 1 as outcome,
+                          (value ->> 2)::uuid as message_id
+                   from jsonb_array_elements($1::jsonb)) as u
+             where w.id = u.id",
+            json_rows(results),
+        )
+        .await
+    }
+
+    async fn commit(self) -> StoreResult<()> {
+        self.0.commit().await.map_err(classify)
+    }
+}
+
+impl PgStore {
+    async fn receipts(&self) -> StoreResult<PgReceipts> {
+        Ok(PgReceipts(self.pool.begin().await.map_err(classify)?))
+    }
+}
+
+#[async_trait]
+impl WebhookStore for PgStore {
+    async fn apply_provider_events(
+        &self,
+        events: &[ProviderEvent],
+    ) -> StoreResult<Vec<EventOutcome>> {
+        apply_receipts(self.receipts(), events).await
     }
 
     async fn log_webhook(&self, entry: &WebhookLogEntry) -> StoreResult<()> {
@@ -193,9 +142,8 @@ impl WebhookStore for PgStore {
         .bind(&entry.outcome)
         .bind(entry.message_id)
         .bind(&entry.detail)
-        .execute(&self.pool)
-        .await
-        .map_err(classify)?;
+        .run(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -205,24 +153,6 @@ impl WebhookStore for PgStore {
         page: Page,
     ) -> StoreResult<(Vec<WebhookDelivery>, i64)> {
         let listing = Listing::webhook_deliveries(DELIVERY_COLUMNS, provider, page);
-        self.list(&listing, delivery_from_row).await
+        self.list(&listing, rows::delivery).await
     }
-}
-
-const DELIVERY_COLUMNS: &str =
-    "id, provider, kind, dedupe_key, verified, outcome, message_id, detail, received_at";
-
-/// One row of the webhook log.
-fn delivery_from_row(r: &PgRow) -> anyhow::Result<WebhookDelivery> {
-    Ok(WebhookDelivery {
-        id: r.try_get("id")?,
-        provider: r.try_get("provider")?,
-        kind: r.try_get("kind")?,
-        dedupe_key: r.try_get("dedupe_key")?,
-        verified: r.try_get("verified")?,
-        outcome: r.try_get("outcome")?,
-        message_id: r.try_get("message_id")?,
-        detail: r.try_get("detail")?,
-        received_at: r.try_get("received_at")?,
-    })
 }

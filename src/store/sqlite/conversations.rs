@@ -4,41 +4,20 @@
 
 use async_trait::async_trait;
 use serde_json::Value;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::AssertSqlSafe;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::messages::{MESSAGE_COLUMNS, message_from_row};
-use super::{SqliteStore, classify, get_opt_ts, get_ts, get_uuid, parse_enum, ts};
+use super::{SqliteStore, classify, ts};
 use crate::domain::{
-    ChannelFamily, Conversation, ConversationPatch, ConversationStatistics, ConversationStatus,
-    Message, NewConversation, SearchQuery,
+    Conversation, ConversationPatch, ConversationStatistics, ConversationStatus, Message,
+    NewConversation, SearchQuery,
 };
-use crate::store::query::{Listing, SearchTerms};
+use crate::store::query::{Listing, SQLITE, SearchTerms, by_id};
+use crate::store::rows::{self, CONVERSATION_COLUMNS, Fetch, MESSAGE_COLUMNS};
 use crate::store::{
     ConversationFilter, ConversationStore, Page, SearchHit, SortOrder, StoreResult,
 };
-
-const CONVERSATION_COLUMNS: &str = "id, channel, participant_a, participant_b, status, title, \
-     message_count, unread_count, last_message_at, metadata, created_at, updated_at";
-
-fn conversation_from_row(row: &SqliteRow) -> anyhow::Result<Conversation> {
-    let metadata: String = row.try_get("metadata")?;
-    Ok(Conversation {
-        id: get_uuid(row, "id")?,
-        channel: parse_enum(row, "channel", ChannelFamily::parse)?,
-        participants: [row.try_get("participant_a")?, row.try_get("participant_b")?],
-        status: parse_enum(row, "status", ConversationStatus::parse)?,
-        title: row.try_get("title")?,
-        message_count: row.try_get("message_count")?,
-        unread_count: row.try_get("unread_count")?,
-        last_message_at: get_opt_ts(row, "last_message_at")?,
-        metadata: serde_json::from_str(&metadata)?,
-        created_at: get_ts(row, "created_at")?,
-        updated_at: get_ts(row, "updated_at")?,
-    })
-}
 
 /// The words of `text` as an FTS5 query requiring all of them, or `None` if it has none.
 /// Words are split as the index's `unicode61` tokenizer splits them (on anything that is
@@ -76,38 +55,26 @@ impl ConversationStore for SqliteStore {
             .bind(&new.title)
             .bind(new.metadata.to_string())
             .bind(&now)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(classify)?;
-        let (row, created) = match created {
-            Some(row) => (row, true),
+            .optional(&mut *tx, rows::conversation)
+            .await?;
+        let (conversation, created) = match created {
+            Some(conversation) => (conversation, true),
             None => {
                 let sql = format!(
                     "select {CONVERSATION_COLUMNS} from conversations
                      where channel = ?1 and participant_a = ?2 and participant_b = ?3"
                 );
-                let row = sqlx::query(AssertSqlSafe(sql))
+                let existing = sqlx::query(AssertSqlSafe(sql))
                     .bind(new.channel.as_str())
                     .bind(&new.participants.0)
                     .bind(&new.participants.1)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(classify)?;
-                (row, false)
+                    .one(&mut *tx, rows::conversation)
+                    .await?;
+                (existing, false)
             }
         };
         tx.commit().await.map_err(classify)?;
-        Ok((conversation_from_row(&row)?, created))
-    }
-
-    async fn get_conversation(&self, id: Uuid) -> StoreResult<Option<Conversation>> {
-        let sql = format!("select {CONVERSATION_COLUMNS} from conversations where id = ?1");
-        let row = sqlx::query(AssertSqlSafe(sql))
-            .bind(id.to_string())
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(classify)?;
-        Ok(row.as_ref().map(conversation_from_row).transpose()?)
+        Ok((conversation, created))
     }
 
     async fn list_conversations(
@@ -116,7 +83,12 @@ impl ConversationStore for SqliteStore {
         page: Page,
     ) -> StoreResult<(Vec<Conversation>, i64)> {
         let listing = Listing::conversations(CONVERSATION_COLUMNS, filter, page);
-        self.list(&listing, conversation_from_row).await
+        self.list(&listing, rows::conversation).await
+    }
+
+    async fn get_conversation(&self, id: Uuid) -> StoreResult<Option<Conversation>> {
+        let lookup = by_id("conversations", CONVERSATION_COLUMNS, id, SQLITE);
+        rows::find(&self.reader, &lookup, rows::conversation).await
     }
 
     async fn conversation_messages(
@@ -144,17 +116,12 @@ impl ConversationStore for SqliteStore {
             "select {MESSAGE_COLUMNS} from messages where conversation_id = ?1
              order by created_at {direction}, id {direction} limit ?2 offset ?3"
         );
-        let rows = sqlx::query(AssertSqlSafe(sql))
+        let messages = sqlx::query(AssertSqlSafe(sql))
             .bind(id.to_string())
             .bind(page.limit)
             .bind(page.offset)
-            .fetch_all(&self.reader)
-            .await
-            .map_err(classify)?;
-        let messages = rows
-            .iter()
-            .map(message_from_row)
-            .collect::<anyhow::Result<Vec<_>>>()?;
+            .all(&self.reader, rows::message)
+            .await?;
         Ok(Some((messages, total)))
     }
 
@@ -198,18 +165,17 @@ impl ConversationStore for SqliteStore {
              where id = ?1
              returning {CONVERSATION_COLUMNS}"
         );
-        let row = sqlx::query(AssertSqlSafe(sql))
+        let updated = sqlx::query(AssertSqlSafe(sql))
             .bind(id.to_string())
             .bind(patch.title.is_some())
             .bind(patch.title.clone().flatten())
             .bind(patch.status.map(ConversationStatus::as_str))
             .bind(Value::Object(metadata).to_string())
             .bind(&now)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(classify)?;
+            .optional(&mut *tx, rows::conversation)
+            .await?;
         tx.commit().await.map_err(classify)?;
-        Ok(row.as_ref().map(conversation_from_row).transpose()?)
+        Ok(updated)
     }
 
     #[tracing::instrument(skip_all, fields(conversation_id = %id))]
@@ -217,13 +183,12 @@ impl ConversationStore for SqliteStore {
         // Messages and their events go with it (`on delete cascade`), and their search
         // entries with them (trigger `messages_text_delete`).
         let mut tx = self.begin_write().await?;
-        let done = sqlx::query("delete from conversations where id = ?1")
+        let deleted = sqlx::query("delete from conversations where id = ?1")
             .bind(id.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
+            .run(&mut *tx)
+            .await?;
         tx.commit().await.map_err(classify)?;
-        Ok(done.rows_affected() > 0)
+        Ok(deleted > 0)
     }
 
     #[tracing::instrument(skip_all, fields(conversation_id = %id))]
@@ -236,12 +201,11 @@ impl ConversationStore for SqliteStore {
             "update conversations set unread_count = 0, updated_at = ?2 where id = ?1
              returning {CONVERSATION_COLUMNS}"
         );
-        let Some(row) = sqlx::query(AssertSqlSafe(sql))
+        let Some(conversation) = sqlx::query(AssertSqlSafe(sql))
             .bind(id.to_string())
             .bind(&now)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(classify)?
+            .optional(&mut *tx, rows::conversation)
+            .await?
         else {
             return Ok(None);
         };
@@ -251,12 +215,10 @@ impl ConversationStore for SqliteStore {
         )
         .bind(id.to_string())
         .bind(&now)
-        .execute(&mut *tx)
-        .await
-        .map_err(classify)?
-        .rows_affected();
+        .run(&mut *tx)
+        .await?;
         tx.commit().await.map_err(classify)?;
-        Ok(Some((conversation_from_row(&row)?, marked)))
+        Ok(Some((conversation, marked)))
     }
 
     #[tracing::instrument(skip_all)]
@@ -305,31 +267,20 @@ impl ConversationStore for SqliteStore {
              order by s.rank desc, c.last_message_at is null, c.last_message_at desc, c.id
              limit ?4"
         );
-        let rows = sqlx::query(AssertSqlSafe(sql))
+        sqlx::query(AssertSqlSafe(sql))
             .bind(words)
             .bind(terms.address)
             .bind(terms.prefix)
             .bind(limit)
-            .fetch_all(&self.reader)
+            .all(&self.reader, rows::search_hit)
             .await
-            .map_err(classify)?;
-        rows.iter()
-            .map(|row| {
-                Ok(SearchHit {
-                    conversation: conversation_from_row(row)?,
-                    rank: row.try_get("rank")?,
-                    matching_messages: row.try_get("hits")?,
-                })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()
-            .map_err(Into::into)
     }
 
     async fn conversation_statistics(
         &self,
         id: Uuid,
     ) -> StoreResult<Option<ConversationStatistics>> {
-        let row = sqlx::query(
+        sqlx::query(
             "select c.id,
                     count(m.id) as total,
                     count(case when m.direction = 'inbound' then 1 end) as inbound,
@@ -342,23 +293,8 @@ impl ConversationStore for SqliteStore {
              group by c.id",
         )
         .bind(id.to_string())
-        .fetch_optional(&self.reader)
+        .optional(&self.reader, rows::statistics)
         .await
-        .map_err(classify)?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let stats = (|| -> anyhow::Result<_> {
-            Ok(ConversationStatistics {
-                conversation_id: get_uuid(&row, "id")?,
-                total_messages: row.try_get("total")?,
-                inbound: row.try_get("inbound")?,
-                outbound: row.try_get("outbound")?,
-                failed: row.try_get("failed")?,
-                average_seconds_to_sent: row.try_get("avg_to_sent")?,
-            })
-        })()?;
-        Ok(Some(stats))
     }
 }
 

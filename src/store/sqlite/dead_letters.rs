@@ -5,10 +5,10 @@ use sqlx::AssertSqlSafe;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::messages::{MESSAGE_COLUMNS, message_from_row};
-use super::{SqliteStore, classify, from_rows, id_list, ts};
+use super::{SqliteStore, classify, id_list, ts};
 use crate::domain::Message;
 use crate::store::lifecycle::redrive_from;
+use crate::store::rows::{self, Fetch, MESSAGE_COLUMNS};
 use crate::store::{DeadLetterStore, StoreResult};
 
 #[async_trait]
@@ -38,9 +38,8 @@ impl DeadLetterStore for SqliteStore {
         .bind(&list)
         .bind(from.as_str())
         .bind(&now)
-        .execute(&mut *tx)
-        .await
-        .map_err(classify)?;
+        .run(&mut *tx)
+        .await?;
         // `enqueued_at` is set because the caller enqueues right away: the sweeper leaves
         // the message alone unless that enqueue is lost.
         let sql = format!(
@@ -51,15 +50,13 @@ impl DeadLetterStore for SqliteStore {
              where id in (select value from json_each(?1)) and status = ?2
              returning {MESSAGE_COLUMNS}"
         );
-        let rows = sqlx::query(AssertSqlSafe(sql))
+        let mut moved = sqlx::query(AssertSqlSafe(sql))
             .bind(&list)
             .bind(from.as_str())
             .bind(&now)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(classify)?;
+            .all(&mut *tx, rows::message)
+            .await?;
         tx.commit().await.map_err(classify)?;
-        let mut moved = from_rows(&rows, message_from_row)?;
         moved.sort_by_key(|m| m.id);
         Ok(moved)
     }

@@ -8,116 +8,46 @@ use std::collections::HashMap;
 use anyhow::Context;
 use async_trait::async_trait;
 use serde_json::Value;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite};
+use sqlx::{AssertSqlSafe, QueryBuilder, Sqlite};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{
-    SqliteStore, classify, from_rows, get_opt_ts, get_ts, get_uuid, id_list, parse_enum, ts,
-};
-use crate::domain::{
-    ChannelFamily, Direction, ErrorInfo, Message, MessageEvent, MessageStatus, MessageType,
-    NewMessage,
-};
+use super::{SqliteStore, classify, id_list, ts};
+use crate::domain::{Message, MessageEvent, MessageStatus, NewMessage};
 use crate::store::batch::{BatchPlan, ConversationKey, DedupeKey, LookupKeys, existing_of};
 use crate::store::lifecycle::{OutcomeRow, claim_detail, claimable_statuses, plan_outcomes};
-use crate::store::query::Listing;
+use crate::store::query::{Listing, SQLITE, by_id};
+use crate::store::rows::{self, EVENT_COLUMNS, Fetch, MESSAGE_COLUMNS, StoredRow};
 use crate::store::{
     Claim, Inserted, MessageFilter, MessageStore, Outcome, Page, StoreError, StoreResult, Stranded,
     SweepQuery,
 };
 
-pub(super) const MESSAGE_COLUMNS: &str = "id, conversation_id, direction, type, from_address, to_address, body, subject, \
-     attachments, status, provider, provider_message_id, num_segments, retry_count, error_code, error_message, metadata, \
-     idempotency_key, created_at, updated_at, sent_at, delivered_at, failed_at, next_attempt_at, \
-     provider_timestamp, read_at";
-
 /// Rows per multi-row insert: well under SQLite's limit of 32766 bound parameters.
 const ROWS_PER_INSERT: usize = 500;
 
-pub(super) fn message_from_row(row: &SqliteRow) -> anyhow::Result<Message> {
-    let error_code: Option<String> = row.try_get("error_code")?;
-    let error_message: Option<String> = row.try_get("error_message")?;
-    let attachments: String = row.try_get("attachments")?;
-    let metadata: String = row.try_get("metadata")?;
-    Ok(Message {
-        id: get_uuid(row, "id")?,
-        conversation_id: get_uuid(row, "conversation_id")?,
-        direction: parse_enum(row, "direction", Direction::parse)?,
-        kind: parse_enum(row, "type", MessageType::parse)?,
-        from: row.try_get("from_address")?,
-        to: row.try_get("to_address")?,
-        body: row.try_get("body")?,
-        subject: row.try_get("subject")?,
-        attachments: serde_json::from_str(&attachments).context("attachments column")?,
-        status: parse_enum(row, "status", MessageStatus::parse)?,
-        provider: row.try_get("provider")?,
-        provider_message_id: row.try_get("provider_message_id")?,
-        num_segments: row.try_get("num_segments")?,
-        retry_count: row.try_get("retry_count")?,
-        error: error_code.map(|code| ErrorInfo {
-            code,
-            message: error_message.unwrap_or_default(),
-        }),
-        metadata: serde_json::from_str(&metadata).context("metadata column")?,
-        idempotency_key: row.try_get("idempotency_key")?,
-        created_at: get_ts(row, "created_at")?,
-        updated_at: get_ts(row, "updated_at")?,
-        sent_at: get_opt_ts(row, "sent_at")?,
-        delivered_at: get_opt_ts(row, "delivered_at")?,
-        failed_at: get_opt_ts(row, "failed_at")?,
-        next_attempt_at: get_opt_ts(row, "next_attempt_at")?,
-        provider_timestamp: get_opt_ts(row, "provider_timestamp")?,
-        read_at: get_opt_ts(row, "read_at")?,
-        size: None,
-    }
-    .sized())
-}
-
-/// One row of the messages insert, with its values already encoded.
-struct MessageRow {
-    id: String,
-    conversation_id: String,
-    direction: &'static str,
-    kind: &'static str,
-    from: String,
-    to: String,
-    body: Option<String>,
-    subject: Option<String>,
-    attachments: String,
-    status: &'static str,
-    metadata: String,
-    idempotency_key: Option<String>,
-    request_hash: Option<String>,
-    provider: Option<String>,
-    provider_message_id: Option<String>,
-    provider_timestamp: Option<String>,
-    created_at: String,
-}
-
-impl MessageRow {
-    fn new(m: &NewMessage, conversation_id: Uuid) -> anyhow::Result<Self> {
-        Ok(Self {
-            id: m.id.to_string(),
-            conversation_id: conversation_id.to_string(),
-            direction: m.direction.as_str(),
-            kind: m.kind.as_str(),
-            from: m.from.as_str().to_owned(),
-            to: m.to.as_str().to_owned(),
-            body: m.body.clone(),
-            subject: m.subject.clone(),
-            attachments: serde_json::to_string(&m.attachments)?,
-            status: m.status.as_str(),
-            metadata: serde_json::to_string(&m.metadata)?,
-            idempotency_key: m.idempotency_key.clone(),
-            request_hash: m.request_hash.clone(),
-            provider: m.provider.clone(),
-            provider_message_id: m.provider_message_id.clone(),
-            provider_timestamp: m.provider_timestamp.map(ts).transpose()?,
-            created_at: ts(m.created_at)?,
-        })
-    }
+/// One message of the insert as the JSON object the statement reads with `json_each`:
+/// text throughout, attachments and metadata as their JSON text.
+fn message_input(m: &NewMessage, conversation_id: Uuid) -> anyhow::Result<Value> {
+    Ok(serde_json::json!({
+        "id": m.id.to_string(),
+        "conversation_id": conversation_id.to_string(),
+        "direction": m.direction.as_str(),
+        "type": m.kind.as_str(),
+        "from_address": m.from.as_str(),
+        "to_address": m.to.as_str(),
+        "body": m.body,
+        "subject": m.subject,
+        "attachments": serde_json::to_string(&m.attachments)?,
+        "status": m.status.as_str(),
+        "metadata": serde_json::to_string(&m.metadata)?,
+        "idempotency_key": m.idempotency_key,
+        "request_hash": m.request_hash,
+        "provider": m.provider,
+        "provider_message_id": m.provider_message_id,
+        "provider_timestamp": m.provider_timestamp.map(ts).transpose()?,
+        "created_at": ts(m.created_at)?,
+    }))
 }
 
 /// One row of the message_events insert.
@@ -146,7 +76,7 @@ async fn insert_events(
                 .push_bind(r.detail.clone())
                 .push_bind(at.to_owned());
         });
-        q.build().execute(&mut *tx).await.map_err(classify)?;
+        q.build().run(&mut *tx).await?;
     }
     Ok(())
 }
@@ -172,16 +102,11 @@ impl SqliteStore {
                    and (provider, provider_message_id) in
                        (select value ->> 0, value ->> 1 from json_each(?2))"
             );
-            let rows = sqlx::query(AssertSqlSafe(sql))
+            found = sqlx::query(AssertSqlSafe(sql))
                 .bind(serde_json::to_string(&keys.idempotency).context("encoding keys")?)
                 .bind(serde_json::to_string(&keys.inbound).context("encoding provider ids")?)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(classify)?;
-            for row in &rows {
-                let hash: Option<String> = row.try_get("request_hash").map_err(classify)?;
-                found.push((message_from_row(row)?, hash));
-            }
+                .all(&mut *tx, rows::message_and_hash)
+                .await?;
         }
         let existing = existing_of(found);
 
@@ -228,59 +153,42 @@ impl SqliteStore {
                      updated_at = excluded.updated_at
                  returning id, channel, participant_a, participant_b",
             );
-            let returned = q.build().fetch_all(&mut *tx).await.map_err(classify)?;
-            for row in &returned {
-                let channel = parse_enum(row, "channel", ChannelFamily::parse)?;
-                let a: String = row.try_get("participant_a").map_err(classify)?;
-                let b: String = row.try_get("participant_b").map_err(classify)?;
-                conversation_ids.insert((channel, a, b), get_uuid(row, "id")?);
-            }
+            let upserted = q.build().all(&mut *tx, rows::conversation_key).await?;
+            conversation_ids.extend(upserted);
         }
 
         let (placed, conversation_of) = plan.placed(batch, &conversation_ids)?;
-        let rows = placed
-            .into_iter()
-            .map(|(m, conversation_id)| MessageRow::new(m, conversation_id))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        for chunk in rows.chunks(ROWS_PER_INSERT) {
-            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+        if !placed.is_empty() {
+            let input = placed
+                .into_iter()
+                .map(|(m, conversation_id)| message_input(m, conversation_id))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let input = Value::from(input).to_string();
+            sqlx::query(
                 "insert into messages
                      (id, conversation_id, direction, type, from_address, to_address, body, subject,
                       attachments, status, metadata, idempotency_key, request_hash, provider,
-                      provider_message_id, provider_timestamp, created_at, updated_at) ",
-            );
-            q.push_values(chunk, |mut b, r| {
-                b.push_bind(r.id.clone())
-                    .push_bind(r.conversation_id.clone())
-                    .push_bind(r.direction)
-                    .push_bind(r.kind)
-                    .push_bind(r.from.clone())
-                    .push_bind(r.to.clone())
-                    .push_bind(r.body.clone())
-                    .push_bind(r.subject.clone())
-                    .push_bind(r.attachments.clone())
-                    .push_bind(r.status)
-                    .push_bind(r.metadata.clone())
-                    .push_bind(r.idempotency_key.clone())
-                    .push_bind(r.request_hash.clone())
-                    .push_bind(r.provider.clone())
-                    .push_bind(r.provider_message_id.clone())
-                    .push_bind(r.provider_timestamp.clone())
-                    .push_bind(r.created_at.clone())
-                    .push_bind(r.created_at.clone());
-            });
-            q.build().execute(&mut *tx).await.map_err(classify)?;
-
-            let mut e: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "insert into message_events (message_id, event, to_status, created_at) ",
-            );
-            e.push_values(chunk, |mut b, r| {
-                b.push_bind(r.id.clone())
-                    .push_bind("created")
-                    .push_bind(r.status)
-                    .push_bind(r.created_at.clone());
-            });
-            e.build().execute(&mut *tx).await.map_err(classify)?;
+                      provider_message_id, provider_timestamp, created_at, updated_at)
+                 select value ->> 'id', value ->> 'conversation_id', value ->> 'direction',
+                        value ->> 'type', value ->> 'from_address', value ->> 'to_address',
+                        value ->> 'body', value ->> 'subject', value ->> 'attachments',
+                        value ->> 'status', value ->> 'metadata', value ->> 'idempotency_key',
+                        value ->> 'request_hash', value ->> 'provider',
+                        value ->> 'provider_message_id', value ->> 'provider_timestamp',
+                        value ->> 'created_at', value ->> 'created_at'
+                 from json_each(?1) order by key",
+            )
+            .bind(&input)
+            .run(&mut *tx)
+            .await?;
+            sqlx::query(
+                "insert into message_events (message_id, event, to_status, created_at)
+                 select value ->> 'id', 'created', value ->> 'status', value ->> 'created_at'
+                 from json_each(?1) order by key",
+            )
+            .bind(&input)
+            .run(&mut *tx)
+            .await?;
         }
         tx.commit().await.map_err(classify)?;
 
@@ -312,13 +220,8 @@ impl MessageStore for SqliteStore {
     }
 
     async fn get_message(&self, id: Uuid) -> StoreResult<Option<Message>> {
-        let sql = format!("select {MESSAGE_COLUMNS} from messages where id = ?1");
-        let row = sqlx::query(AssertSqlSafe(sql))
-            .bind(id.to_string())
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(classify)?;
-        Ok(row.as_ref().map(message_from_row).transpose()?)
+        let lookup = by_id("messages", MESSAGE_COLUMNS, id, SQLITE);
+        rows::find(&self.reader, &lookup, rows::message).await
     }
 
     async fn list_messages(
@@ -328,40 +231,18 @@ impl MessageStore for SqliteStore {
     ) -> StoreResult<(Vec<Message>, i64)> {
         self.list(
             &Listing::messages(MESSAGE_COLUMNS, filter, page),
-            message_from_row,
+            rows::message,
         )
         .await
     }
 
     async fn message_events(&self, id: Uuid) -> StoreResult<Vec<MessageEvent>> {
-        let rows = sqlx::query(
-            "select id, message_id, event, from_status, to_status, detail, created_at
-             from message_events where message_id = ?1 order by id",
-        )
-        .bind(id.to_string())
-        .fetch_all(&self.reader)
-        .await
-        .map_err(classify)?;
-        let status = |row: &SqliteRow, col: &str| -> anyhow::Result<Option<MessageStatus>> {
-            let raw: Option<String> = row.try_get(col)?;
-            Ok(raw.as_deref().and_then(MessageStatus::parse))
-        };
-        let events = rows
-            .iter()
-            .map(|row| {
-                let detail: String = row.try_get("detail")?;
-                Ok(MessageEvent {
-                    id: row.try_get("id")?,
-                    message_id: get_uuid(row, "message_id")?,
-                    event: row.try_get("event")?,
-                    from_status: status(row, "from_status")?,
-                    to_status: status(row, "to_status")?,
-                    detail: serde_json::from_str(&detail).context("detail column")?,
-                    created_at: get_ts(row, "created_at")?,
-                })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(events)
+        let sql =
+            format!("select {EVENT_COLUMNS} from message_events where message_id = ?1 order by id");
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .all(&self.reader, rows::event)
+            .await
     }
 
     #[tracing::instrument(skip_all, fields(count = ids.len()))]
@@ -388,9 +269,10 @@ impl MessageStore for SqliteStore {
         .bind(serde_json::to_string(&claimable_statuses()).context("encoding statuses")?)
         .bind(&now)
         .bind(ts(stale_before)?)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(classify)?;
+        .all(&mut *tx, |row| {
+            Ok((rows::id(row)?, row.named("status", MessageStatus::parse)?))
+        })
+        .await?;
         if targets.is_empty() {
             tx.rollback().await.map_err(classify)?;
             return Ok(Claim {
@@ -400,9 +282,7 @@ impl MessageStore for SqliteStore {
         }
         let mut events = Vec::with_capacity(targets.len());
         let mut claimed = Vec::with_capacity(targets.len());
-        for row in &targets {
-            let id = get_uuid(row, "id")?;
-            let old = parse_enum(row, "status", MessageStatus::parse)?;
+        for (id, old) in targets {
             claimed.push(id);
             events.push(EventRow {
                 message_id: id.to_string(),
@@ -420,35 +300,27 @@ impl MessageStore for SqliteStore {
         .bind(&now)
         .bind(token.to_string())
         .bind(&claimed_list)
-        .execute(&mut *tx)
-        .await
-        .map_err(classify)?;
+        .run(&mut *tx)
+        .await?;
         insert_events(&mut tx, "status_changed", &events, &now).await?;
         let sql = format!(
             "select {MESSAGE_COLUMNS} from messages where id in (select value from json_each(?1)) order by id"
         );
-        let rows = sqlx::query(AssertSqlSafe(sql))
+        let messages = sqlx::query(AssertSqlSafe(sql))
             .bind(&claimed_list)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(classify)?;
+            .all(&mut *tx, rows::message)
+            .await?;
         tx.commit().await.map_err(classify)?;
-        let messages = from_rows(&rows, message_from_row)?;
         Ok(Claim { token, messages })
     }
 
     async fn in_flight(&self, ids: &[Uuid]) -> StoreResult<Vec<Uuid>> {
-        let rows = sqlx::query(
+        sqlx::query(
             "select id from messages where id in (select value from json_each(?1)) and status = 'sending'",
         )
         .bind(id_list(ids))
-        .fetch_all(&self.reader)
+        .all(&self.reader, rows::id)
         .await
-        .map_err(classify)?;
-        Ok(rows
-            .iter()
-            .map(|r| get_uuid(r, "id"))
-            .collect::<anyhow::Result<Vec<_>>>()?)
     }
 
     #[tracing::instrument(skip_all, fields(count = outcomes.len()))]
@@ -463,7 +335,7 @@ impl MessageStore for SqliteStore {
             .collect::<anyhow::Result<Vec<_>>>()?;
         let now = ts(OffsetDateTime::now_utc())?;
         let mut tx = self.begin_write().await?;
-        let rows = sqlx::query(
+        let applied = sqlx::query(
             "update messages set
                  status = i.status,
                  provider = coalesce(i.provider, messages.provider),
@@ -496,13 +368,8 @@ impl MessageStore for SqliteStore {
         .bind(token.to_string())
         .bind(Value::from(input).to_string())
         .bind(&now)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(classify)?;
-        let applied = rows
-            .iter()
-            .map(|r| get_uuid(r, "id"))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        .all(&mut *tx, rows::id)
+        .await?;
         let mut events = Vec::with_capacity(applied.len());
         for row in planned.iter().filter(|r| applied.contains(&r.id)) {
             events.push(EventRow {
@@ -522,7 +389,7 @@ impl MessageStore for SqliteStore {
         let older = ts(now - query.age)?;
         let abandoned = ts(now - query.age - query.visibility_timeout)?;
         let mut tx = self.begin_write().await?;
-        let rows = sqlx::query(
+        let stranded = sqlx::query(
             "update messages set enqueued_at = ?1
              where id in (
                  select id from messages
@@ -541,18 +408,9 @@ impl MessageStore for SqliteStore {
         .bind(&older)
         .bind(&abandoned)
         .bind(query.limit)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(classify)?;
+        .all(&mut *tx, rows::stranded)
+        .await?;
         tx.commit().await.map_err(classify)?;
-        rows.iter()
-            .map(|row| {
-                Ok(Stranded {
-                    id: get_uuid(row, "id")?,
-                    kind: parse_enum(row, "type", MessageType::parse)?,
-                })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()
-            .map_err(StoreError::Other)
+        Ok(stranded)
     }
 }

@@ -28,18 +28,18 @@ use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use sqlx::query::Query;
 use sqlx::sqlite::{
-    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteQueryResult,
     SqliteRow, SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, Row, Sqlite};
+use sqlx::{Row, Sqlite};
 use time::format_description::BorrowedFormatItem;
 use time::macros::format_description;
 use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
 use uuid::Uuid;
 
-use super::query::{Bind, Listing, SQLITE, Sql};
+use super::query::{Listing, SQLITE};
+use super::rows::{self, Backend, Decoder, Plain, StoredRow};
 use super::{Store, StoreError, StoreResult};
 use crate::config::ConnectionUrl;
 
@@ -157,19 +157,9 @@ impl SqliteStore {
     async fn list<T>(
         &self,
         listing: &Listing,
-        from_row: fn(&SqliteRow) -> anyhow::Result<T>,
+        decode: Decoder<Sqlite, T>,
     ) -> StoreResult<(Vec<T>, i64)> {
-        let (page, count) = (listing.page_sql(SQLITE), listing.count_sql(SQLITE));
-        let rows = bound(&page)
-            .fetch_all(&self.reader)
-            .await
-            .map_err(classify)?;
-        let row = bound(&count)
-            .fetch_one(&self.reader)
-            .await
-            .map_err(classify)?;
-        let total: i64 = row.try_get(0).map_err(classify)?;
-        Ok((from_rows(&rows, from_row)?, total))
+        rows::list(&self.reader, SQLITE, listing, decode).await
     }
 
     /// Starts a write transaction holding the write lock from its first statement, so a
@@ -230,77 +220,57 @@ pub(super) fn parse_ts(raw: &str) -> anyhow::Result<OffsetDateTime> {
         .assume_utc())
 }
 
-pub(super) fn get_ts(row: &SqliteRow, column: &str) -> anyhow::Result<OffsetDateTime> {
-    let raw: String = row.try_get(column)?;
-    parse_ts(&raw)
-}
-
-pub(super) fn get_opt_ts(row: &SqliteRow, column: &str) -> anyhow::Result<Option<OffsetDateTime>> {
-    let raw: Option<String> = row.try_get(column)?;
-    raw.as_deref().map(parse_ts).transpose()
-}
-
-pub(super) fn get_uuid(row: &SqliteRow, column: &str) -> anyhow::Result<Uuid> {
-    let raw: String = row.try_get(column)?;
-    Uuid::parse_str(&raw).with_context(|| format!("unexpected {column} {raw:?} in the database"))
-}
-
 /// A list of ids as one JSON array parameter, read back with `json_each`.
 pub(super) fn id_list(ids: &[Uuid]) -> String {
     serde_json::Value::from(ids.iter().map(|id| id.to_string()).collect::<Vec<_>>()).to_string()
 }
 
-/// A planned statement with its values bound, in order (UUIDs as text).
-fn bound(sql: &Sql) -> Query<'_, Sqlite, SqliteArguments> {
-    let mut q = sqlx::query(AssertSqlSafe(sql.text.clone()));
-    for value in &sql.binds {
-        q = match value {
-            Bind::Text(t) => q.bind(t.as_str()),
-            Bind::Uuid(id) => q.bind(id.to_string()),
-            Bind::Int(n) => q.bind(*n),
-        };
+/// Ids, instants and JSON are text (see the module documentation).
+impl StoredRow for SqliteRow {
+    fn get<T: Plain>(&self, column: &str) -> anyhow::Result<T> {
+        Ok(self.try_get(column)?)
     }
-    q
-}
 
-/// Every row read with `from_row`.
-pub(super) fn from_rows<T>(
-    rows: &[SqliteRow],
-    from_row: fn(&SqliteRow) -> anyhow::Result<T>,
-) -> StoreResult<Vec<T>> {
-    Ok(rows
-        .iter()
-        .map(from_row)
-        .collect::<anyhow::Result<Vec<_>>>()?)
-}
+    fn opt_uuid(&self, column: &str) -> anyhow::Result<Option<Uuid>> {
+        let raw: Option<String> = self.try_get(column)?;
+        raw.as_deref()
+            .map(Uuid::parse_str)
+            .transpose()
+            .with_context(|| format!("unexpected {column} {raw:?} in the database"))
+    }
 
-pub(super) fn parse_enum<T>(
-    row: &SqliteRow,
-    column: &str,
-    parse: fn(&str) -> Option<T>,
-) -> anyhow::Result<T> {
-    let raw: String = row.try_get(column)?;
-    parse(&raw).with_context(|| format!("unexpected {column} {raw:?} in the database"))
+    fn opt_instant(&self, column: &str) -> anyhow::Result<Option<OffsetDateTime>> {
+        let raw: Option<String> = self.try_get(column)?;
+        raw.as_deref().map(parse_ts).transpose()
+    }
+
+    fn json(&self, column: &str) -> anyhow::Result<serde_json::Value> {
+        let raw: String = self.try_get(column)?;
+        serde_json::from_str(&raw).with_context(|| format!("{column} column"))
+    }
+
+    fn first<T: Plain>(&self) -> anyhow::Result<T> {
+        Ok(self.try_get(0)?)
+    }
 }
 
 /// Separates "the database cannot be used right now" (503, try later) from everything else.
 pub(super) fn classify(err: sqlx::Error) -> StoreError {
-    let unavailable = match &err {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::WorkerCrashed => true,
+    Sqlite::classify(err)
+}
+
+impl Backend for Sqlite {
+    fn rows_affected(done: &SqliteQueryResult) -> u64 {
+        done.rows_affected()
+    }
+
+    fn unavailable(err: &sqlx::Error) -> bool {
         // Primary result codes: 5 BUSY, 6 LOCKED, 10 IOERR, 13 FULL, 14 CANTOPEN.
-        sqlx::Error::Database(db) => db
-            .code()
-            .and_then(|c| c.parse::<i32>().ok())
-            .is_some_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 13 | 14)),
-        _ => false,
-    };
-    if unavailable {
-        StoreError::Unavailable(err.into())
-    } else {
-        StoreError::Other(err.into())
+        let code = match err {
+            sqlx::Error::Database(db) => db.code().and_then(|c| c.parse::<i32>().ok()),
+            _ => None,
+        };
+        code.is_some_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 13 | 14))
     }
 }
 
