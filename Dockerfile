@@ -8,10 +8,14 @@
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 # Dependencies first, so a change to the service's own code does not rebuild them.
+# tools/fake-providers (a test tool in the workspace) is never built here: only its
+# manifest is needed for cargo to read the workspace, so it gets placeholder sources.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir src \
+COPY tools/fake-providers/Cargo.toml ./tools/fake-providers/
+RUN mkdir -p src tools/fake-providers/src \
  && echo 'fn main() {}' > src/main.rs \
- && touch src/lib.rs \
+ && touch src/lib.rs tools/fake-providers/src/lib.rs \
+ && echo 'fn main() {}' > tools/fake-providers/src/main.rs \
  && cargo build --release --locked --bin messaging-service \
  && rm -rf src
 COPY src ./src

@@ -165,12 +165,8 @@ impl Application {
             shutdown.child_token(),
         );
         self.state.startup.finish();
-        let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
-        let served = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
-            .context("HTTP server failed");
+        crate::http::server::serve(self.listener, router(self.state), shutdown).await;
         sampler.abort();
-        served
+        Ok(())
     }
 }

@@ -2,6 +2,7 @@
 //! runs embedded on SQLite with an in-process queue unless backends are configured), and
 //! database tools.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
@@ -16,7 +17,6 @@ use messaging_service::config::{Env, LogFormat, QueueBackend, Settings};
 use messaging_service::observability;
 use messaging_service::store::postgres::PgStore;
 use messaging_service::store::sqlite::SqliteStore;
-use messaging_service::telemetry;
 
 #[derive(Parser)]
 #[command(
@@ -45,8 +45,6 @@ enum Command {
     /// Inspect and redrive the dead-letter queue
     #[command(subcommand)]
     Dlq(messaging_service::cli::dlq::DlqCommand),
-    /// Serve Twilio- and SendGrid-compatible fake endpoints for end-to-end runs
-    FakeProviders(messaging_service::fake_providers::FakeProvidersArgs),
     /// Manage API keys (required on /api routes in production)
     Keys {
         #[command(subcommand)]
@@ -77,19 +75,20 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(&settings);
+    observability::logging::init(&settings);
     // Before any work starts, so no early event is recorded into the void.
-    observability::handle();
+    observability::export_known_series(&settings.providers);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
+            error!(error = %e, "cannot start the async runtime");
             return ExitCode::FAILURE;
         }
     };
+    let json_logs = settings.log_format == LogFormat::Json;
     let command = cli.command.unwrap_or(Command::All);
     let settings = match command {
         Command::All => settings.single_process(),
@@ -99,7 +98,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!(error = %format!("{e:#}"), "exiting");
-            eprintln!("error: {e:#}");
+            // With JSON logs the event above is the report: stderr may be the same collector.
+            if !json_logs {
+                let _ = writeln!(std::io::stderr(), "error: {e:#}");
+            }
             ExitCode::FAILURE
         }
     }
@@ -127,8 +129,9 @@ fn shutdown_on_signal() -> CancellationToken {
         }
         #[cfg(not(unix))]
         let _ = ctrl_c.await;
-        info!("shutdown signal received");
+        // Cancel first: shutting down must not wait on (or depend on) a log line.
         t.cancel();
+        info!("shutdown signal received");
     });
     token
 }
@@ -174,9 +177,6 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             )?;
             messaging_service::cli::dlq::run(command, store.as_ref(), &queue).await
         }
-        Command::FakeProviders(args) => {
-            messaging_service::fake_providers::run(args, shutdown_on_signal()).await
-        }
         Command::Keys { action } => {
             let store = open_store_for_tool(&settings).await?;
             let store = store.as_ref();
@@ -205,7 +205,8 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 queue = components.queue.backend(),
                 store = components.store.backend(),
                 consumer = worker.consumer(),
-                "worker starting"
+                metrics_port = settings.worker_metrics_port,
+                "worker starting (no HTTP API; /metrics on WORKER_METRICS_PORT)"
             );
             let shutdown = shutdown_on_signal();
             start_worker_metrics(&settings, &components, &shutdown).await;
@@ -273,7 +274,10 @@ fn refuse_in_process_queue(role: &str, settings: &Settings) -> anyhow::Result<()
     Ok(())
 }
 
-/// What an operator needs on start-up: where to reach the API, what it runs on, a first request.
+/// What an operator needs on start-up: where to reach the API, what it runs on, a first
+/// request. In text mode a few lines on stdout; with `LOG_FORMAT=json` one log event with
+/// the facts as fields (role, url, storage, queue; the curl hint is for people), so stdout
+/// (and stderr) carry nothing but JSON lines.
 fn print_banner(settings: &Settings, addr: std::net::SocketAddr, with_worker: bool) {
     let host = if addr.ip().is_unspecified() || addr.ip().is_loopback() {
         "localhost".to_owned()
@@ -281,6 +285,7 @@ fn print_banner(settings: &Settings, addr: std::net::SocketAddr, with_worker: bo
         addr.ip().to_string()
     };
     let url = format!("http://{host}:{}", addr.port());
+    let storage = settings.database_url.redacted();
     let queue = match settings.queue_backend {
         QueueBackend::InProcess => "in-process (durable through the database)".to_owned(),
         QueueBackend::Redis => format!("Redis Streams at {}", settings.redis_url.redacted()),
@@ -290,22 +295,29 @@ fn print_banner(settings: &Settings, addr: std::net::SocketAddr, with_worker: bo
     } else {
         "API"
     };
-    let banner = format!(
+    if settings.log_format == LogFormat::Json {
+        info!(
+            role,
+            url = %url,
+            storage = %storage,
+            queue = %queue,
+            "messaging-service ({role}) listening on {url}"
+        );
+        return;
+    }
+    let first_request = format!(
+        "curl -X POST {url}/api/v1/messages/send -H 'Content-Type: application/json' \\\n    \
+         -d '{{\"from\":\"+15551234567\",\"to\":\"+15559876543\",\"type\":\"sms\",\"body\":\"Hello\"}}'"
+    );
+    let then = format!("curl '{url}/api/v1/messages?limit=1'");
+    observability::logging::print(&format!(
         "messaging-service ({role}) listening on {url}\n  \
-         storage: {}\n  \
+         storage: {storage}\n  \
          queue:   {queue}\n\
          Send a first message:\n  \
-         curl -X POST {url}/api/v1/messages/send -H 'Content-Type: application/json' \\\n    \
-         -d '{{\"from\":\"+15551234567\",\"to\":\"+15559876543\",\"type\":\"sms\",\"body\":\"Hello\"}}'\n\
-         then: curl '{url}/api/v1/messages?limit=1'",
-        settings.database_url.redacted()
-    );
-    // With JSON logs, stdout carries only log lines (collectors parse every one of them).
-    if settings.log_format == LogFormat::Json {
-        eprintln!("{banner}");
-    } else {
-        println!("{banner}");
-    }
+         {first_request}\n\
+         then: {then}\n"
+    ));
 }
 
 /// The worker's `/metrics` listener and sampler. A taken port is logged, not fatal: a

@@ -14,6 +14,7 @@ mod messages;
 pub mod ratelimit;
 mod retry;
 pub mod security;
+pub mod server;
 mod webhooks;
 
 use std::sync::Arc;

@@ -1,10 +1,13 @@
-//! Metrics: the Prometheus recorder (installed once per process), the metric names (the
-//! operations guide's names are the contract), the helpers the API and the worker call,
-//! the periodic sampler of queue depths and database pool usage, and the worker's small
-//! `/metrics` listener. The JSON log format lives here too (`json_log`).
+//! What the service tells its operators. Metrics: the Prometheus recorder (installed once
+//! per process), the metric names (the operations guide's names are the contract), the
+//! helpers the API and the worker call, the periodic sampler of queue depths and database
+//! pool usage, and the worker's small `/metrics` listener. Logs: the subscriber set-up
+//! (`logging`) and the JSON line format (`json_log`). Request metrics and access lines:
+//! `http`.
 
 pub mod http;
 pub mod json_log;
+pub mod logging;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -19,6 +22,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::config::ProviderSettings;
 use crate::domain::MessageType;
 use crate::provider::ProviderError;
 use crate::queue::Queue;
@@ -42,6 +46,7 @@ pub const WEBHOOK_DELIVERIES: &str = "webhook_deliveries_total";
 pub const DB_POOL_CONNECTIONS: &str = "db_pool_connections";
 pub const DB_POOL_MAX: &str = "db_pool_max_connections";
 pub const SAMPLER_ERRORS: &str = "metrics_sampler_errors_total";
+pub const LOG_WRITE_ERRORS: &str = "log_write_errors_total";
 
 /// Latency buckets (seconds) for requests and provider calls: 1 ms to 30 s.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -154,11 +159,81 @@ fn describe() {
         SAMPLER_ERRORS,
         "Failed samples of queue depths (Redis unreachable)"
     );
+    describe_counter!(
+        LOG_WRITE_ERRORS,
+        "Log lines that could not be written (stdout closed or full) and were dropped"
+    );
     // Series with no labels exist from the start, at zero.
     counter!(RATE_LIMIT_HITS).absolute(0);
     counter!(QUEUE_RECLAIMED).absolute(0);
     counter!(SWEEPER_REQUEUED).absolute(0);
+    counter!(LOG_WRITE_ERRORS).absolute(0);
     gauge!(API_REQUESTS_IN_FLIGHT).set(0.0);
+}
+
+/// Why a message fails for good (the `reason` label of `message_failed_total`).
+pub const FAILURE_REASONS: [&str; 2] = ["rejected", "retries_exhausted"];
+/// The `class` label of `provider_errors_total` (see `error_class`).
+pub const PROVIDER_ERROR_CLASSES: [&str; 5] = [
+    "rate_limited",
+    "timeout",
+    "server_error",
+    "other_transient",
+    "rejected",
+];
+/// The `outcome` label of `webhook_deliveries_total`: what became of a callback.
+pub const WEBHOOK_OUTCOMES: [&str; 7] = [
+    "applied",
+    "recorded",
+    "duplicate",
+    "unknown_message",
+    "stored",
+    "invalid",
+    "rejected",
+];
+
+/// Exports every labelled counter at zero for the label sets the configured providers can
+/// produce, so `rate()` and alerts see a series before the first event. A channel's
+/// attempts, retries and failures are labelled with its provider chain (`twilio,mock` with
+/// failover); a sent message with the provider that sent it.
+pub fn export_known_series(providers: &ProviderSettings) {
+    handle();
+    let chain = |kinds: &[crate::config::providers::ProviderKind]| {
+        kinds
+            .iter()
+            .map(|k| k.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    for (kind, kinds) in [
+        (MessageType::Sms, &providers.sms),
+        (MessageType::Mms, &providers.sms),
+        (MessageType::Email, &providers.email),
+    ] {
+        let chain = chain(kinds);
+        for member in kinds.iter() {
+            counter!(MESSAGE_SENT, "type" => kind.as_str(), "provider" => member.as_str())
+                .absolute(0);
+        }
+        for reason in FAILURE_REASONS {
+            counter!(MESSAGE_FAILED, "type" => kind.as_str(), "provider" => chain.clone(), "reason" => reason)
+                .absolute(0);
+        }
+        counter!(MESSAGE_RETRIES, "type" => kind.as_str(), "provider" => chain.clone()).absolute(0);
+        for class in PROVIDER_ERROR_CLASSES {
+            counter!(PROVIDER_ERRORS, "provider" => chain.clone(), "class" => class).absolute(0);
+        }
+    }
+    for provider in ["twilio", "sendgrid"] {
+        for outcome in WEBHOOK_OUTCOMES {
+            counter!(WEBHOOK_DELIVERIES, "provider" => provider, "outcome" => outcome).absolute(0);
+        }
+    }
+}
+
+/// For the log writer: one line could not be written.
+pub(crate) fn log_write_failed() {
+    counter!(LOG_WRITE_ERRORS).increment(1);
 }
 
 /// The text `/metrics` serves.

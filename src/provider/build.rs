@@ -9,11 +9,11 @@ use super::failover::FailoverProvider;
 use super::mock::MockProvider;
 use super::pacing::{PacedProvider, Pacer, PacingRules};
 use super::sendgrid::SendgridProvider;
-use super::settings::ProviderKind;
 use super::smtp::SmtpProvider;
 use super::twilio::TwilioProvider;
 use super::{Provider, Providers};
 use crate::config::Settings;
+use crate::config::providers::ProviderKind;
 
 /// Chooses ring as the process's TLS crypto (the only one compiled in). Idempotent; called
 /// at the top of `main` and by every client constructor.

@@ -8,7 +8,6 @@ pub mod http;
 pub mod mock;
 pub mod pacing;
 pub mod sendgrid;
-pub mod settings;
 pub mod smtp;
 pub mod twilio;
 

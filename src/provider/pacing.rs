@@ -22,9 +22,9 @@ use redis::aio::ConnectionManager;
 use tracing::warn;
 use uuid::Uuid;
 
-use super::settings::PacingSettings;
 use super::{Provider, ProviderError, Receipt};
 use crate::config::ConnectionUrl;
+use crate::config::providers::PacingSettings;
 use crate::domain::{Message, MessageType, address_mask};
 
 #[async_trait]

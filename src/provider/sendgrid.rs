@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 
 use super::attachments::{email_parts, fetch_all};
 use super::http::{classify, client, transport_error};
-use super::settings::SendgridSettings;
 use super::{Provider, ProviderError, Receipt};
+use crate::config::providers::SendgridSettings;
 use crate::domain::Message;
 
 /// SendGrid requires a subject; an email sent without one gets this.

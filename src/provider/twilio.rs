@@ -6,8 +6,8 @@ use secrecy::ExposeSecret;
 use serde::Deserialize;
 
 use super::http::{classify, client, transport_error};
-use super::settings::TwilioSettings;
 use super::{Provider, ProviderError, Receipt};
+use crate::config::providers::TwilioSettings;
 use crate::domain::Message;
 
 /// Where our status-callback handler listens, under `PUBLIC_BASE_URL`.

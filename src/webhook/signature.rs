@@ -9,11 +9,12 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, Mac};
+use p256::ecdsa::Signature;
 use p256::ecdsa::signature::Verifier;
-use p256::ecdsa::{Signature, VerifyingKey};
-use p256::pkcs8::DecodePublicKey;
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
+
+use crate::config::SendgridKey;
 
 /// Twilio's signature for a form POST to `url` with `params`.
 pub fn twilio_signature(auth_token: &str, url: &str, params: &[(String, String)]) -> String {
@@ -103,27 +104,9 @@ pub fn verify_twilio_json(auth_token: &str, url: &str, body: &[u8], provided: &s
     ) && verify_twilio(auth_token, url, &[], provided)
 }
 
-/// A SendGrid Event Webhook verification key, parsed once at start-up.
-#[derive(Clone)]
-pub struct SendgridKey(VerifyingKey);
-
-impl std::fmt::Debug for SendgridKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SendgridKey(..)")
-    }
-}
-
+// The key is parsed with the settings (`config::webhooks`); the check lives beside the
+// other signature checks.
 impl SendgridKey {
-    /// Parses the base64 DER public key shown in SendGrid's settings.
-    pub fn parse(base64_der: &str) -> Result<Self, &'static str> {
-        let der = BASE64
-            .decode(base64_der.trim())
-            .map_err(|_| "is not valid base64")?;
-        VerifyingKey::from_public_key_der(&der)
-            .map(Self)
-            .map_err(|_| "is not a P-256 public key (base64 DER)")
-    }
-
     /// Checks `signature` (base64 DER ECDSA) over `timestamp + body`.
     pub fn verify(&self, timestamp: &str, body: &[u8], signature_b64: &str) -> bool {
         let Ok(der) = BASE64.decode(signature_b64.trim()) else {
@@ -135,7 +118,7 @@ impl SendgridKey {
         let mut payload = Vec::with_capacity(timestamp.len() + body.len());
         payload.extend_from_slice(timestamp.as_bytes());
         payload.extend_from_slice(body);
-        self.0.verify(&payload, &signature).is_ok()
+        self.verifying_key().verify(&payload, &signature).is_ok()
     }
 }
 

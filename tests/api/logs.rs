@@ -164,3 +164,59 @@ async fn json_log_lines_carry_timestamp_level_target_message_request_id_and_mess
         "phone numbers are masked in logs"
     );
 }
+
+/// Everything `pipe` carries until it closes, read on a thread.
+fn collect(mut pipe: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
+#[tokio::test]
+async fn with_json_logs_stdout_and_stderr_carry_only_json_lines_from_the_first_byte() {
+    use crate::helpers::KillOnDrop;
+    use crate::process::{accepts_a_send_once_up, binary, free_port, signal, wait_exit};
+
+    let app = TestApp::builder().spawn().await;
+    let port = free_port();
+    let mut child = binary(&app, "all", &[("PORT", &port), ("LOG_FORMAT", "json")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the binary");
+    let stdout = collect(child.stdout.take().expect("piped stdout"));
+    let stderr = collect(child.stderr.take().expect("piped stderr"));
+    let mut child = KillOnDrop(child);
+    accepts_a_send_once_up(&format!("http://127.0.0.1:{port}")).await;
+    signal(&child.0, "TERM");
+    let status = wait_exit(&mut child.0, Duration::from_secs(20)).await;
+    assert!(status.success(), "exit status {status:?}");
+    let stdout = stdout.join().expect("stdout reader");
+    let stderr = stderr.join().expect("stderr reader");
+
+    assert!(
+        stdout.starts_with('{'),
+        "JSON from the first byte: {stdout:.200}"
+    );
+    for (stream, text) in [("stdout", &stdout), ("stderr", &stderr)] {
+        for line in text.lines() {
+            let v: Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("{stream}: not a JSON line ({e}): {line}"));
+            assert!(v.is_object(), "{stream}: one object per line: {line}");
+        }
+    }
+    // The start-up banner is one event with its facts as fields.
+    let banner = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["role"].is_string() && v["url"].is_string())
+        .unwrap_or_else(|| panic!("no banner event: {stdout}"));
+    assert_eq!(banner["url"], format!("http://localhost:{port}").as_str());
+    assert!(banner["storage"].is_string() && banner["queue"].is_string());
+    assert!(
+        stdout.contains("\"message\":\"API stopped\""),
+        "shutdown is logged too: {stdout}"
+    );
+}

@@ -35,3 +35,4 @@ mod validation;
 #[path = "../common/wait.rs"]
 mod wait;
 mod webhooks;
+mod wire;

@@ -262,3 +262,73 @@ async fn a_request_without_an_id_gets_a_fresh_one_in_the_response() {
     assert!(Uuid::parse_str(&a).is_ok(), "a generated UUID, got {a}");
     assert_ne!(a, b, "each request gets its own id");
 }
+
+#[tokio::test]
+async fn labelled_counters_are_exported_at_zero_from_start_up() {
+    use crate::helpers::KillOnDrop;
+    use crate::process::{binary, free_port, wait_until_answers};
+
+    // A fresh process: in this test binary's shared registry other tests count failures.
+    let app = TestApp::builder().spawn().await;
+    let port = free_port();
+    let child = binary(&app, "all", &[("PORT", &port)])
+        .spawn()
+        .expect("start the binary");
+    let _child = KillOnDrop(child);
+    let base = format!("http://127.0.0.1:{port}");
+    wait_until_answers(&format!("{base}/health")).await;
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let m = Scrape::parse(&text);
+
+    // The default providers: the mock serves every channel.
+    for kind in ["sms", "mms", "email"] {
+        for reason in ["rejected", "retries_exhausted"] {
+            assert_eq!(
+                m.get(
+                    "message_failed_total",
+                    &[("type", kind), ("provider", "mock"), ("reason", reason)]
+                ),
+                Some(0.0),
+                "message_failed_total{{type={kind},reason={reason}}}"
+            );
+        }
+        for name in ["message_sent_total", "message_retries_total"] {
+            assert_eq!(
+                m.get(name, &[("type", kind), ("provider", "mock")]),
+                Some(0.0),
+                "{name}{{type={kind}}}"
+            );
+        }
+    }
+    for class in [
+        "rate_limited",
+        "timeout",
+        "server_error",
+        "other_transient",
+        "rejected",
+    ] {
+        assert_eq!(
+            m.get(
+                "provider_errors_total",
+                &[("provider", "mock"), ("class", class)]
+            ),
+            Some(0.0),
+            "provider_errors_total{{class={class}}}"
+        );
+    }
+    for provider in ["twilio", "sendgrid"] {
+        assert_eq!(
+            m.get(
+                "webhook_deliveries_total",
+                &[("provider", provider), ("outcome", "rejected")]
+            ),
+            Some(0.0)
+        );
+    }
+    assert_eq!(m.get("log_write_errors_total", &[]), Some(0.0));
+}

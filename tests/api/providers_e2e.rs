@@ -1,35 +1,19 @@
-//! End to end with real HTTP: `serve` + `worker` + `fake-providers` as separate processes.
+//! End to end with real HTTP: `serve` and `worker` as separate processes, the fake providers
+//! (the `fake-providers` tool's library) listening in the test process.
 //! A send reaches the fake Twilio as the exact request, the message becomes `sent` with the
 //! fake's sid, the fake posts signed status callbacks to the service's public URL, and the
 //! message ends `delivered`.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use base64::Engine;
+use fake_providers::FakeProvidersArgs;
 use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
 
 use crate::helpers::{KillOnDrop, TestApp};
+use crate::process::binary;
 use crate::providers_twilio::{SID, TOKEN};
-
-fn binary(app: &TestApp, args: &[&str], env: &[(&str, &str)], stdout: Stdio) -> KillOnDrop {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_messaging-service"));
-    cmd.args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", app.database_url().expose())
-        .env("REDIS_URL", "redis://127.0.0.1:6379/0")
-        .env("QUEUE_KEY_PREFIX", &app.prefix)
-        .env("HOST", "127.0.0.1")
-        .env("LOG_LEVEL", "warn")
-        .stdout(stdout)
-        .stderr(Stdio::null());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    KillOnDrop(cmd.spawn().expect("start the binary"))
-}
 
 /// Real processes start slowly on a loaded machine.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -62,22 +46,21 @@ async fn serve_worker_and_fake_providers_deliver_an_sms_over_real_http() {
         .port();
     let public = format!("http://127.0.0.1:{port}");
 
-    // The fake prints its address first thing.
-    let mut fake = binary(
-        &app,
-        &["fake-providers", "--port", "0", "--callback-delay-ms", "50"],
-        &[("PUBLIC_BASE_URL", &public), ("TWILIO_AUTH_TOKEN", TOKEN)],
-        Stdio::piped(),
-    );
-    let mut first = String::new();
-    BufReader::new(fake.0.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let fake_base = first
-        .trim()
-        .strip_prefix("fake providers listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line: {first:?}"))
-        .to_owned();
+    let stop_fake = CancellationToken::new();
+    let fake = fake_providers::start(
+        FakeProvidersArgs {
+            callback_delay_ms: 50,
+            no_callbacks: false,
+            public_base_url: Some(public.clone()),
+            twilio_auth_token: Some(TOKEN.into()),
+            ..FakeProvidersArgs::in_process()
+        },
+        stop_fake.clone(),
+    )
+    .await
+    .expect("start the fake providers");
+    let _stop_fake = stop_fake.drop_guard();
+    let fake_base = format!("http://{fake}");
 
     let env = [
         ("PORT", port.to_string()),
@@ -89,8 +72,8 @@ async fn serve_worker_and_fake_providers_deliver_an_sms_over_real_http() {
         ("QUEUE_BLOCK", "0.1".into()),
     ];
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let _serve = binary(&app, &["serve"], &env, Stdio::null());
-    let _worker = binary(&app, &["worker"], &env, Stdio::null());
+    let start = |role| KillOnDrop(binary(&app, role, &env).spawn().expect("start the binary"));
+    let (_serve, _worker) = (start("serve"), start("worker"));
 
     let client = reqwest::Client::new();
     crate::wait::until("the API", PATIENCE, async || {

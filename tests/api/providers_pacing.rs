@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use fake_providers::FakeProvidersArgs;
 use messaging_service::app::Components;
-use messaging_service::fake_providers::{self, FakeProvidersArgs};
 use messaging_service::provider::build_providers;
 use messaging_service::provider::pacing::RedisPacer;
 use messaging_service::worker::Worker;
@@ -17,18 +17,7 @@ use crate::providers_twilio::{SID, TOKEN};
 
 /// The fake Twilio, in process, recording when each request arrived.
 pub async fn fake_twilio() -> (String, CancellationToken) {
-    let args = FakeProvidersArgs {
-        host: "127.0.0.1".into(),
-        port: 0,
-        latency_ms: 0,
-        error_rate: 0.0,
-        rate_429: 0.0,
-        rate_500: 0.0,
-        callback_delay_ms: 0,
-        no_callbacks: true,
-        public_base_url: None,
-        twilio_auth_token: None,
-    };
+    let args = FakeProvidersArgs::in_process();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let stop = CancellationToken::new();

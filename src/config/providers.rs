@@ -1,5 +1,6 @@
 //! Provider configuration: which providers serve each channel (in failover order), their
-//! credentials and base URLs, timeouts, circuit breakers and per-sender pacing.
+//! credentials and base URLs, timeouts, circuit breakers and per-sender pacing, and the
+//! mock provider's behaviour (the development default).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -7,7 +8,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-use crate::config::{ConfigError, ConnectionUrl, Env, Environment};
+use super::{ConfigError, ConnectionUrl, Env, Environment};
 
 pub const DEFAULT_TWILIO_API_BASE: &str = "https://api.twilio.com";
 pub const DEFAULT_SENDGRID_API_BASE: &str = "https://api.sendgrid.com";
@@ -94,6 +95,43 @@ pub struct ProviderSettings {
     pub breaker_threshold: u32,
     pub breaker_cooldown: Duration,
     pub pacing: PacingSettings,
+}
+
+/// Mock provider behaviour (the development default).
+#[derive(Debug, Clone)]
+pub struct MockProviderSettings {
+    pub latency: Duration,
+    pub error_rate: f64,
+    pub rate_429: f64,
+    pub rate_500: f64,
+    /// `MOCK_PROVIDER_SENT_LOG`: append-only file of deliveries (tests and development).
+    pub sent_log: Option<std::path::PathBuf>,
+}
+
+impl MockProviderSettings {
+    /// `MOCK_PROVIDER_LATENCY_MS` and the guide's error injection (`PROVIDER_*_RATE`).
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let mock = Self {
+            latency: Duration::from_millis(env.parse(
+                "MOCK_PROVIDER_LATENCY_MS",
+                100,
+                "a number of milliseconds",
+            )?),
+            error_rate: env.rate("PROVIDER_ERROR_RATE")?,
+            rate_429: env.rate("PROVIDER_429_RATE")?,
+            rate_500: env.rate("PROVIDER_500_RATE")?,
+            sent_log: env
+                .raw("MOCK_PROVIDER_SENT_LOG")
+                .map(std::path::PathBuf::from),
+        };
+        if mock.error_rate + mock.rate_429 + mock.rate_500 > 1.0 {
+            return Err(ConfigError(
+                "PROVIDER_ERROR_RATE + PROVIDER_429_RATE + PROVIDER_500_RATE must not exceed 1"
+                    .into(),
+            ));
+        }
+        Ok(mock)
+    }
 }
 
 fn provider_list(

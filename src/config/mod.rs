@@ -1,5 +1,9 @@
 //! Settings: read once at start-up from the environment (and `.env`), validated, immutable.
 //! Variable names are the operations guide's.
+//!
+//! A leaf: every setting of the service is parsed here (`providers` for the mock and the real
+//! providers, `webhooks` for provider callbacks, `security` for hosts, keys and rate limits),
+//! and nothing here imports another module of the crate, so every layer may read it.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -8,10 +12,15 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
+pub mod providers;
 mod security;
+pub mod webhooks;
+
+pub use providers::{MockProviderSettings, ProviderSettings};
 pub use security::{
     HostPattern, IpNet, RateLimitSettings, SecuritySettings, canonical as canonical_ip,
 };
+pub use webhooks::{InboundAttachments, SendgridKey, WebhookSettings};
 
 pub const DEFAULT_SECRET_KEY: &str = "change-me-in-production";
 
@@ -105,17 +114,6 @@ pub struct QueueSettings {
     pub block: Duration,
 }
 
-/// Mock provider behaviour (the development default).
-#[derive(Debug, Clone)]
-pub struct MockProviderSettings {
-    pub latency: Duration,
-    pub error_rate: f64,
-    pub rate_429: f64,
-    pub rate_500: f64,
-    /// `MOCK_PROVIDER_SENT_LOG`: append-only file of deliveries (tests and development).
-    pub sent_log: Option<std::path::PathBuf>,
-}
-
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub environment: Environment,
@@ -145,40 +143,13 @@ pub struct Settings {
     pub request_timeout: Duration,
     pub shutdown_grace: Duration,
     /// Real providers, their selection per channel, failover and pacing.
-    pub providers: crate::provider::settings::ProviderSettings,
+    pub providers: ProviderSettings,
     /// Port of the worker process's own `/metrics` listener (0 picks a free port).
     pub worker_metrics_port: u16,
     /// How often queue depths and pool usage are sampled for metrics.
     pub metrics_sample_interval: Duration,
     pub security: SecuritySettings,
     pub webhooks: WebhookSettings,
-}
-
-/// What to do with files attached to inbound email.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum InboundAttachments {
-    /// Record name, type and size only.
-    Drop,
-    /// Also write the content under this directory.
-    Store(std::path::PathBuf),
-}
-
-/// Verifying and accepting provider callbacks.
-#[derive(Debug, Clone)]
-pub struct WebhookSettings {
-    /// The public base URL providers call (e.g. `https://api.example.com`); Twilio signs
-    /// the full URL it used, which is not what a proxy forwards.
-    pub public_base_url: String,
-    pub twilio_auth_token: Option<SecretString>,
-    /// Base64 DER public key of the SendGrid Event Webhook.
-    pub sendgrid_public_key: Option<crate::webhook::signature::SendgridKey>,
-    /// Protects the SendGrid Inbound Parse URL (basic auth password or `?token=`).
-    pub secret: Option<SecretString>,
-    /// Off only outside production: accept unsigned callbacks (development against fakes).
-    pub verify_signatures: bool,
-    pub inbound_attachments: InboundAttachments,
-    /// Event Webhook timestamps older (or newer) than this are refused as replays.
-    pub max_clock_skew: Duration,
 }
 
 /// A bad configuration value; the message names the variable.
@@ -409,30 +380,15 @@ impl Settings {
             ));
         }
 
-        let mock_provider = MockProviderSettings {
-            latency: Duration::from_millis(env.parse(
-                "MOCK_PROVIDER_LATENCY_MS",
-                100,
-                "a number of milliseconds",
-            )?),
-            error_rate: env.rate("PROVIDER_ERROR_RATE")?,
-            rate_429: env.rate("PROVIDER_429_RATE")?,
-            rate_500: env.rate("PROVIDER_500_RATE")?,
-            sent_log: env
-                .raw("MOCK_PROVIDER_SENT_LOG")
-                .map(std::path::PathBuf::from),
-        };
-        if mock_provider.error_rate + mock_provider.rate_429 + mock_provider.rate_500 > 1.0 {
-            return Err(ConfigError(
-                "PROVIDER_ERROR_RATE + PROVIDER_429_RATE + PROVIDER_500_RATE must not exceed 1"
-                    .into(),
-            ));
-        }
-
-        let providers = crate::provider::settings::ProviderSettings::from_env(env, environment)?;
+        let mock_provider = MockProviderSettings::from_env(env)?;
+        let providers = ProviderSettings::from_env(env, environment)?;
         let port: u16 = env.parse("PORT", 8080, "a port number")?;
-        let webhooks =
-            webhook_settings(env, environment, port, providers.public_base_url.as_deref())?;
+        let webhooks = WebhookSettings::from_env(
+            env,
+            environment,
+            port,
+            providers.public_base_url.as_deref(),
+        )?;
 
         Ok(Self {
             environment,
@@ -486,61 +442,6 @@ impl Settings {
 
 fn is_sqlite(url: &str) -> bool {
     url.starts_with("sqlite:")
-}
-
-/// `public_base_url` is `PUBLIC_BASE_URL` as the provider settings parsed it; signatures are
-/// checked against the local address when it is unset.
-fn webhook_settings(
-    env: &Env,
-    environment: Environment,
-    port: u16,
-    public_base_url: Option<&str>,
-) -> Result<WebhookSettings, ConfigError> {
-    let public_base_url = public_base_url
-        .map(str::to_owned)
-        .unwrap_or_else(|| format!("http://localhost:{port}"));
-    let verify_signatures = env.flag("WEBHOOK_VERIFY_SIGNATURES", true)?;
-    if environment == Environment::Production && !verify_signatures {
-        return Err(ConfigError(
-            "WEBHOOK_VERIFY_SIGNATURES=false is refused when ENVIRONMENT=production".into(),
-        ));
-    }
-    let sendgrid_public_key = env
-        .raw("SENDGRID_WEBHOOK_PUBLIC_KEY")
-        .map(|k| {
-            crate::webhook::signature::SendgridKey::parse(k)
-                .map_err(|reason| ConfigError(format!("SENDGRID_WEBHOOK_PUBLIC_KEY {reason}")))
-        })
-        .transpose()?;
-    let inbound_attachments = match env
-        .string("INBOUND_ATTACHMENTS", "drop")
-        .to_ascii_lowercase()
-        .as_str()
-    {
-        "drop" => InboundAttachments::Drop,
-        "store" => InboundAttachments::Store(
-            env.string("INBOUND_ATTACHMENT_DIR", "data/attachments")
-                .into(),
-        ),
-        other => {
-            return Err(ConfigError(format!(
-                "INBOUND_ATTACHMENTS={other:?} must be drop or store"
-            )));
-        }
-    };
-    Ok(WebhookSettings {
-        public_base_url,
-        twilio_auth_token: env
-            .raw("TWILIO_AUTH_TOKEN")
-            .map(|t| SecretString::from(t.to_owned())),
-        sendgrid_public_key,
-        secret: env
-            .raw("WEBHOOK_SECRET")
-            .map(|t| SecretString::from(t.to_owned())),
-        verify_signatures,
-        inbound_attachments,
-        max_clock_skew: env.seconds("WEBHOOK_MAX_CLOCK_SKEW", 300.0)?,
-    })
 }
 
 fn check_url(name: &str, raw: &str, schemes: &[&str]) -> Result<(), ConfigError> {
@@ -686,6 +587,26 @@ mod tests {
         assert!(dev.security.rate_limit.enabled);
         assert_eq!(dev.security.rate_limit.requests, 100);
         assert_eq!(dev.security.rate_limit.period, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn config_is_a_leaf_that_imports_no_other_module_of_the_crate() {
+        let needle = concat!("crate", "::");
+        for (file, text) in [
+            ("mod.rs", include_str!("mod.rs")),
+            ("providers.rs", include_str!("providers.rs")),
+            ("security.rs", include_str!("security.rs")),
+            ("webhooks.rs", include_str!("webhooks.rs")),
+        ] {
+            let outside: Vec<&str> = text
+                .lines()
+                .filter(|l| l.contains(needle) && !l.contains(concat!("crate", "::config")))
+                .collect();
+            assert!(
+                outside.is_empty(),
+                "src/config/{file} reaches out: {outside:?}"
+            );
+        }
     }
 
     #[test]

@@ -1,9 +1,12 @@
-//! `messaging-service fake-providers`: Twilio- and SendGrid-compatible endpoints on a local
-//! port, so the whole system runs end to end with real HTTP on one machine. It records
+//! Fake providers, a test tool kept out of the product binary: Twilio- and
+//! SendGrid-compatible endpoints on a local port, so the whole system runs end to end with
+//! real HTTP on one machine (`cargo run -p fake-providers -- --port 9090`; the tests start
+//! it in process with `start` or `router`). It records
 //! every request (`GET /_fake/requests`), injects errors and latency, and posts status
 //! callbacks back to the service: Twilio's form-encoded, signed with `X-Twilio-Signature`;
 //! SendGrid's event JSON (unsigned: the fake holds no SendGrid signing key).
 
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,7 +24,7 @@ use time::format_description::well_known::{Rfc2822, Rfc3339};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::provider::twilio::STATUS_CALLBACK_PATH;
+use messaging_service::provider::twilio::STATUS_CALLBACK_PATH;
 
 pub const SENDGRID_EVENTS_PATH: &str = "/api/v1/webhooks/sendgrid";
 
@@ -57,6 +60,25 @@ pub struct FakeProvidersArgs {
     /// Signs Twilio callbacks (the service verifies them with the same token)
     #[arg(long, env = "TWILIO_AUTH_TOKEN", hide_env_values = true)]
     pub twilio_auth_token: Option<String>,
+}
+
+impl FakeProvidersArgs {
+    /// For a fake inside a test: a free port on 127.0.0.1, no latency, no injected errors,
+    /// no callbacks (set `public_base_url` and clear `no_callbacks` to get them).
+    pub fn in_process() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 0,
+            latency_ms: 0,
+            error_rate: 0.0,
+            rate_429: 0.0,
+            rate_500: 0.0,
+            callback_delay_ms: 0,
+            no_callbacks: true,
+            public_base_url: None,
+            twilio_auth_token: None,
+        }
+    }
 }
 
 /// A request the fake received.
@@ -112,7 +134,7 @@ fn random_hex(n: usize) -> String {
 
 /// Segments Twilio would bill for this body.
 pub fn segments(body: &str) -> usize {
-    crate::domain::segments::count_segments(body).segments as usize
+    messaging_service::domain::segments::count_segments(body).segments as usize
 }
 
 enum Injected {
@@ -342,7 +364,9 @@ async fn twilio_send(
                     if let Some(token) = &fake.0.args.twilio_auth_token {
                         req = req.header(
                             "X-Twilio-Signature",
-                            crate::webhook::signature::twilio_signature(token, &url, &params),
+                            messaging_service::webhook::signature::twilio_signature(
+                                token, &url, &params,
+                            ),
                         );
                     }
                     let body = Value::Object(
@@ -529,7 +553,7 @@ pub fn router(args: FakeProvidersArgs) -> anyhow::Result<Router> {
         args,
         requests: Mutex::new(Vec::new()),
         callbacks: Mutex::new(Vec::new()),
-        client: crate::provider::http::client(Duration::from_secs(10))?,
+        client: messaging_service::provider::http::client(Duration::from_secs(10))?,
     }));
     Ok(Router::new()
         .route(
@@ -542,8 +566,11 @@ pub fn router(args: FakeProvidersArgs) -> anyhow::Result<Router> {
         .with_state(fake))
 }
 
-/// Serves until `shutdown`; prints the address it listens on.
-pub async fn run(args: FakeProvidersArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// Binds the fake and serves it in the background until `shutdown`; returns its address.
+pub async fn start(
+    args: FakeProvidersArgs,
+    shutdown: CancellationToken,
+) -> anyhow::Result<SocketAddr> {
     for (name, rate) in [
         ("--error-rate", args.error_rate),
         ("--rate-429", args.rate_429),
@@ -556,7 +583,22 @@ pub async fn run(args: FakeProvidersArgs, shutdown: CancellationToken) -> anyhow
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port)).await?;
     let addr = listener.local_addr()?;
     let app = router(args)?;
+    tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await;
+        if let Err(e) = served {
+            warn!(error = %e, "fake providers stopped serving");
+        }
+    });
     info!(%addr, "fake providers listening");
+    Ok(addr)
+}
+
+/// Serves until `shutdown`; prints the address it listens on, and the settings that point
+/// the service at it.
+pub async fn run(args: FakeProvidersArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let addr = start(args, shutdown.clone()).await?;
     // Whoever started us may stop reading after the first line: a closed stdout is fine.
     {
         use std::io::Write;
@@ -570,9 +612,7 @@ pub async fn run(args: FakeProvidersArgs, shutdown: CancellationToken) -> anyhow
         );
         let _ = out.flush();
     }
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await?;
+    shutdown.cancelled().await;
     Ok(())
 }
 
