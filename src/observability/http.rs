@@ -65,7 +65,11 @@ pub async fn track(request: Request, next: Next) -> Response {
     .record(elapsed.as_secs_f64());
     // Microsecond precision is plenty for a log line.
     let latency_ms = (elapsed.as_secs_f64() * 1_000_000.0).round() / 1000.0;
-    if matches!(route.as_str(), "/health" | "/metrics") {
+    // Probes and scrapes arrive every few seconds: logged at DEBUG so they do not drown the log.
+    if matches!(
+        route.as_str(),
+        "/health" | "/live" | "/startup" | "/ready" | "/dependencies" | "/metrics"
+    ) {
         tracing::debug!(
             status,
             latency_ms,
