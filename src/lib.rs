@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod net;
 pub mod observability;
 pub mod provider;
 pub mod queue;
