@@ -12,10 +12,12 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
+mod compliance;
 pub mod providers;
 mod security;
 pub mod webhooks;
 
+pub use compliance::ComplianceSettings;
 pub use providers::{MockProviderSettings, ProviderSettings};
 pub use security::{
     HostPattern, IpNet, RateLimitSettings, SecuritySettings, canonical as canonical_ip,
@@ -150,6 +152,8 @@ pub struct Settings {
     pub metrics_sample_interval: Duration,
     pub security: SecuritySettings,
     pub webhooks: WebhookSettings,
+    /// Opt-out keywords' replies and SMS sizing.
+    pub compliance: ComplianceSettings,
 }
 
 /// A bad configuration value; the message names the variable.
@@ -417,6 +421,7 @@ impl Settings {
             metrics_sample_interval: env.seconds("METRICS_SAMPLE_INTERVAL", 5.0)?,
             security,
             webhooks,
+            compliance: ComplianceSettings::from_env(env)?,
         })
     }
 }

@@ -3,6 +3,7 @@
 
 mod address;
 mod api_key;
+pub mod compliance;
 mod conversation;
 mod message;
 pub mod segments;

@@ -17,6 +17,7 @@
 //!
 //! Nothing here knows HTTP; errors are [`ServiceError`]s.
 
+pub mod compliance;
 pub mod conversations;
 pub mod deliver_now;
 pub mod inbound_email;
@@ -83,6 +84,8 @@ pub enum ServiceError {
     NotFound { resource: &'static str },
     #[error("the Idempotency-Key was already used for a different request (message {existing})")]
     IdempotencyConflict { existing: Uuid },
+    #[error("the recipient {} is on the suppression list ({})", crate::domain::address_mask(&.0.address), .0.reason.as_str())]
+    Suppressed(crate::domain::compliance::Suppression),
     #[error("the message is {status}; only a failed message can be retried")]
     NotFailed { status: MessageStatus },
     #[error("webhook refused: {reason}")]
@@ -153,6 +156,7 @@ impl From<IngestError> for ServiceError {
         match e {
             IngestError::Unavailable => Self::database_unavailable(),
             IngestError::ShuttingDown => Self::shutting_down(),
+            IngestError::Suppressed(s) => Self::Suppressed(s),
             IngestError::Failed => Self::Internal(anyhow::anyhow!(
                 "storing the message failed (cause logged by the writer)"
             )),

@@ -6,7 +6,7 @@
 
 use uuid::Uuid;
 
-use super::{Context, ServiceError, ingest};
+use super::{Context, ServiceError, compliance, ingest};
 use crate::domain::{InboundContent, NewMessage, ValidationError};
 use crate::store::Inserted;
 
@@ -38,14 +38,14 @@ pub async fn receive(
 
 /// Stores an already validated inbound message.
 pub async fn store(ctx: Context<'_>, message: NewMessage) -> Result<Received, ServiceError> {
-    Ok(match ingest::submit(ctx, message).await? {
-        Inserted::Created(m) => Received {
-            message_id: m.id,
-            duplicate: false,
-        },
-        Inserted::Existing { message, .. } => Received {
-            message_id: message.id,
-            duplicate: true,
-        },
+    let (stored, duplicate) = match ingest::submit(ctx, message).await? {
+        Inserted::Created(m) => (m, false),
+        Inserted::Existing { message, .. } => (message, true),
+    };
+    // Opt-out and opt-in keywords (a replay is applied only if its first call was not).
+    compliance::on_inbound(ctx, &stored, duplicate).await?;
+    Ok(Received {
+        message_id: stored.id,
+        duplicate,
     })
 }

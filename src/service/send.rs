@@ -7,7 +7,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use super::{Context, ServiceError, deliver_now, ingest};
+use super::{Context, ServiceError, compliance, deliver_now, ingest};
 use crate::domain::{Message, NewMessage, OutboundContent};
 use crate::store::Inserted;
 
@@ -46,6 +46,7 @@ impl Sent {
 pub async fn send(ctx: Context<'_>, request: SendRequest) -> Result<Sent, ServiceError> {
     let key = idempotency_key(request.key_header.as_deref(), request.key_field)?;
     let mut message = NewMessage::outbound(request.content)?;
+    compliance::prepare_outbound(ctx.settings, &mut message)?;
     message.provider_timestamp = request.provider_timestamp;
     if key.is_some() {
         message.request_hash = Some(request_hash(&message));

@@ -14,12 +14,14 @@ pub mod postgres;
 mod query;
 mod rows;
 pub mod sqlite;
+mod suppressions;
 mod webhooks;
 
 pub use api_keys::ApiKeyStore;
 pub use conversations::{ConversationFilter, ConversationStore, SearchHit, SortOrder};
 pub use dead_letters::DeadLetterStore;
 pub use messages::MessageStore;
+pub use suppressions::{Suppressed, SuppressionFilter, SuppressionStore, suppressions_of};
 pub use webhooks::{
     EventOutcome, HistoryEntry, LogResult, ProviderEvent, ReceiptPlan, StatusChange,
     WebhookDelivery, WebhookLogEntry, WebhookStore, plan_receipts,
@@ -147,6 +149,7 @@ pub trait Store:
     + DeadLetterStore
     + ApiKeyStore
     + WebhookStore
+    + SuppressionStore
     + Send
     + Sync
     + 'static

@@ -4,6 +4,7 @@
 
 mod backoff;
 mod deliver;
+pub mod suppression;
 
 pub use backoff::retry_delay;
 pub use deliver::Deliverer;
