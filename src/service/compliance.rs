@@ -74,7 +74,7 @@ pub async fn suppressed_recipients(
                 .then(|| SuppressedAddress::of(&m.to))
         })
         .collect();
-    Ok(suppressions_of(store, &keys).await?)
+    suppressions_of(store, &keys).await
 }
 
 /// Applies an inbound SMS that is a keyword: an opt-out suppresses the sender, an opt-in

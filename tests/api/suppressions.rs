@@ -29,7 +29,12 @@ async fn twilio_inbound(app: &TestApp, sid: &str, body: &str) {
             ("NumMedia", "0"),
         ]))
         .await;
-    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap_or_default());
+    assert_eq!(
+        resp.status(),
+        200,
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
 }
 
 impl TestApp {
@@ -61,7 +66,9 @@ async fn stop_through_a_signed_twilio_webhook_refuses_sends_until_start() {
     let app = webhook_app().await;
     twilio_inbound(&app, "SMstop0001", "  Stop ").await;
 
-    let (status, err) = app.post_json("/api/v1/messages/send", &sms_to(THEIRS)).await;
+    let (status, err) = app
+        .post_json("/api/v1/messages/send", &sms_to(THEIRS))
+        .await;
     assert_eq!(status, 422, "{err}");
     assert_eq!(err["error"], "recipient_suppressed");
     assert_eq!(err["details"]["field"], "to");
@@ -88,7 +95,9 @@ async fn stop_through_a_signed_twilio_webhook_refuses_sends_until_start() {
     // A replayed STOP changes nothing; START lifts the suppression.
     twilio_inbound(&app, "SMstop0001", "  Stop ").await;
     twilio_inbound(&app, "SMstart001", "START").await;
-    let (status, body) = app.post_json("/api/v1/messages/send", &sms_to(THEIRS)).await;
+    let (status, body) = app
+        .post_json("/api/v1/messages/send", &sms_to(THEIRS))
+        .await;
     assert_eq!(status, 201, "{body}");
     let (_, listed) = app.get_json("/api/v1/suppressions").await;
     assert_eq!(listed["total"], 0);
@@ -123,7 +132,11 @@ async fn a_queued_message_whose_recipient_opts_out_fails_without_reaching_the_pr
     let failed = app.drain_until(&id, MessageStatus::Failed).await;
     assert_eq!(failed["error"]["code"], "recipient_suppressed", "{failed}");
     let uuid = Uuid::parse_str(&id).expect("uuid");
-    assert_eq!(app.provider.calls_for(uuid), 0, "the provider saw no request");
+    assert_eq!(
+        app.provider.calls_for(uuid),
+        0,
+        "the provider saw no request"
+    );
 }
 
 #[tokio::test]
@@ -179,7 +192,10 @@ async fn sendgrid_bounces_complaints_and_unsubscribes_suppress_the_recipient() {
 async fn suppressions_can_be_added_listed_and_removed() {
     let app = spawn_app().await;
     let (status, added) = app
-        .post_json("/api/v1/suppressions", &json!({"address": "Jane@Example.com"}))
+        .post_json(
+            "/api/v1/suppressions",
+            &json!({"address": "Jane@Example.com"}),
+        )
         .await;
     assert_eq!(status, 201, "{added}");
     assert_eq!(added["address"], "jane@example.com");
@@ -203,7 +219,10 @@ async fn suppressions_can_be_added_listed_and_removed() {
 
     let (status, page) = app.get_json("/api/v1/suppressions?limit=1").await;
     assert_eq!(status, 200);
-    assert_eq!((page["total"].as_i64(), page["limit"].as_i64()), (Some(2), Some(1)));
+    assert_eq!(
+        (page["total"].as_i64(), page["limit"].as_i64()),
+        (Some(2), Some(1))
+    );
     assert_eq!(page["suppressions"].as_array().map(Vec::len), Some(1));
     let (_, filtered) = app
         .get_json("/api/v1/suppressions?reason=opted_out&address=%2B15559876543")
@@ -220,10 +239,19 @@ async fn suppressions_can_be_added_listed_and_removed() {
         assert_eq!(err["details"]["field"], field);
     }
     let (status, err) = app.get_json("/api/v1/suppressions?channel=fax").await;
-    assert_eq!((status, err["details"]["field"].as_str()), (422, Some("channel")));
+    assert_eq!(
+        (status, err["details"]["field"].as_str()),
+        (422, Some("channel"))
+    );
 
-    assert_eq!(app.delete("/api/v1/suppressions/jane%40example.com").await, 204);
-    assert_eq!(app.delete("/api/v1/suppressions/jane%40example.com").await, 404);
+    assert_eq!(
+        app.delete("/api/v1/suppressions/jane%40example.com").await,
+        204
+    );
+    assert_eq!(
+        app.delete("/api/v1/suppressions/jane%40example.com").await,
+        404
+    );
     assert_eq!(app.delete("/api/v1/suppressions/%2B15559876543").await, 204);
     let (_, page) = app.get_json("/api/v1/suppressions").await;
     assert_eq!(page["total"], 0);
@@ -235,7 +263,10 @@ async fn an_opt_out_is_confirmed_when_a_reply_is_configured() {
     let app = TestApp::builder()
         .env("TWILIO_AUTH_TOKEN", crate::webhooks::TOKEN)
         .env("PUBLIC_BASE_URL", crate::webhooks::PUBLIC)
-        .env("OPT_OUT_REPLY", "You are unsubscribed. Reply START to resume.")
+        .env(
+            "OPT_OUT_REPLY",
+            "You are unsubscribed. Reply START to resume.",
+        )
         .spawn()
         .await;
     twilio_inbound(&app, "SMstop0003", "stop").await;
@@ -278,13 +309,19 @@ async fn smart_encoding_replaces_look_alikes_and_reports_the_new_count() {
     body["body"] = json!(text);
     let app = spawn_app().await;
     let plain = app.send(&body).await;
-    assert_eq!((plain["encoding"].as_str(), plain["segments"].as_u64()), (Some("UCS-2"), Some(2)));
+    assert_eq!(
+        (plain["encoding"].as_str(), plain["segments"].as_u64()),
+        (Some("UCS-2"), Some(2))
+    );
 
     let app = TestApp::builder()
         .env("SMS_SMART_ENCODING", "true")
         .spawn()
         .await;
     let smart = app.send(&body).await;
-    assert_eq!((smart["encoding"].as_str(), smart["segments"].as_u64()), (Some("GSM-7"), Some(1)));
+    assert_eq!(
+        (smart["encoding"].as_str(), smart["segments"].as_u64()),
+        (Some("GSM-7"), Some(1))
+    );
     assert_eq!(smart["body"], format!("{}'", "a".repeat(100)));
 }

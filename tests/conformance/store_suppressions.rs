@@ -22,7 +22,11 @@ async fn an_address_is_suppressed_once_and_every_change_is_audited(store: Arc<dy
     let phone = address("+15551234567");
     let keyword = Uuid::now_v7();
     let first = store
-        .suppress(&phone, SuppressionReason::OptedOut, &SuppressionCause::Keyword(keyword))
+        .suppress(
+            &phone,
+            SuppressionReason::OptedOut,
+            &SuppressionCause::Keyword(keyword),
+        )
         .await
         .unwrap();
     let Suppressed::Added(entry) = &first else {
@@ -45,7 +49,10 @@ async fn an_address_is_suppressed_once_and_every_change_is_audited(store: Arc<dy
         .unwrap();
     assert_eq!(removed.as_ref(), Some(entry));
     assert_eq!(
-        store.unsuppress(&phone, &SuppressionCause::Api).await.unwrap(),
+        store
+            .unsuppress(&phone, &SuppressionCause::Api)
+            .await
+            .unwrap(),
         None,
         "removing an absent address changes nothing"
     );
@@ -128,7 +135,13 @@ async fn suppressions_are_found_in_one_lookup_and_listed_with_filters(store: Arc
         ..Default::default()
     };
     let (listed, total) = store
-        .list_suppressions(&phones, Page { limit: 10, offset: 0 })
+        .list_suppressions(
+            &phones,
+            Page {
+                limit: 10,
+                offset: 0,
+            },
+        )
         .await
         .unwrap();
     assert_eq!(total, 2);
@@ -140,7 +153,13 @@ async fn suppressions_are_found_in_one_lookup_and_listed_with_filters(store: Arc
         ..Default::default()
     };
     let (listed, total) = store
-        .list_suppressions(&bounced, Page { limit: 10, offset: 0 })
+        .list_suppressions(
+            &bounced,
+            Page {
+                limit: 10,
+                offset: 0,
+            },
+        )
         .await
         .unwrap();
     assert_eq!(total, 1);
