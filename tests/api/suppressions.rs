@@ -325,3 +325,68 @@ async fn smart_encoding_replaces_look_alikes_and_reports_the_new_count() {
     );
     assert_eq!(smart["body"], format!("{}'", "a".repeat(100)));
 }
+
+/// An SMTP server that refuses every recipient as unknown (`550 5.1.1`), on a port of
+/// 20200–20299.
+async fn refusing_smtp_server() -> u16 {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let mut listener = None;
+    for port in 20210..20300 {
+        if let Ok(l) = tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
+            listener = Some(l);
+            break;
+        }
+    }
+    let listener = listener.expect("a free port in 20210-20299");
+    let port = listener.local_addr().expect("address").port();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (read, mut write) = socket.into_split();
+                let mut lines = BufReader::new(read).lines();
+                let _ = write.write_all(b"220 refusing ESMTP\r\n").await;
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let verb = line.get(..4).unwrap_or_default().to_ascii_uppercase();
+                    let answer: &[u8] = match verb.as_str() {
+                        "RCPT" => b"550 5.1.1 Recipient address rejected: User unknown\r\n",
+                        "QUIT" => b"221 bye\r\n",
+                        _ => b"250 ok\r\n",
+                    };
+                    if write.write_all(answer).await.is_err() || verb == "QUIT" {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn an_smtp_refusal_of_an_unknown_mailbox_suppresses_the_address() {
+    let port = refusing_smtp_server().await;
+    let app = TestApp::builder()
+        .real_providers()
+        .env("EMAIL_PROVIDERS", "smtp")
+        .env("SMTP_URL", &format!("smtp://127.0.0.1:{port}"))
+        .spawn()
+        .await;
+    let email = json!({"from": "us@example.com", "to": "Nobody@Example.org", "type": "email",
+        "subject": "s", "body": "b"});
+    let id = app.send(&email).await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let failed = app.drain_until(&id, MessageStatus::Failed).await;
+    assert_eq!(failed["error"]["code"], "550", "{failed}");
+
+    let (_, listed) = app.get_json("/api/v1/suppressions?channel=email").await;
+    assert_eq!(listed["total"], 1, "{listed}");
+    assert_eq!(listed["suppressions"][0]["address"], "nobody@example.org");
+    assert_eq!(listed["suppressions"][0]["reason"], "bounced");
+    let (status, err) = app.post_json("/api/v1/messages/send", &email).await;
+    assert_eq!(
+        (status, err["error"].as_str()),
+        (422, Some("recipient_suppressed"))
+    );
+}
