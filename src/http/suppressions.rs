@@ -1,5 +1,6 @@
 //! `/api/v1/suppressions`: the suppression list — list with filters, add, remove.
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
@@ -111,8 +112,10 @@ async fn add(
 /// (`%2B15551234567`, `jane%40example.com`).
 async fn remove(
     State(state): State<AppState>,
-    Path(address): Path<String>,
+    address: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
+    let Path(address) =
+        address.map_err(|_| ApiError::invalid("address", "must be URL-encoded UTF-8"))?;
     compliance::remove(state.services(), &address).await?;
     Ok(StatusCode::NO_CONTENT)
 }

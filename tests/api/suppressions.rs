@@ -253,6 +253,8 @@ async fn suppressions_can_be_added_listed_and_removed() {
         404
     );
     assert_eq!(app.delete("/api/v1/suppressions/%2B15559876543").await, 204);
+    assert_eq!(app.delete("/api/v1/suppressions/nobody").await, 422);
+    assert_eq!(app.delete("/api/v1/suppressions/%FF%FE").await, 422);
     let (_, page) = app.get_json("/api/v1/suppressions").await;
     assert_eq!(page["total"], 0);
     app.send(&sms_to(THEIRS)).await;
