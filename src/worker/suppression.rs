@@ -86,7 +86,9 @@ pub async fn learn_from_refusals(store: &dyn Store, messages: &[Message], outcom
         else {
             continue;
         };
-        if provider != "smtp" || !smtp_refusal_suppresses(&error.code, &error.message) {
+        // Behind failover the provider is named by its list (`sendgrid,smtp`).
+        let by_smtp = provider.split(',').any(|p| p == "smtp");
+        if !by_smtp || !smtp_refusal_suppresses(&error.code, &error.message) {
             continue;
         }
         let Some(address) = messages

@@ -31,6 +31,7 @@ mod rate_limit;
 mod scratch;
 mod segments;
 mod send;
+mod sms_sizing;
 mod suppressions;
 mod validation;
 #[path = "../common/wait.rs"]

@@ -1,7 +1,6 @@
 //! Compliance over HTTP: opt-out keywords through the provider webhook and the original API,
 //! the refusal of a send to a suppressed address, a queued message held back at the
-//! worker, SendGrid events that suppress, the suppressions API, the segment limit and
-//! smart encoding.
+//! worker, SendGrid events and SMTP refusals that suppress, the suppressions API.
 
 use messaging_service::domain::MessageStatus;
 use serde_json::{Value, json};
@@ -280,52 +279,6 @@ async fn an_opt_out_is_confirmed_when_a_reply_is_configured() {
     let id = reply["id"].as_str().expect("id").to_owned();
     // Sent even though its recipient has just been suppressed.
     app.drain_until(&id, MessageStatus::Sent).await;
-}
-
-#[tokio::test]
-async fn the_segment_limit_refuses_long_sms_naming_the_body() {
-    let app = TestApp::builder()
-        .env("SMS_MAX_SEGMENTS", "2")
-        .spawn()
-        .await;
-    let mut body = sms_to(THEIRS);
-    body["body"] = json!("a".repeat(306));
-    assert_eq!(app.send(&body).await["segments"], 2);
-    body["body"] = json!("a".repeat(307));
-    let (status, err) = app.post_json("/api/v1/messages/send", &body).await;
-    assert_eq!(status, 422);
-    assert_eq!(err["error"], "validation_error");
-    assert_eq!(err["details"]["field"], "body");
-    // The default allows ten segments.
-    let app = spawn_app().await;
-    body["body"] = json!("a".repeat(153 * 10));
-    assert_eq!(app.send(&body).await["segments"], 10);
-    body["body"] = json!("a".repeat(153 * 10 + 1));
-    assert_eq!(app.post_json("/api/v1/messages/send", &body).await.0, 422);
-}
-
-#[tokio::test]
-async fn smart_encoding_replaces_look_alikes_and_reports_the_new_count() {
-    let text = format!("{}\u{2019}", "a".repeat(100));
-    let mut body = sms_to(THEIRS);
-    body["body"] = json!(text);
-    let app = spawn_app().await;
-    let plain = app.send(&body).await;
-    assert_eq!(
-        (plain["encoding"].as_str(), plain["segments"].as_u64()),
-        (Some("UCS-2"), Some(2))
-    );
-
-    let app = TestApp::builder()
-        .env("SMS_SMART_ENCODING", "true")
-        .spawn()
-        .await;
-    let smart = app.send(&body).await;
-    assert_eq!(
-        (smart["encoding"].as_str(), smart["segments"].as_u64()),
-        (Some("GSM-7"), Some(1))
-    );
-    assert_eq!(smart["body"], format!("{}'", "a".repeat(100)));
 }
 
 /// An SMTP server that refuses every recipient as unknown (`550 5.1.1`), on a port of
