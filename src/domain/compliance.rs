@@ -199,6 +199,26 @@ pub fn keyword(body: &str) -> Option<Keyword> {
     }
 }
 
+/// The list change an inbound message asks for: an sms/mms from a phone number whose body
+/// is an opt-out or opt-in keyword suppresses or lifts its sender. `HELP` changes nothing.
+pub fn keyword_change(
+    direction: super::Direction,
+    kind: super::MessageType,
+    from: &Address,
+    body: Option<&str>,
+) -> Option<(SuppressedAddress, Keyword)> {
+    if direction != super::Direction::Inbound || kind == super::MessageType::Email {
+        return None;
+    }
+    let Address::Phone(sender) = from else {
+        return None;
+    };
+    match body.and_then(keyword)? {
+        Keyword::Help => None,
+        word => Some((SuppressedAddress::phone(sender), word)),
+    }
+}
+
 /// Whether a SendGrid event suppresses its recipient, and why: a hard bounce (not a
 /// `blocked` one, which is the receiving server refusing this sender for now), a drop for a
 /// bounced or invalid address, a spam report, an unsubscribe.
@@ -262,6 +282,29 @@ mod tests {
         for body in ["please stop", "STOP!", "", "stopp", "no"] {
             assert_eq!(keyword(body), None, "{body:?}");
         }
+    }
+
+    #[test]
+    fn only_inbound_sms_and_mms_from_a_phone_change_the_list() {
+        use crate::domain::{Direction, EmailAddress, MessageType};
+        let phone = Address::Phone(PhoneNumber::parse("+15551234567").unwrap());
+        let change = |d, k, body| {
+            keyword_change(d, k, &phone, Some(body)).map(|(a, w)| (a.as_str().to_owned(), w))
+        };
+        assert_eq!(
+            change(Direction::Inbound, MessageType::Sms, "STOP"),
+            Some(("+15551234567".to_owned(), Keyword::OptOut))
+        );
+        assert_eq!(
+            change(Direction::Inbound, MessageType::Mms, "start"),
+            Some(("+15551234567".to_owned(), Keyword::OptIn))
+        );
+        assert_eq!(change(Direction::Inbound, MessageType::Sms, "HELP"), None);
+        assert_eq!(change(Direction::Outbound, MessageType::Sms, "STOP"), None);
+        let email = Address::Email(EmailAddress::parse("a@example.com").unwrap());
+        assert!(
+            keyword_change(Direction::Inbound, MessageType::Email, &email, Some("STOP")).is_none()
+        );
     }
 
     #[test]

@@ -77,56 +77,23 @@ pub async fn suppressed_recipients(
     suppressions_of(store, &keys).await
 }
 
-/// Applies an inbound SMS that is a keyword: an opt-out suppresses the sender, an opt-in
-/// lifts it, and any configured confirmation is queued. A keyword message is applied once:
-/// a replay whose id is already in the sender's audit trail changes nothing.
-pub async fn on_inbound(
-    ctx: Context<'_>,
-    message: &Message,
-    replay: bool,
-) -> Result<(), ServiceError> {
+/// Queues the configured confirmation of an inbound keyword (the list change itself was
+/// made by the store in the transaction that stored the message).
+pub async fn confirm_keyword(ctx: Context<'_>, message: &Message) {
     if message.direction != Direction::Inbound || message.kind == MessageType::Email {
-        return Ok(());
+        return;
     }
-    let Some(word) = message.body.as_deref().and_then(keyword) else {
-        return Ok(());
+    let replies = &ctx.settings.compliance;
+    let (kind, text) = match message.body.as_deref().and_then(keyword) {
+        Some(Keyword::OptOut) => ("opt_out", &replies.opt_out_reply),
+        Some(Keyword::OptIn) => ("opt_in", &replies.opt_in_reply),
+        Some(Keyword::Help) => ("help", &replies.help_reply),
+        None => return,
     };
-    let Some(sender) =
-        SuppressedAddress::of_stored(&message.from).filter(|a| a.channel() == ChannelFamily::Phone)
-    else {
-        return Ok(());
-    };
-    let cause = SuppressionCause::Keyword(message.id);
-    if replay {
-        let reference = cause.reference();
-        let history = ctx.store.suppression_history(sender.as_str()).await?;
-        if history.iter().any(|c| c.cause_ref == reference) {
-            return Ok(());
-        }
-    }
-    let reply = match word {
-        Keyword::OptOut => {
-            let done = ctx
-                .store
-                .suppress(&sender, SuppressionReason::OptedOut, &cause)
-                .await?;
-            if matches!(done, Suppressed::Added(_)) {
-                info!(message_id = %message.id, from = %address_mask(sender.as_str()), "Opt-out keyword: sender suppressed");
-            }
-            ("opt_out", &ctx.settings.compliance.opt_out_reply)
-        }
-        Keyword::OptIn => {
-            if ctx.store.unsuppress(&sender, &cause).await?.is_some() {
-                info!(message_id = %message.id, from = %address_mask(sender.as_str()), "Opt-in keyword: suppression lifted");
-            }
-            ("opt_in", &ctx.settings.compliance.opt_in_reply)
-        }
-        Keyword::Help => ("help", &ctx.settings.compliance.help_reply),
-    };
-    if let (kind, Some(text)) = reply {
+    info!(message_id = %message.id, from = %address_mask(&message.from), keyword = kind, "Keyword received");
+    if let Some(text) = text {
         send_reply(ctx, message, kind, text).await;
     }
-    Ok(())
 }
 
 /// Queues a keyword's confirmation from the number that received it. Best effort: the

@@ -38,14 +38,17 @@ pub async fn receive(
 
 /// Stores an already validated inbound message.
 pub async fn store(ctx: Context<'_>, message: NewMessage) -> Result<Received, ServiceError> {
-    let (stored, duplicate) = match ingest::submit(ctx, message).await? {
-        Inserted::Created(m) => (m, false),
-        Inserted::Existing { message, .. } => (message, true),
-    };
-    // Opt-out and opt-in keywords (a replay is applied only if its first call was not).
-    compliance::on_inbound(ctx, &stored, duplicate).await?;
-    Ok(Received {
-        message_id: stored.id,
-        duplicate,
+    Ok(match ingest::submit(ctx, message).await? {
+        Inserted::Created(m) => {
+            compliance::confirm_keyword(ctx, &m).await;
+            Received {
+                message_id: m.id,
+                duplicate: false,
+            }
+        }
+        Inserted::Existing { message, .. } => Received {
+            message_id: message.id,
+            duplicate: true,
+        },
     })
 }

@@ -7,10 +7,11 @@ use async_trait::async_trait;
 use super::query::{Bind, Condition, Listing, Sort};
 use super::rows::StoredRow;
 use super::{Page, StoreResult};
-use crate::domain::ChannelFamily;
 use crate::domain::compliance::{
-    SuppressedAddress, Suppression, SuppressionCause, SuppressionChange, SuppressionReason,
+    Keyword, SuppressedAddress, Suppression, SuppressionCause, SuppressionChange,
+    SuppressionReason, keyword_change,
 };
+use crate::domain::{ChannelFamily, NewMessage};
 
 /// Which entries a listing shows.
 #[derive(Debug, Clone, Default)]
@@ -94,6 +95,31 @@ pub async fn suppressions_of(
                 .and_then(|k| found.iter().find(|s| s.address == k.as_str()).cloned())
         })
         .collect())
+}
+
+/// One list change a stored keyword message makes, applied in the transaction that stores
+/// the message (so a keyword is never stored without its effect, nor applied twice).
+pub(crate) struct KeywordChange {
+    pub address: SuppressedAddress,
+    pub opt_out: bool,
+    pub cause: SuppressionCause,
+}
+
+/// The changes the messages of a batch about to be stored (`fresh`) ask for, in batch order.
+pub(crate) fn keyword_changes(batch: &[NewMessage], fresh: &[bool]) -> Vec<KeywordChange> {
+    batch
+        .iter()
+        .zip(fresh)
+        .filter(|(_, fresh)| **fresh)
+        .filter_map(|(m, _)| {
+            let (address, word) = keyword_change(m.direction, m.kind, &m.from, m.body.as_deref())?;
+            Some(KeywordChange {
+                address,
+                opt_out: word == Keyword::OptOut,
+                cause: SuppressionCause::Keyword(m.id),
+            })
+        })
+        .collect()
 }
 
 pub(crate) const SUPPRESSION_COLUMNS: &str = "address, channel, reason, since";

@@ -2,16 +2,17 @@
 
 use std::sync::Arc;
 
-use messaging_service::domain::ChannelFamily;
 use messaging_service::domain::compliance::{
     SuppressedAddress, SuppressionCause, SuppressionReason,
 };
+use messaging_service::domain::{ChannelFamily, InboundContent, MessageType, NewMessage};
 use messaging_service::store::{Page, Store, Suppressed, SuppressionFilter, suppressions_of};
 use uuid::Uuid;
 
 on_every_store!(
     an_address_is_suppressed_once_and_every_change_is_audited,
     suppressions_are_found_in_one_lookup_and_listed_with_filters,
+    keyword_messages_change_the_list_in_the_transaction_that_stores_them,
 );
 
 fn address(raw: &str) -> SuppressedAddress {
@@ -164,4 +165,76 @@ async fn suppressions_are_found_in_one_lookup_and_listed_with_filters(store: Arc
         .unwrap();
     assert_eq!(total, 1);
     assert_eq!(listed[0].address, "a@example.com");
+}
+
+fn inbound(from: &str, id: &str, body: &str) -> NewMessage {
+    NewMessage::inbound(InboundContent {
+        kind: MessageType::Sms,
+        from: Some(from.into()),
+        to: Some("+15550009999".into()),
+        body: Some(body.into()),
+        subject: None,
+        attachments: Vec::new(),
+        provider: "twilio".into(),
+        provider_message_id: Some(id.into()),
+        provider_timestamp: None,
+        metadata: None,
+    })
+    .expect("a valid inbound message")
+}
+
+async fn keyword_messages_change_the_list_in_the_transaction_that_stores_them(
+    store: Arc<dyn Store>,
+) {
+    let stop = inbound("+15550000001", "SM1", " stop ");
+    let chat = inbound("+15550000002", "SM2", "please stop calling");
+    store.insert_messages(&[stop.clone(), chat]).await.unwrap();
+    let found = suppressions_of(
+        store.as_ref(),
+        &[Some(address("+15550000001")), Some(address("+15550000002"))],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        found[0].as_ref().map(|s| s.reason),
+        Some(SuppressionReason::OptedOut)
+    );
+    assert!(found[1].is_none(), "a keyword inside a sentence is not one");
+    let history = store.suppression_history("+15550000001").await.unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].cause, "keyword");
+    assert_eq!(history[0].cause_ref, Some(stop.id.to_string()));
+
+    // A replay stores nothing and changes nothing; STOP then START in one batch, in order.
+    store.insert_messages(&[stop]).await.unwrap();
+    let again = inbound("+15550000003", "SM3", "STOPALL");
+    let start = inbound("+15550000003", "SM4", "Unstop");
+    store.insert_messages(&[again, start]).await.unwrap();
+    assert_eq!(
+        store
+            .suppression_history("+15550000001")
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let actions: Vec<String> = store
+        .suppression_history("+15550000003")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.action)
+        .collect();
+    assert_eq!(actions, ["added", "removed"]);
+    let (_, total) = store
+        .list_suppressions(
+            &SuppressionFilter::default(),
+            Page {
+                limit: 10,
+                offset: 0,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(total, 1);
 }

@@ -198,6 +198,9 @@ impl PgStore {
             .run(&mut *tx)
             .await?;
         }
+        // Opt-out and opt-in keywords take effect with the message that carries them.
+        let keywords = crate::store::suppressions::keyword_changes(batch, &plan.fresh);
+        super::suppressions::apply_keywords(&mut tx, &keywords).await?;
         tx.commit().await.map_err(classify)?;
 
         let results = plan.results(batch, &existing, &conversation_of)?;

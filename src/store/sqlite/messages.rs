@@ -190,6 +190,9 @@ impl SqliteStore {
             .run(&mut *tx)
             .await?;
         }
+        // Opt-out and opt-in keywords take effect with the message that carries them.
+        let keywords = crate::store::suppressions::keyword_changes(batch, &plan.fresh);
+        super::suppressions::apply_keywords(&mut tx, &keywords, &now).await?;
         tx.commit().await.map_err(classify)?;
 
         plan.results(batch, &existing, &conversation_of)
