@@ -268,6 +268,10 @@ async fn an_opt_out_is_confirmed_when_a_reply_is_configured() {
             "OPT_OUT_REPLY",
             "You are unsubscribed. Reply START to resume.",
         )
+        .env(
+            "HELP_REPLY",
+            "Msg&data rates may apply. Reply STOP to stop.",
+        )
         .spawn()
         .await;
     twilio_inbound(&app, "SMstop0003", "stop").await;
@@ -279,6 +283,23 @@ async fn an_opt_out_is_confirmed_when_a_reply_is_configured() {
     let id = reply["id"].as_str().expect("id").to_owned();
     // Sent even though its recipient has just been suppressed.
     app.drain_until(&id, MessageStatus::Sent).await;
+
+    // A replayed keyword is not confirmed twice; HELP is answered when HELP_REPLY is set.
+    twilio_inbound(&app, "SMstop0003", "stop").await;
+    twilio_inbound(&app, "SMhelp0001", "help").await;
+    let (_, outbound) = app.get_json("/api/v1/messages?direction=outbound").await;
+    let bodies: Vec<&str> = outbound["messages"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|m| m["body"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        bodies,
+        [
+            "Msg&data rates may apply. Reply STOP to stop.",
+            "You are unsubscribed. Reply START to resume."
+        ],
+        "newest first"
+    );
 }
 
 /// An SMTP server that refuses every recipient as unknown (`550 5.1.1`), on a port of
