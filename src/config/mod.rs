@@ -13,6 +13,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 
 pub mod providers;
+mod schedule;
 mod security;
 pub mod webhooks;
 
@@ -112,6 +113,8 @@ pub struct QueueSettings {
     pub sweep_age: Duration,
     /// How long a blocking stream read waits before looping.
     pub block: Duration,
+    /// How often the scheduler promotes due scheduled messages (`SCHEDULER_INTERVAL_MS`).
+    pub scheduler_interval: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -373,6 +376,7 @@ impl Settings {
             sweep_interval: env.seconds("QUEUE_SWEEP_INTERVAL", 10.0)?,
             sweep_age: env.seconds("QUEUE_SWEEP_AGE", 30.0)?,
             block: env.seconds("QUEUE_BLOCK", 1.0)?,
+            scheduler_interval: schedule::scheduler_interval(env)?,
         };
         if queue.visibility_timeout.is_zero() {
             return Err(ConfigError(

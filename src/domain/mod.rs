@@ -5,6 +5,7 @@ mod address;
 mod api_key;
 mod conversation;
 mod message;
+pub mod schedule;
 pub mod segments;
 
 pub use address::{Address, ChannelFamily, EmailAddress, PhoneNumber, mask as address_mask};

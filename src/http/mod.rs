@@ -13,6 +13,7 @@ mod legacy;
 mod messages;
 pub mod ratelimit;
 mod retry;
+mod schedule;
 pub mod security;
 pub mod server;
 mod webhooks;
@@ -80,6 +81,7 @@ pub fn router(state: AppState) -> Router {
         .merge(conversations::router())
         .merge(legacy::router())
         .merge(retry::router())
+        .merge(schedule::router())
         .route(
             "/metrics",
             axum::routing::get(crate::observability::metrics_text),

@@ -13,6 +13,7 @@ mod messages;
 pub mod postgres;
 mod query;
 mod rows;
+mod schedule;
 pub mod sqlite;
 mod webhooks;
 
@@ -20,6 +21,7 @@ pub use api_keys::ApiKeyStore;
 pub use conversations::{ConversationFilter, ConversationStore, SearchHit, SortOrder};
 pub use dead_letters::DeadLetterStore;
 pub use messages::MessageStore;
+pub use schedule::ScheduleStore;
 pub use webhooks::{
     EventOutcome, HistoryEntry, LogResult, ProviderEvent, ReceiptPlan, StatusChange,
     WebhookDelivery, WebhookLogEntry, WebhookStore, plan_receipts,
@@ -147,6 +149,7 @@ pub trait Store:
     + DeadLetterStore
     + ApiKeyStore
     + WebhookStore
+    + ScheduleStore
     + Send
     + Sync
     + 'static

@@ -6,6 +6,7 @@ mod api_keys;
 mod conversations;
 mod dead_letters;
 mod messages;
+mod schedule;
 mod webhooks;
 
 use std::time::Duration;

@@ -19,6 +19,7 @@ mod api_keys;
 mod conversations;
 mod dead_letters;
 mod messages;
+mod schedule;
 mod webhooks;
 
 use std::fs::File;
