@@ -17,11 +17,12 @@ impl ScheduleStore for PgStore {
     #[tracing::instrument(skip_all)]
     async fn promote_due(&self, limit: i64) -> StoreResult<Vec<Stranded>> {
         let (from, to) = promotion()?;
-        // Uses messages_scheduled_due_idx: only scheduled rows, in due order.
-        sqlx::query(
+        // The status is written out (not bound) so that every plan, generic ones included,
+        // can use the partial index messages_scheduled_due_idx: only scheduled rows, by due time.
+        let sql = format!(
             "with due as (
                  select id from messages
-                 where status = $1 and send_at <= now()
+                 where status = '{from}' and send_at <= now()
                  order by send_at
                  limit $3
                  for update skip locked
@@ -37,13 +38,14 @@ impl ScheduleStore for PgStore {
                  select id, 'status_changed', $1, $2, jsonb_build_object('send_at', send_at)
                  from promoted
              )
-             select id, type from promoted order by send_at, id",
-        )
-        .bind(from.as_str())
-        .bind(to.as_str())
-        .bind(limit)
-        .all(&self.pool, rows::stranded)
-        .await
+             select id, type from promoted order by send_at, id"
+        );
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(from.as_str())
+            .bind(to.as_str())
+            .bind(limit)
+            .all(&self.pool, rows::stranded)
+            .await
     }
 
     #[tracing::instrument(skip_all, fields(message_id = %id))]

@@ -18,18 +18,20 @@ impl ScheduleStore for SqliteStore {
     async fn promote_due(&self, limit: i64) -> StoreResult<Vec<Stranded>> {
         let (from, to) = promotion()?;
         let now = ts(OffsetDateTime::now_utc())?;
-        // A read first, so that a scheduler with nothing due never takes the write lock.
-        let due = sqlx::query(
-            "select id, type from messages
-             where status = ?1 and send_at <= ?2
-             order by send_at, id
-             limit ?3",
-        )
-        .bind(from.as_str())
-        .bind(&now)
-        .bind(limit)
-        .all(&self.reader, rows::stranded)
-        .await?;
+        // A read first, so that a scheduler with nothing due never takes the write lock. The
+        // status is written out (not bound) so the partial index applies, and named, as the
+        // planner would otherwise take the wider status index and sort every scheduled row.
+        let sql = format!(
+            "select id, type from messages indexed by messages_scheduled_due_idx
+             where status = '{from}' and send_at <= ?1
+             order by send_at
+             limit ?2"
+        );
+        let due = sqlx::query(AssertSqlSafe(sql))
+            .bind(&now)
+            .bind(limit)
+            .all(&self.reader, rows::stranded)
+            .await?;
         if due.is_empty() {
             return Ok(due);
         }
