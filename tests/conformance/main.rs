@@ -11,5 +11,6 @@ mod backends;
 mod queue;
 mod store;
 mod store_features;
+mod store_schedule;
 #[path = "../common/wait.rs"]
 mod wait;
