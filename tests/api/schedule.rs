@@ -2,7 +2,7 @@
 //! messages within a second, cancel, and durability (Redis flush, `kill -9` of every process).
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use messaging_service::domain::MessageStatus;
 use messaging_service::worker::scheduler;
@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use crate::helpers::{Backend, KillOnDrop, TestApp, backend, sms_body, spawn_app};
 use crate::process::{binary, free_port, signal, wait_exit, wait_until_answers};
+use crate::providers_e2e::wait_for_status;
 
 fn rfc3339(at: OffsetDateTime) -> String {
     at.format(&Rfc3339).expect("format a time")
@@ -21,6 +22,17 @@ fn rfc3339(at: OffsetDateTime) -> String {
 
 fn instant(raw: &Value) -> OffsetDateTime {
     OffsetDateTime::parse(raw.as_str().expect("a time"), &Rfc3339).expect("an RFC 3339 time")
+}
+
+/// `sent_at` of `message` is at or after `send_at`, by at most a second.
+fn assert_sent_within_a_second_of(message: &Value, send_at: OffsetDateTime) {
+    let sent_at = instant(&message["sent_at"]);
+    assert!(sent_at >= send_at, "sent early: {sent_at} < {send_at}");
+    assert!(
+        sent_at - send_at <= time::Duration::seconds(1),
+        "sent {} after its time",
+        sent_at - send_at
+    );
 }
 
 /// An SMS to be sent `ahead` from now.
@@ -81,22 +93,8 @@ async fn a_message_scheduled_two_seconds_ahead_stays_scheduled_then_is_sent_with
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Then it goes out within a second of its time.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let sent = loop {
-        let m = app.message(&id).await;
-        if m["status"] == "sent" {
-            break m;
-        }
-        assert!(Instant::now() < deadline, "never sent: {m}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let sent_at = instant(&sent["sent_at"]);
-    assert!(sent_at >= send_at, "sent early: {sent_at} < {send_at}");
-    assert!(
-        sent_at - send_at <= time::Duration::seconds(1),
-        "sent {} after its time",
-        sent_at - send_at
-    );
+    let sent = wait_for_status(&app.client, &app.address, &id, "sent").await;
+    assert_sent_within_a_second_of(&sent, send_at);
     assert_eq!(app.provider.calls_for(id.parse().unwrap()), 1);
     let moves: Vec<(Value, Value)> = app
         .events(&id)
@@ -284,11 +282,7 @@ async fn a_scheduled_message_survives_a_redis_flush() {
             .is_empty()
     );
     let stop = run_worker(&app);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while app.message(&id).await["status"] != "sent" {
-        assert!(Instant::now() < deadline, "never sent after the flush");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_status(&app.client, &app.address, &id, "sent").await;
     stop.cancel();
     assert_eq!(app.provider.calls_for(id.parse().unwrap()), 1);
 }
@@ -305,19 +299,6 @@ async fn flush_prefix(app: &TestApp) {
             .query_async(&mut app.redis().await)
             .await
             .unwrap();
-    }
-}
-
-/// Waits until message `id` is `sent` (read through the test's own API) and returns it.
-async fn wait_sent(app: &TestApp, id: &str, within: Duration) -> Value {
-    let deadline = Instant::now() + within;
-    loop {
-        let m = app.message(id).await;
-        if m["status"] == "sent" {
-            return m;
-        }
-        assert!(Instant::now() < deadline, "never sent: {m}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -356,14 +337,8 @@ async fn a_scheduled_message_survives_kill_9_of_the_api_and_the_worker_and_a_red
     assert_eq!(app.message(&id).await["status"], "scheduled");
 
     let _worker = KillOnDrop(binary(&app, "worker", &worker_env).spawn().unwrap());
-    let sent = wait_sent(&app, &id, Duration::from_secs(20)).await;
-    let sent_at = instant(&sent["sent_at"]);
-    assert!(sent_at >= send_at, "sent early");
-    assert!(
-        sent_at - send_at <= time::Duration::seconds(1),
-        "sent {} after its time",
-        sent_at - send_at
-    );
+    let sent = wait_for_status(&app.client, &app.address, &id, "sent").await;
+    assert_sent_within_a_second_of(&sent, send_at);
     let promotions = app
         .events(&id)
         .await
@@ -398,6 +373,8 @@ async fn a_scheduled_message_survives_kill_9_of_the_embedded_process() {
             .env("MOCK_PROVIDER_LATENCY_MS", "0")
             .env("MOCK_PROVIDER_SENT_LOG", sent_log.display().to_string())
             .env("SCHEDULER_INTERVAL_MS", "100")
+            // The test polls faster than the default limit allows.
+            .env("RATE_LIMIT_ENABLED", "false")
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
@@ -422,29 +399,8 @@ async fn a_scheduled_message_survives_kill_9_of_the_embedded_process() {
 
     let _second = start();
     wait_until_answers(&format!("{base}/health")).await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let sent = loop {
-        let m: Value = client
-            .get(format!("{base}/api/v1/messages/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if m["status"] == "sent" {
-            break m;
-        }
-        assert!(Instant::now() < deadline, "never sent: {m}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let sent_at = instant(&sent["sent_at"]);
-    assert!(sent_at >= send_at, "sent early");
-    assert!(
-        sent_at - send_at <= time::Duration::seconds(1),
-        "sent {} after its time",
-        sent_at - send_at
-    );
+    let sent = wait_for_status(&client, &base, &id, "sent").await;
+    assert_sent_within_a_second_of(&sent, send_at);
     let log = std::fs::read_to_string(&sent_log).unwrap_or_default();
     assert_eq!(log.matches(id.as_str()).count(), 1, "sent exactly once");
 }
