@@ -108,6 +108,40 @@ async fn a_message_scheduled_two_seconds_ahead_stays_scheduled_then_is_sent_with
 }
 
 #[tokio::test]
+async fn several_workers_send_each_scheduled_message_exactly_once() {
+    let app = spawn_app().await;
+    let mut ids = Vec::new();
+    let mut last = OffsetDateTime::now_utc();
+    for n in 0..40 {
+        let (mut body, at) = scheduled_sms(time::Duration::milliseconds(1000 + 10 * n));
+        body["to"] = Value::from(format!("+1555000{n:04}"));
+        ids.push(app.send(&body).await["id"].as_str().unwrap().to_owned());
+        last = at;
+    }
+    // Three workers, each with its own scheduler, on the one database and queue.
+    let stop = CancellationToken::new();
+    for _ in 0..3 {
+        let worker = messaging_service::worker::Worker::new(deliverer(&app));
+        tokio::spawn(worker.run(stop.clone(), Duration::from_secs(1)));
+    }
+    for id in &ids {
+        wait_for_status(&app.client, &app.address, id, "sent").await;
+    }
+    assert!(OffsetDateTime::now_utc() >= last);
+    stop.cancel();
+    for id in &ids {
+        assert_eq!(app.provider.calls_for(id.parse().unwrap()), 1, "{id}");
+        let promotions = app
+            .events(id)
+            .await
+            .iter()
+            .filter(|e| e["to_status"] == "pending")
+            .count();
+        assert_eq!(promotions, 1, "{id} promoted once");
+    }
+}
+
+#[tokio::test]
 async fn a_message_canceled_before_its_time_is_canceled_and_never_sent() {
     let app = spawn_app().await;
     let (body, at) = scheduled_sms(time::Duration::seconds(1));
