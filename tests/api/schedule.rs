@@ -142,6 +142,27 @@ async fn several_workers_send_each_scheduled_message_exactly_once() {
 }
 
 #[tokio::test]
+async fn a_message_promoted_by_a_scheduler_that_died_before_enqueueing_is_swept_and_sent() {
+    let app = TestApp::builder().env("QUEUE_SWEEP_AGE", "0").spawn().await;
+    let (body, _) = scheduled_sms(time::Duration::ZERO);
+    let id = app.send(&body).await["id"].as_str().unwrap().to_owned();
+    // The promotion commits, then the process dies: nothing reaches the queue.
+    let promoted = app.components.store.promote_due(100).await.unwrap();
+    assert_eq!(promoted.len(), 1);
+    assert_eq!(app.xlen("message_queue:sms").await, 0);
+    assert_eq!(app.message(&id).await["status"], "pending");
+    // The sweeper finds the pending message and enqueues it.
+    crate::wait::until(
+        "the sweeper to enqueue it",
+        Duration::from_secs(10),
+        async || (app.worker.sweep_once().await.unwrap() == 1).then_some(()),
+    )
+    .await;
+    app.drain_until(&id, MessageStatus::Sent).await;
+    assert_eq!(app.provider.calls_for(id.parse().unwrap()), 1);
+}
+
+#[tokio::test]
 async fn a_message_canceled_before_its_time_is_canceled_and_never_sent() {
     let app = spawn_app().await;
     let (body, at) = scheduled_sms(time::Duration::seconds(1));
