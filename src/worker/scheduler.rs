@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::Deliverer;
+use crate::observability;
 use crate::queue::Task;
 
 /// Messages promoted per database round trip; a larger backlog takes several in a row.
@@ -63,6 +64,7 @@ pub async fn promote_once(deliverer: &Deliverer) -> anyhow::Result<usize> {
                 );
             }
         }
+        observability::scheduled_promoted(tasks.len());
         total += tasks.len();
         if (due.len() as i64) < PROMOTE_BATCH {
             return Ok(total);

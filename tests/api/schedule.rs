@@ -105,6 +105,12 @@ async fn a_message_scheduled_two_seconds_ahead_stays_scheduled_then_is_sent_with
     assert_eq!(moves[0], (Value::Null, json!("scheduled")));
     assert_eq!(moves[1], (json!("scheduled"), json!("pending")));
     stop.cancel();
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let promoted = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("scheduled_promoted_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok());
+    assert!(promoted.is_some_and(|n| n >= 1.0), "{promoted:?}");
 }
 
 #[tokio::test]
