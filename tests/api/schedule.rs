@@ -35,6 +35,15 @@ fn assert_sent_within_a_second_of(message: &Value, send_at: OffsetDateTime) {
     );
 }
 
+/// How many times message `id` moved to `pending` (its audit trail).
+async fn promotions(app: &TestApp, id: &str) -> usize {
+    app.events(id)
+        .await
+        .iter()
+        .filter(|e| e["to_status"] == "pending")
+        .count()
+}
+
 /// An SMS to be sent `ahead` from now.
 fn scheduled_sms(ahead: time::Duration) -> (Value, OffsetDateTime) {
     let at = OffsetDateTime::now_utc() + ahead;
@@ -137,13 +146,7 @@ async fn several_workers_send_each_scheduled_message_exactly_once() {
     stop.cancel();
     for id in &ids {
         assert_eq!(app.provider.calls_for(id.parse().unwrap()), 1, "{id}");
-        let promotions = app
-            .events(id)
-            .await
-            .iter()
-            .filter(|e| e["to_status"] == "pending")
-            .count();
-        assert_eq!(promotions, 1, "{id} promoted once");
+        assert_eq!(promotions(&app, id).await, 1, "{id} promoted once");
     }
 }
 
@@ -243,14 +246,7 @@ async fn send_at_in_the_past_more_than_35_days_ahead_or_without_an_offset_is_422
         assert_eq!(err["error"], "validation_error");
         assert_eq!(err["details"]["field"], "send_at", "{raw}: {err}");
 
-        body["send_at"] = Value::from(raw.as_str());
-        let resp = app
-            .client
-            .post(app.url("/api/messages/sms"))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let resp = post_original_sms(&app, &body).await;
         assert_eq!(resp.status(), 422, "original API, {raw}");
         let err: Value = resp.json().await.unwrap();
         assert_eq!(err["details"]["field"], "send_at");
@@ -263,18 +259,21 @@ async fn send_at_in_the_past_more_than_35_days_ahead_or_without_an_offset_is_422
     assert_eq!(app.send(&body).await["status"], "scheduled");
 }
 
+async fn post_original_sms(app: &TestApp, body: &Value) -> reqwest::Response {
+    app.client
+        .post(app.url("/api/messages/sms"))
+        .json(body)
+        .send()
+        .await
+        .expect("request")
+}
+
 #[tokio::test]
 async fn the_original_api_schedules_too_and_answers_201_with_send_at() {
     let app = spawn_app().await;
     let (mut body, at) = scheduled_sms(time::Duration::hours(1));
     body.as_object_mut().unwrap().remove("type");
-    let resp = app
-        .client
-        .post(app.url("/api/messages/sms"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let resp = post_original_sms(&app, &body).await;
     assert_eq!(resp.status(), 201);
     let accepted: Value = resp.json().await.unwrap();
     assert_eq!(accepted["status"], "success");
@@ -363,6 +362,21 @@ async fn flush_prefix(app: &TestApp) {
     }
 }
 
+/// Schedules an SMS 3 s ahead through the API at `base`: its id and `send_at`.
+async fn schedule_through(client: &reqwest::Client, base: &str) -> (String, OffsetDateTime) {
+    let (body, _) = scheduled_sms(time::Duration::seconds(3));
+    let resp = client
+        .post(format!("{base}/api/v1/messages/send"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let created: Value = resp.json().await.unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    (id, instant(&created["send_at"]))
+}
+
 #[tokio::test]
 async fn a_scheduled_message_survives_kill_9_of_the_api_and_the_worker_and_a_redis_flush() {
     if !crate::helpers::requires_postgres_and_redis(
@@ -378,17 +392,7 @@ async fn a_scheduled_message_survives_kill_9_of_the_api_and_the_worker_and_a_red
     let mut worker = KillOnDrop(binary(&app, "worker", &worker_env).spawn().unwrap());
     wait_until_answers(&format!("{base}/health")).await;
 
-    let (body, _) = scheduled_sms(time::Duration::seconds(3));
-    let resp = reqwest::Client::new()
-        .post(format!("{base}/api/v1/messages/send"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201);
-    let created: Value = resp.json().await.unwrap();
-    let id = created["id"].as_str().unwrap().to_owned();
-    let send_at = instant(&created["send_at"]);
+    let (id, send_at) = schedule_through(&reqwest::Client::new(), &base).await;
 
     signal(&api, "KILL");
     signal(&worker, "KILL");
@@ -400,13 +404,7 @@ async fn a_scheduled_message_survives_kill_9_of_the_api_and_the_worker_and_a_red
     let _worker = KillOnDrop(binary(&app, "worker", &worker_env).spawn().unwrap());
     let sent = wait_for_status(&app.client, &app.address, &id, "sent").await;
     assert_sent_within_a_second_of(&sent, send_at);
-    let promotions = app
-        .events(&id)
-        .await
-        .iter()
-        .filter(|e| e["to_status"] == "pending")
-        .count();
-    assert_eq!(promotions, 1, "promoted once");
+    assert_eq!(promotions(&app, &id).await, 1, "promoted once");
 }
 
 #[tokio::test]
@@ -444,17 +442,7 @@ async fn a_scheduled_message_survives_kill_9_of_the_embedded_process() {
     let client = reqwest::Client::new();
     let mut first = start();
     wait_until_answers(&format!("{base}/health")).await;
-    let (body, _) = scheduled_sms(time::Duration::seconds(3));
-    let resp = client
-        .post(format!("{base}/api/v1/messages/send"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201);
-    let created: Value = resp.json().await.unwrap();
-    let id = created["id"].as_str().unwrap().to_owned();
-    let send_at = instant(&created["send_at"]);
+    let (id, send_at) = schedule_through(&client, &base).await;
     signal(&first, "KILL");
     wait_exit(&mut first, Duration::from_secs(5)).await;
 
