@@ -14,6 +14,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 mod compliance;
 pub mod providers;
+mod schedule;
 mod security;
 pub mod webhooks;
 
@@ -114,6 +115,8 @@ pub struct QueueSettings {
     pub sweep_age: Duration,
     /// How long a blocking stream read waits before looping.
     pub block: Duration,
+    /// How often the scheduler promotes due scheduled messages (`SCHEDULER_INTERVAL_MS`).
+    pub scheduler_interval: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -377,6 +380,7 @@ impl Settings {
             sweep_interval: env.seconds("QUEUE_SWEEP_INTERVAL", 10.0)?,
             sweep_age: env.seconds("QUEUE_SWEEP_AGE", 30.0)?,
             block: env.seconds("QUEUE_BLOCK", 1.0)?,
+            scheduler_interval: schedule::scheduler_interval(env)?,
         };
         if queue.visibility_timeout.is_zero() {
             return Err(ConfigError(

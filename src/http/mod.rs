@@ -13,6 +13,7 @@ mod legacy;
 mod messages;
 pub mod ratelimit;
 mod retry;
+mod schedule;
 pub mod security;
 pub mod server;
 mod suppressions;
@@ -82,6 +83,7 @@ pub fn router(state: AppState) -> Router {
         .merge(legacy::router())
         .merge(retry::router())
         .merge(suppressions::router())
+        .merge(schedule::router())
         .route(
             "/metrics",
             axum::routing::get(crate::observability::metrics_text),

@@ -16,7 +16,7 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use tracing::{error, info, warn};
 
 use super::{Context, ServiceError};
-use crate::domain::{Direction, Message, NewMessage, address_mask};
+use crate::domain::{Direction, Message, MessageStatus, NewMessage, address_mask};
 use crate::queue::Queue;
 use crate::store::{Inserted, Store, StoreError};
 
@@ -180,8 +180,14 @@ impl Writer {
             let created: Vec<&Message> = results
                 .iter()
                 .filter_map(|r| match r {
-                    // Received messages are stored, never delivered.
-                    Inserted::Created(m) if m.direction == Direction::Outbound => Some(m),
+                    // Received messages are stored, never delivered; scheduled ones are
+                    // enqueued by the scheduler when due.
+                    Inserted::Created(m)
+                        if m.direction == Direction::Outbound
+                            && m.status != MessageStatus::Scheduled =>
+                    {
+                        Some(m)
+                    }
                     Inserted::Created(_) | Inserted::Existing { .. } => None,
                 })
                 .collect();

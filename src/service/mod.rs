@@ -7,6 +7,7 @@
 //! - [`send`]: an outbound message, its idempotency key and request fingerprint;
 //! - [`receive`]: an inbound message from the original webhook API or a provider;
 //! - [`deliver_now`]: synchronous mode, claim, send and settle within the request;
+//! - [`schedule`]: canceling a scheduled send before it is due;
 //! - [`redrive`]: failed messages back in the queue (retry endpoint and `dlq redrive`);
 //! - [`webhook_intake`]: provider callbacks, verified, then applied as receipts or inbound
 //!   messages; refused calls logged in one place;
@@ -25,6 +26,7 @@ pub mod ingest;
 pub mod messages;
 pub mod receive;
 pub mod redrive;
+pub mod schedule;
 pub mod send;
 pub mod webhook_intake;
 
@@ -88,6 +90,8 @@ pub enum ServiceError {
     Suppressed(crate::domain::compliance::Suppression),
     #[error("the message is {status}; only a failed message can be retried")]
     NotFailed { status: MessageStatus },
+    #[error("the message is {status}; only a scheduled message can be canceled")]
+    NotCancelable { status: MessageStatus },
     #[error("webhook refused: {reason}")]
     Rejected {
         rejection: Rejection,

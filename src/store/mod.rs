@@ -13,6 +13,7 @@ mod messages;
 pub mod postgres;
 mod query;
 mod rows;
+mod schedule;
 pub mod sqlite;
 mod suppressions;
 mod webhooks;
@@ -22,6 +23,7 @@ pub use conversations::{ConversationFilter, ConversationStore, SearchHit, SortOr
 pub use dead_letters::DeadLetterStore;
 pub use messages::MessageStore;
 pub use suppressions::{Suppressed, SuppressionFilter, SuppressionStore, suppressions_of};
+pub use schedule::ScheduleStore;
 pub use webhooks::{
     EventOutcome, HistoryEntry, LogResult, ProviderEvent, ReceiptPlan, StatusChange,
     WebhookDelivery, WebhookLogEntry, WebhookStore, plan_receipts,
@@ -150,6 +152,7 @@ pub trait Store:
     + ApiKeyStore
     + WebhookStore
     + SuppressionStore
+    + ScheduleStore
     + Send
     + Sync
     + 'static

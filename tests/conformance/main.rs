@@ -12,5 +12,6 @@ mod queue;
 mod store;
 mod store_features;
 mod store_suppressions;
+mod store_schedule;
 #[path = "../common/wait.rs"]
 mod wait;

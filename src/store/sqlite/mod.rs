@@ -20,6 +20,7 @@ mod conversations;
 mod dead_letters;
 mod messages;
 mod suppressions;
+mod schedule;
 mod webhooks;
 
 use std::fs::File;
