@@ -4,6 +4,7 @@
 mod address;
 mod api_key;
 mod conversation;
+pub mod event;
 mod message;
 pub mod segments;
 

@@ -10,6 +10,7 @@ mod conversations;
 mod dead_letters;
 mod lifecycle;
 mod messages;
+pub mod outbox;
 pub mod postgres;
 mod query;
 mod rows;
@@ -20,6 +21,7 @@ pub use api_keys::ApiKeyStore;
 pub use conversations::{ConversationFilter, ConversationStore, SearchHit, SortOrder};
 pub use dead_letters::DeadLetterStore;
 pub use messages::MessageStore;
+pub use outbox::EventStore;
 pub use webhooks::{
     EventOutcome, HistoryEntry, LogResult, ProviderEvent, ReceiptPlan, StatusChange,
     WebhookDelivery, WebhookLogEntry, WebhookStore, plan_receipts,
@@ -147,6 +149,7 @@ pub trait Store:
     + DeadLetterStore
     + ApiKeyStore
     + WebhookStore
+    + EventStore
     + Send
     + Sync
     + 'static

@@ -197,6 +197,7 @@ impl PgStore {
             .bind(&columns.created_at)
             .run(&mut *tx)
             .await?;
+            super::events::record_events(&mut tx, &crate::store::outbox::notifying(batch)).await?;
         }
         tx.commit().await.map_err(classify)?;
 
@@ -309,7 +310,8 @@ impl MessageStore for PgStore {
             planned.iter().map(|r| r.next_attempt_at).collect();
         let num_segments: Vec<Option<i32>> = planned.iter().map(|r| r.num_segments).collect();
         let attempted: Vec<bool> = planned.iter().map(|r| r.attempted).collect();
-        sqlx::query(
+        let mut tx = self.pool.begin().await.map_err(super::classify)?;
+        let applied = sqlx::query(
             "with input as (
                  select * from unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[],
                                       $9::int4[], $10::bool[])
@@ -357,8 +359,11 @@ impl MessageStore for PgStore {
         .bind(&next_attempt_at)
         .bind(&num_segments)
         .bind(&attempted)
-        .all(&self.pool, rows::id)
-        .await
+        .all(&mut *tx, rows::id)
+        .await?;
+        super::events::record_events(&mut tx, &applied).await?;
+        tx.commit().await.map_err(super::classify)?;
+        Ok(applied)
     }
 
     async fn sweep(&self, query: SweepQuery) -> StoreResult<Vec<Stranded>> {

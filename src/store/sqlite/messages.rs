@@ -189,6 +189,7 @@ impl SqliteStore {
             .bind(&input)
             .run(&mut *tx)
             .await?;
+            super::events::record_events(&mut tx, &crate::store::outbox::notifying(batch)).await?;
         }
         tx.commit().await.map_err(classify)?;
 
@@ -380,6 +381,7 @@ impl MessageStore for SqliteStore {
             });
         }
         insert_events(&mut tx, "status_changed", &events, &now).await?;
+        super::events::record_events(&mut tx, &applied).await?;
         tx.commit().await.map_err(classify)?;
         Ok(applied)
     }

@@ -18,6 +18,7 @@
 mod api_keys;
 mod conversations;
 mod dead_letters;
+mod events;
 mod messages;
 mod webhooks;
 
