@@ -15,6 +15,7 @@ use secrecy::{ExposeSecret, SecretString};
 pub mod providers;
 mod security;
 pub mod webhooks;
+pub mod events;
 
 pub use providers::{MockProviderSettings, ProviderSettings};
 pub use security::{
@@ -150,6 +151,7 @@ pub struct Settings {
     pub metrics_sample_interval: Duration,
     pub security: SecuritySettings,
     pub webhooks: WebhookSettings,
+    pub events: events::EventSettings,
 }
 
 /// A bad configuration value; the message names the variable.
@@ -417,6 +419,7 @@ impl Settings {
             metrics_sample_interval: env.seconds("METRICS_SAMPLE_INTERVAL", 5.0)?,
             security,
             webhooks,
+            events: events::EventSettings::from_env(env, environment)?,
         })
     }
 }
@@ -597,6 +600,7 @@ mod tests {
             ("providers.rs", include_str!("providers.rs")),
             ("security.rs", include_str!("security.rs")),
             ("webhooks.rs", include_str!("webhooks.rs")),
+            ("events.rs", include_str!("events.rs")),
         ] {
             let outside: Vec<&str> = text
                 .lines()
