@@ -210,6 +210,11 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             );
             let shutdown = shutdown_on_signal();
             start_worker_metrics(&settings, &components, &shutdown).await;
+            let _events = messaging_service::events::Dispatcher::new(
+                components.store.clone(),
+                &settings.events,
+            )?
+            .spawn(shutdown.clone());
             worker.run(shutdown, settings.shutdown_grace).await
         }
         Command::All => {
@@ -225,6 +230,11 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             }
             let grace = settings.shutdown_grace;
             let worker_task = tokio::spawn(worker.run(shutdown.clone(), grace));
+            let _events = messaging_service::events::Dispatcher::new(
+                components.store.clone(),
+                &settings.events,
+            )?
+            .spawn(shutdown.clone());
             let served = serve(settings, components, shutdown.clone(), true).await;
             shutdown.cancel();
             worker_task.await.context("worker task panicked")??;

@@ -9,7 +9,8 @@ use secrecy::SecretString;
 use super::{ConfigError, Env, Environment};
 
 /// The documented development default of `STATUS_CALLBACK_SECRET` (refused in production).
-pub const DEFAULT_STATUS_CALLBACK_SECRET: &str = "whsec_ZGV2ZWxvcG1lbnQtb25seS1jYWxsYmFjay1zZWNyZXQ=";
+pub const DEFAULT_STATUS_CALLBACK_SECRET: &str =
+    "whsec_ZGV2ZWxvcG1lbnQtb25seS1jYWxsYmFjay1zZWNyZXQ=";
 
 /// Svix's schedule: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
 pub const DEFAULT_RETRY_SCHEDULE: &str = "5,300,1800,7200,18000,36000,36000";
@@ -51,7 +52,8 @@ impl EventSettings {
         }
         if !valid_secret(&secret) {
             return Err(ConfigError(
-                "STATUS_CALLBACK_SECRET must be whsec_ followed by the base64 of at least 24 bytes".into(),
+                "STATUS_CALLBACK_SECRET must be whsec_ followed by the base64 of at least 24 bytes"
+                    .into(),
             ));
         }
         let timeout = env.seconds("EVENTS_TIMEOUT", 15.0)?;
@@ -122,7 +124,10 @@ mod tests {
     fn schedules_are_seconds() {
         let env = Env::from_pairs([("EVENTS_RETRY_SCHEDULE", "0.1, 0.2")]);
         let s = EventSettings::from_env(&env, Environment::Development).unwrap();
-        assert_eq!(s.retry_schedule, [Duration::from_millis(100), Duration::from_millis(200)]);
+        assert_eq!(
+            s.retry_schedule,
+            [Duration::from_millis(100), Duration::from_millis(200)]
+        );
         let bad = Env::from_pairs([("EVENTS_RETRY_SCHEDULE", "5,soon")]);
         assert!(EventSettings::from_env(&bad, Environment::Development).is_err());
     }

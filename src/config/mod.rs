@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
+pub mod events;
 pub mod providers;
 mod security;
 pub mod webhooks;
-pub mod events;
 
 pub use providers::{MockProviderSettings, ProviderSettings};
 pub use security::{
@@ -573,6 +573,10 @@ mod tests {
             base[1],
             base[2],
             ("ALLOWED_HOSTS", "api.example.com"),
+            (
+                "STATUS_CALLBACK_SECRET",
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwMfKQ9r8G",
+            ),
         ];
         let s = Settings::from_env(&Env::from_pairs(with_hosts)).unwrap();
         assert!(s.security.require_api_keys);

@@ -94,14 +94,22 @@ impl Dispatcher {
                 Ok(n) => busy |= n > 0,
                 Err(e) => debug!(error = %format!("{e:#}"), "fanning out events failed"),
             }
-            let free = self.settings.concurrency.saturating_sub(in_flight).min(CLAIM_BATCH);
+            let free = self
+                .settings
+                .concurrency
+                .saturating_sub(in_flight)
+                .min(CLAIM_BATCH);
             if free > 0 {
                 let saturated: Vec<Uuid> = per_endpoint
                     .iter()
                     .filter(|(_, n)| **n >= self.settings.endpoint_concurrency)
                     .map(|(id, _)| *id)
                     .collect();
-                match self.store.claim_deliveries(free as i64, lease, &saturated).await {
+                match self
+                    .store
+                    .claim_deliveries(free as i64, lease, &saturated)
+                    .await
+                {
                     Ok(due) => {
                         busy |= !due.is_empty();
                         for d in due {
@@ -126,7 +134,9 @@ impl Dispatcher {
                             });
                         }
                     }
-                    Err(e) => debug!(error = %format!("{e:#}"), "claiming webhook deliveries failed"),
+                    Err(e) => {
+                        debug!(error = %format!("{e:#}"), "claiming webhook deliveries failed")
+                    }
                 }
             }
             if last_gauge.elapsed() >= Duration::from_secs(5) {
@@ -228,12 +238,20 @@ impl Dispatcher {
                 } else {
                     result.outcome = self.next(d.attempt);
                 }
-                if result.outcome == AttemptOutcome::Failed { "failed" } else { "retry" }
+                if result.outcome == AttemptOutcome::Failed {
+                    "failed"
+                } else {
+                    "retry"
+                }
             }
             Err(e) => {
                 result.error = Some(e);
                 result.outcome = self.next(d.attempt);
-                if result.outcome == AttemptOutcome::Failed { "failed" } else { "retry" }
+                if result.outcome == AttemptOutcome::Failed {
+                    "failed"
+                } else {
+                    "retry"
+                }
             }
         };
         metrics::counter!(EVENTS_DELIVERED, "outcome" => label).increment(1);
@@ -255,7 +273,10 @@ impl Dispatcher {
     async fn post(&self, d: &DueDelivery, payload: &Value) -> Result<u16, String> {
         let body = payload.to_string();
         let keys: Vec<Vec<u8>> = if d.endpoint_id.is_some() {
-            d.secrets.iter().filter_map(|s| secret_key(s).ok()).collect()
+            d.secrets
+                .iter()
+                .filter_map(|s| secret_key(s).ok())
+                .collect()
         } else {
             vec![self.callback_key.as_ref().clone()]
         };

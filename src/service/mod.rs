@@ -25,6 +25,7 @@ pub mod messages;
 pub mod receive;
 pub mod redrive;
 pub mod send;
+pub mod webhook_endpoints;
 pub mod webhook_intake;
 
 use tokio::sync::{Semaphore, SemaphorePermit};

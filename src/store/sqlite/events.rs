@@ -253,7 +253,7 @@ impl EventStore for SqliteStore {
         .bind(ts(at + lease)?)
         .bind(limit)
         .bind(id_list(busy))
-        .all(&mut *tx, |r| rows::StoredRow::first(r))
+        .all(&mut *tx, rows::StoredRow::first)
         .await?;
         if claimed.is_empty() {
             return Ok(Vec::new());

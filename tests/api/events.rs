@@ -1,0 +1,623 @@
+//! Events to the application over HTTP: webhook endpoint CRUD and validation, signed
+//! deliveries to a local receiver checked with the official `standardwebhooks` Python
+//! library, filters, retries with a stable `webhook-id`, 410, secret rotation, inbound
+//! messages, and the SSRF guard in production.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use messaging_service::domain::MessageStatus;
+use messaging_service::events::Dispatcher;
+use serde_json::{Value, json};
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use crate::helpers::{TestApp, TestAppBuilder, permanent, sms_body};
+use crate::wait::until;
+use crate::webhooks::{PUBLIC, TOKEN, form};
+
+/// One request the receiver got.
+#[derive(Debug, Clone)]
+struct Received {
+    path: String,
+    id: String,
+    timestamp: String,
+    signature: String,
+    body: String,
+}
+
+impl Received {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).expect("event bodies are JSON")
+    }
+}
+
+#[derive(Default)]
+struct ReceiverState {
+    got: Mutex<Vec<Received>>,
+    /// Status codes to answer next, per path (then 200).
+    script: Mutex<HashMap<String, VecDeque<u16>>>,
+}
+
+/// A local HTTP receiver that records every request.
+struct Receiver {
+    base: String,
+    state: Arc<ReceiverState>,
+}
+
+impl Receiver {
+    async fn start() -> Self {
+        let state = Arc::new(ReceiverState::default());
+        let app = axum::Router::new()
+            .fallback(record)
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the receiver");
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { base, state }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn answer(&self, path: &str, codes: &[u16]) {
+        self.state
+            .script
+            .lock()
+            .unwrap()
+            .entry(path.to_owned())
+            .or_default()
+            .extend(codes);
+    }
+
+    fn at(&self, path: &str) -> Vec<Received> {
+        let got = self.state.got.lock().unwrap();
+        got.iter().filter(|r| r.path == path).cloned().collect()
+    }
+
+    async fn wait_for(&self, path: &str, n: usize, what: &str) -> Vec<Received> {
+        until(what, Duration::from_secs(20), async || {
+            let got = self.at(path);
+            (got.len() >= n).then_some(got)
+        })
+        .await
+    }
+}
+
+async fn record(
+    State(state): State<Arc<ReceiverState>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: String,
+) -> StatusCode {
+    let h = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let path = uri.path().to_owned();
+    state.got.lock().unwrap().push(Received {
+        path: path.clone(),
+        id: h("webhook-id"),
+        timestamp: h("webhook-timestamp"),
+        signature: h("webhook-signature"),
+        body,
+    });
+    let code = state
+        .script
+        .lock()
+        .unwrap()
+        .get_mut(&path)
+        .and_then(VecDeque::pop_front)
+        .unwrap_or(200);
+    StatusCode::from_u16(code).unwrap_or(StatusCode::OK)
+}
+
+/// A service with short event timings and the Twilio webhook configured, and its event
+/// dispatcher running (as the worker process runs it).
+struct EventsApp {
+    app: TestApp,
+    _dispatcher: DropGuard,
+}
+
+impl std::ops::Deref for EventsApp {
+    type Target = TestApp;
+    fn deref(&self) -> &TestApp {
+        &self.app
+    }
+}
+
+fn events_builder() -> TestAppBuilder {
+    TestApp::builder()
+        .env("TWILIO_AUTH_TOKEN", TOKEN)
+        .env("PUBLIC_BASE_URL", PUBLIC)
+        .env("EVENTS_RETRY_SCHEDULE", "0.2,0.2")
+        .env("EVENTS_POLL_INTERVAL", "0.02")
+        .env("EVENTS_TIMEOUT", "5")
+}
+
+async fn start(builder: TestAppBuilder) -> EventsApp {
+    let app = builder.spawn().await;
+    let shutdown = CancellationToken::new();
+    Dispatcher::new(app.components.store.clone(), &app.settings.events)
+        .expect("dispatcher")
+        .spawn(shutdown.clone());
+    EventsApp {
+        app,
+        _dispatcher: shutdown.drop_guard(),
+    }
+}
+
+impl TestApp {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn create_endpoint(&self, body: Value) -> Value {
+        let (status, created) = self
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/webhook-endpoints",
+                Some(body),
+            )
+            .await;
+        assert_eq!(status, 201, "{created}");
+        created
+    }
+
+    /// Sends an sms and lets the worker deliver it (status `sent`).
+    async fn sent_sms(&self) -> (String, String) {
+        let id = self.send(&sms_body()).await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let sent = self.drain_until(&id, MessageStatus::Sent).await;
+        (id, sent["provider_message_id"].as_str().unwrap().to_owned())
+    }
+}
+
+/// A Python with the official `standardwebhooks` library, made once per target directory.
+fn verifier_python() -> PathBuf {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("standardwebhooks-venv");
+    let python = venv.join("bin/python");
+    let ready = |p: &Path| {
+        Command::new(p)
+            .args(["-c", "import standardwebhooks"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !ready(&python) {
+        let ok = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .expect("python3 is needed to verify signatures")
+            .success();
+        assert!(ok, "could not create a virtualenv at {venv:?}");
+        let ok = Command::new(&python)
+            .args(["-m", "pip", "install", "--quiet", "standardwebhooks"])
+            .status()
+            .expect("pip")
+            .success();
+        assert!(ok, "could not install standardwebhooks from PyPI");
+    }
+    python
+}
+
+const VERIFY: &str = r#"
+import json, sys
+from standardwebhooks.webhooks import Webhook
+secret, requests = sys.argv[1], json.load(sys.stdin)
+wh = Webhook(secret)
+for r in requests:
+    headers = {"webhook-id": r["id"], "webhook-timestamp": r["timestamp"], "webhook-signature": r["signature"]}
+    payload = wh.verify(r["body"], headers)
+    assert payload == json.loads(r["body"]), "verified payload differs"
+print(len(requests))
+"#;
+
+/// Verifies every request with the official library and `secret`; panics otherwise.
+fn verify_with_library(secret: &str, requests: &[Received]) {
+    let input = Value::from(
+        requests
+            .iter()
+            .map(|r| {
+                json!({"id": r.id, "timestamp": r.timestamp, "signature": r.signature, "body": r.body})
+            })
+            .collect::<Vec<_>>(),
+    )
+    .to_string();
+    let mut child = Command::new(verifier_python())
+        .args(["-c", VERIFY, secret])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the verifier");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().expect("verifier output");
+    assert!(
+        out.status.success(),
+        "standardwebhooks refused a signature: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        requests.len().to_string()
+    );
+}
+
+#[tokio::test]
+async fn endpoints_can_be_created_read_edited_rotated_and_deleted() {
+    let app = start(events_builder()).await;
+    let created = app
+        .create_endpoint(json!({"url": "https://app.example.com/hooks", "events": ["message.failed"], "description": "ops"}))
+        .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert!(created["secret"].as_str().unwrap().starts_with("whsec_"));
+    assert_eq!(created["events"], json!(["message.failed"]));
+    assert_eq!(created["enabled"], true);
+    assert_eq!(created["description"], "ops");
+
+    let (status, list) = app
+        .call(reqwest::Method::GET, "/api/v1/webhook-endpoints", None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(list["endpoints"].as_array().unwrap().len(), 1);
+    assert!(list["endpoints"][0].get("secret").is_none(), "{list}");
+
+    let path = format!("/api/v1/webhook-endpoints/{id}");
+    let (status, one) = app.call(reqwest::Method::GET, &path, None).await;
+    assert_eq!(status, 200);
+    assert!(one.get("secret").is_none());
+
+    let (status, patched) = app
+        .call(
+            reqwest::Method::PATCH,
+            &path,
+            Some(json!({"events": null, "enabled": false, "description": "all"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(patched["events"], Value::Null);
+    assert_eq!(patched["enabled"], false);
+    assert_eq!(patched["description"], "all");
+
+    let (status, rotated) = app
+        .call(
+            reqwest::Method::POST,
+            &format!("{path}/rotate-secret"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(rotated["secret"].as_str().unwrap().starts_with("whsec_"));
+    assert_ne!(rotated["secret"], created["secret"]);
+
+    let (status, attempts) = app
+        .call(reqwest::Method::GET, &format!("{path}/attempts"), None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(attempts["attempts"], json!([]));
+
+    let (status, _) = app.call(reqwest::Method::DELETE, &path, None).await;
+    assert_eq!(status, 204);
+    let (status, body) = app.call(reqwest::Method::GET, &path, None).await;
+    assert_eq!(status, 404, "{body}");
+    let (status, _) = app
+        .call(reqwest::Method::POST, &format!("{path}/test"), None)
+        .await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn bad_endpoint_urls_and_unknown_event_types_are_422_naming_the_field() {
+    let app = start(events_builder()).await;
+    for (body, field) in [
+        (json!({}), "url"),
+        (json!({"url": "ftp://example.com/x"}), "url"),
+        (json!({"url": "not a url"}), "url"),
+        (
+            json!({"url": "https://a.example.com", "events": ["message.exploded"]}),
+            "events",
+        ),
+        (
+            json!({"url": "https://a.example.com", "events": []}),
+            "events",
+        ),
+    ] {
+        let (status, err) = app
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/webhook-endpoints",
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(status, 422, "{body} → {err}");
+        assert_eq!(err["error"], "validation_error");
+        assert_eq!(err["details"]["field"], field, "{body} → {err}");
+    }
+}
+
+#[tokio::test]
+async fn twenty_sends_reach_the_receiver_signed_as_standard_webhooks_then_delivered() {
+    let app = start(events_builder()).await;
+    let receiver = Receiver::start().await;
+    let endpoint = app
+        .create_endpoint(json!({"url": receiver.url("/hooks")}))
+        .await;
+    let secret = endpoint["secret"].as_str().unwrap();
+
+    let mut sent = Vec::new();
+    for _ in 0..20 {
+        sent.push(app.sent_sms().await);
+    }
+    let got = receiver
+        .wait_for("/hooks", 20, "20 message.sent events")
+        .await;
+    assert_eq!(got.len(), 20);
+    let mut ids: Vec<String> = got
+        .iter()
+        .map(|r| {
+            let body = r.json();
+            assert_eq!(body["type"], "message.sent");
+            assert_eq!(body["data"]["status"], "sent");
+            assert!(r.id.starts_with("evt_"));
+            body["data"]["id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    ids.sort();
+    let mut expected: Vec<String> = sent.iter().map(|(id, _)| id.clone()).collect();
+    expected.sort();
+    assert_eq!(ids, expected);
+    // The body's data is the message as the API returns it.
+    let first = got[0].json();
+    let id = first["data"]["id"].as_str().unwrap();
+    let mut message = app.message(id).await;
+    message["status"] = json!("sent");
+    for key in [
+        "to",
+        "from",
+        "body",
+        "conversation_id",
+        "provider_message_id",
+        "created_at",
+    ] {
+        assert_eq!(first["data"][key], message[key], "{key}");
+    }
+
+    let (id, sid) = &sent[0];
+    let resp = app
+        .twilio(&form(&[
+            ("MessageSid", sid),
+            ("MessageStatus", "delivered"),
+        ]))
+        .await;
+    assert_eq!(resp.status(), 200);
+    let got = receiver.wait_for("/hooks", 21, "message.delivered").await;
+    let delivered = got.last().unwrap().json();
+    assert_eq!(delivered["type"], "message.delivered");
+    assert_eq!(delivered["data"]["id"], id.as_str());
+
+    verify_with_library(secret, &got);
+}
+
+#[tokio::test]
+async fn an_endpoint_filtered_to_failures_receives_only_failures() {
+    let app = start(events_builder()).await;
+    let receiver = Receiver::start().await;
+    app.create_endpoint(json!({"url": receiver.url("/failures"), "events": ["message.failed"]}))
+        .await;
+    app.create_endpoint(json!({"url": receiver.url("/all")}))
+        .await;
+
+    app.sent_sms().await;
+    app.provider.fail_next([permanent("21211")]);
+    let id = app.send(&sms_body()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.drain_until(&id, MessageStatus::Failed).await;
+
+    let all = receiver.wait_for("/all", 2, "both events at /all").await;
+    let failures = receiver.wait_for("/failures", 1, "the failure").await;
+    assert_eq!(failures.len(), 1);
+    assert_eq!(failures[0].json()["type"], "message.failed");
+    assert_eq!(failures[0].json()["data"]["id"], id.as_str());
+    let mut types: Vec<String> = all
+        .iter()
+        .map(|r| r.json()["type"].as_str().unwrap().to_owned())
+        .collect();
+    types.sort();
+    assert_eq!(types, ["message.failed", "message.sent"]);
+}
+
+#[tokio::test]
+async fn a_failed_attempt_is_retried_with_the_same_webhook_id() {
+    let app = start(events_builder()).await;
+    let receiver = Receiver::start().await;
+    receiver.answer("/flaky", &[500]);
+    let endpoint = app
+        .create_endpoint(json!({"url": receiver.url("/flaky")}))
+        .await;
+    app.sent_sms().await;
+    let got = receiver.wait_for("/flaky", 2, "the retry").await;
+    assert_eq!(got[0].id, got[1].id, "a retry carries the same webhook-id");
+    assert_eq!(got[0].body, got[1].body);
+    verify_with_library(endpoint["secret"].as_str().unwrap(), &got);
+
+    let path = format!(
+        "/api/v1/webhook-endpoints/{}/attempts",
+        endpoint["id"].as_str().unwrap()
+    );
+    let attempts = until(
+        "both attempts recorded",
+        Duration::from_secs(10),
+        async || {
+            let (_, body) = app.call(reqwest::Method::GET, &path, None).await;
+            (body["attempts"].as_array().map_or(0, Vec::len) >= 2).then_some(body)
+        },
+    )
+    .await;
+    let list = attempts["attempts"].as_array().unwrap();
+    // Newest first.
+    assert_eq!(list[0]["attempt"], 2);
+    assert_eq!(list[0]["status_code"], 200);
+    assert_eq!(list[1]["attempt"], 1);
+    assert_eq!(list[1]["status_code"], 500);
+    assert!(list[1]["next_attempt_at"].is_string());
+    assert_eq!(list[1]["event_type"], "message.sent");
+}
+
+#[tokio::test]
+async fn a_410_disables_the_endpoint() {
+    let app = start(events_builder()).await;
+    let receiver = Receiver::start().await;
+    receiver.answer("/gone", &[410]);
+    let endpoint = app
+        .create_endpoint(json!({"url": receiver.url("/gone")}))
+        .await;
+    let path = format!(
+        "/api/v1/webhook-endpoints/{}",
+        endpoint["id"].as_str().unwrap()
+    );
+    let (status, _) = app
+        .call(reqwest::Method::POST, &format!("{path}/test"), None)
+        .await;
+    assert_eq!(status, 202);
+    let disabled = until(
+        "the endpoint disabled",
+        Duration::from_secs(10),
+        async || {
+            let (_, e) = app.call(reqwest::Method::GET, &path, None).await;
+            (e["enabled"] == false).then_some(e)
+        },
+    )
+    .await;
+    assert!(
+        disabled["disabled_reason"]
+            .as_str()
+            .unwrap()
+            .contains("410")
+    );
+    assert_eq!(receiver.at("/gone").len(), 1);
+    assert_eq!(receiver.at("/gone")[0].json()["type"], "test.ping");
+}
+
+#[tokio::test]
+async fn after_a_rotation_both_secrets_verify_during_the_overlap() {
+    let app = start(events_builder()).await;
+    let receiver = Receiver::start().await;
+    let endpoint = app
+        .create_endpoint(json!({"url": receiver.url("/rotating")}))
+        .await;
+    let old = endpoint["secret"].as_str().unwrap().to_owned();
+    let path = format!(
+        "/api/v1/webhook-endpoints/{}",
+        endpoint["id"].as_str().unwrap()
+    );
+    let (_, rotated) = app
+        .call(
+            reqwest::Method::POST,
+            &format!("{path}/rotate-secret"),
+            None,
+        )
+        .await;
+    let new = rotated["secret"].as_str().unwrap().to_owned();
+    app.call(reqwest::Method::POST, &format!("{path}/test"), None)
+        .await;
+    let got = receiver.wait_for("/rotating", 1, "the ping").await;
+    assert_eq!(
+        got[0].signature.split(' ').count(),
+        2,
+        "{}",
+        got[0].signature
+    );
+    verify_with_library(&old, &got);
+    verify_with_library(&new, &got);
+}
+
+#[tokio::test]
+async fn an_inbound_twilio_sms_is_a_message_received_event() {
+    let app = start(events_builder()).await;
+    let receiver = Receiver::start().await;
+    let endpoint = app
+        .create_endpoint(json!({"url": receiver.url("/inbound"), "events": ["message.received"]}))
+        .await;
+    let resp = app
+        .twilio(&form(&[
+            ("MessageSid", "SMinbound00000000000000000000001"),
+            ("From", "+15559876543"),
+            ("To", "+15551234567"),
+            ("Body", "hello there"),
+        ]))
+        .await;
+    assert_eq!(resp.status(), 200);
+    let got = receiver.wait_for("/inbound", 1, "message.received").await;
+    let body = got[0].json();
+    assert_eq!(body["type"], "message.received");
+    assert_eq!(body["data"]["direction"], "inbound");
+    assert_eq!(body["data"]["body"], "hello there");
+    verify_with_library(endpoint["secret"].as_str().unwrap(), &got);
+}
+
+#[tokio::test]
+async fn production_refuses_an_endpoint_on_a_loopback_address() {
+    let app = start(
+        events_builder()
+            .env("ENVIRONMENT", "production")
+            .env("SECRET_KEY", "a-test-secret-that-is-not-the-default")
+            .env("ALLOWED_HOSTS", "127.0.0.1")
+            .env("REQUIRE_API_KEYS", "true"),
+    )
+    .await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_messaging-service"))
+        .args(["keys", "create", "--name", "events"])
+        .env("DATABASE_URL", app.database_url().expose())
+        .env("ENVIRONMENT", "development")
+        .env("LOG_LEVEL", "error")
+        .output()
+        .expect("run messaging-service");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let key = stdout
+        .split_whitespace()
+        .find(|w| w.starts_with(messaging_service::domain::KEY_PREFIX))
+        .unwrap_or_else(|| panic!("no key in {stdout}"))
+        .to_owned();
+    let resp = app
+        .client
+        .post(app.url("/api/v1/webhook-endpoints"))
+        .bearer_auth(&key)
+        .json(&json!({"url": "http://127.0.0.1:9/hooks"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 422);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["details"]["field"], "url");
+}
