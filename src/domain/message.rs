@@ -198,6 +198,9 @@ pub struct Message {
     /// When an inbound message was marked read (`POST /conversations/{id}/read`).
     #[serde(with = "time::serde::rfc3339::option")]
     pub read_at: Option<OffsetDateTime>,
+    /// Where this message's status events are also POSTed (`status_callback` on send).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_callback: Option<String>,
     /// `segments` and `encoding` of an sms/mms body, counted from the body it was accepted
     /// with; absent for email. Set by [`Message::sized`].
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
@@ -279,6 +282,8 @@ pub struct NewMessage {
     pub provider_message_id: Option<String>,
     pub provider_timestamp: Option<OffsetDateTime>,
     pub created_at: OffsetDateTime,
+    /// Where this message's status events are also POSTed.
+    pub status_callback: Option<String>,
 }
 
 /// What a provider (or the original webhook API) reported as received, before validation.
@@ -360,6 +365,7 @@ impl NewMessage {
             provider_message_id: None,
             provider_timestamp: None,
             created_at: now_micros(),
+            status_callback: None,
         })
     }
 
@@ -411,6 +417,7 @@ impl NewMessage {
             provider_message_id: Some(provider_message_id.to_owned()),
             provider_timestamp: content.provider_timestamp,
             created_at: now_micros(),
+            status_callback: None,
         })
     }
 

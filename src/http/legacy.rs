@@ -96,6 +96,7 @@ pub struct SendRequest {
     body: Option<String>,
     attachments: Option<Vec<String>>,
     timestamp: Option<String>,
+    status_callback: Option<String>,
 }
 
 async fn send_sms(
@@ -144,6 +145,7 @@ async fn send(
             ..OutboundContent::default()
         },
         provider_timestamp: timestamp(req.timestamp.as_deref())?,
+        status_callback: req.status_callback,
         ..service::send::SendRequest::default()
     };
     let sent = service::send::send(state.services(), request).await?;

@@ -39,6 +39,7 @@ pub struct SendRequest {
     attachments: Option<Vec<String>>,
     metadata: Option<Value>,
     idempotency_key: Option<String>,
+    status_callback: Option<String>,
 }
 
 /// 201 with the new message; 200 with the first one when the request repeats an
@@ -62,6 +63,7 @@ async fn send(
             .get("idempotency-key")
             .map(|v| v.as_bytes().to_vec()),
         key_field: req.idempotency_key,
+        status_callback: req.status_callback,
         provider_timestamp: None,
     };
     Ok(

@@ -22,6 +22,8 @@ pub struct SendRequest {
     pub key_field: Option<String>,
     /// When the client says the message was written (the original API).
     pub provider_timestamp: Option<OffsetDateTime>,
+    /// Where the message's status events are also POSTed.
+    pub status_callback: Option<String>,
 }
 
 /// The answer to a send.
@@ -47,6 +49,8 @@ pub async fn send(ctx: Context<'_>, request: SendRequest) -> Result<Sent, Servic
     let key = idempotency_key(request.key_header.as_deref(), request.key_field)?;
     let mut message = NewMessage::outbound(request.content)?;
     message.provider_timestamp = request.provider_timestamp;
+    message.status_callback =
+        super::webhook_endpoints::status_callback(ctx, request.status_callback)?;
     if key.is_some() {
         message.request_hash = Some(request_hash(&message));
         message.idempotency_key = key;

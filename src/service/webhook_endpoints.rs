@@ -206,3 +206,12 @@ pub async fn test(ctx: Context<'_>, id: Uuid) -> Result<String, ServiceError> {
     });
     Ok(ctx.store.add_test_event(endpoint.id, &payload).await?)
 }
+
+/// A send's `status_callback`: an http(s) URL the guard allows, or the 422 naming it.
+pub fn status_callback(
+    ctx: Context<'_>,
+    raw: Option<String>,
+) -> Result<Option<String>, ServiceError> {
+    raw.map(|u| check_url(ctx, "status_callback", &u))
+        .transpose()
+}

@@ -621,3 +621,51 @@ async fn production_refuses_an_endpoint_on_a_loopback_address() {
     let err: Value = resp.json().await.unwrap();
     assert_eq!(err["details"]["field"], "url");
 }
+
+#[tokio::test]
+async fn a_status_callback_receives_only_its_own_messages_events() {
+    let app = start(events_builder()).await;
+    let receiver = Receiver::start().await;
+    let mut body = sms_body();
+    body["status_callback"] = json!(receiver.url("/cb"));
+    let mine = app.send(&body).await;
+    assert_eq!(mine["status_callback"], receiver.url("/cb"));
+    let id = mine["id"].as_str().unwrap().to_owned();
+    app.drain_until(&id, MessageStatus::Sent).await;
+    // Another message, without a callback (and no endpoint anywhere).
+    app.sent_sms().await;
+    // The original API takes it too.
+    let resp = app
+        .client
+        .post(app.url("/api/messages/sms"))
+        .json(
+            &json!({"from": "+15551234567", "to": "+15559876543", "type": "sms",
+                      "body": "legacy", "status_callback": receiver.url("/legacy-cb")}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+
+    let got = receiver.wait_for("/cb", 1, "the callback").await;
+    let event = got[0].json();
+    assert_eq!(event["type"], "message.sent");
+    assert_eq!(event["data"]["id"], id.as_str());
+    verify_with_library(crate::helpers::EVENTS_TEST_SECRET, &got);
+    let stored = app
+        .db_count(
+            "select count(*) from messages where status_callback is not null",
+            &[],
+        )
+        .await;
+    assert_eq!(stored, 2);
+
+    let mut bad = sms_body();
+    bad["status_callback"] = json!("mailto:ops@example.com");
+    let resp = app.post_send(&bad).await;
+    assert_eq!(resp.status(), 422);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["details"]["field"], "status_callback");
+    // Only the one callback call: the other message's events went nowhere.
+    assert_eq!(receiver.at("/cb").len(), 1);
+}

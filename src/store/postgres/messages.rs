@@ -39,6 +39,7 @@ struct MessageColumns {
     provider_message_id: Vec<Option<String>>,
     provider_timestamp: Vec<Option<OffsetDateTime>>,
     created_at: Vec<OffsetDateTime>,
+    status_callback: Vec<Option<String>>,
 }
 
 impl MessageColumns {
@@ -61,6 +62,7 @@ impl MessageColumns {
         self.provider_message_id.push(m.provider_message_id.clone());
         self.provider_timestamp.push(m.provider_timestamp);
         self.created_at.push(m.created_at);
+        self.status_callback.push(m.status_callback.clone());
         Ok(())
     }
 }
@@ -150,16 +152,16 @@ impl PgStore {
                 "insert into messages
                      (id, conversation_id, direction, type, from_address, to_address, body, subject,
                       attachments, status, metadata, idempotency_key, request_hash, provider,
-                      provider_message_id, provider_timestamp, created_at, updated_at)
+                      provider_message_id, provider_timestamp, created_at, updated_at, status_callback)
                  select id, conversation_id, direction, type, from_address, to_address, body, subject,
                         attachments::jsonb, status, metadata::jsonb, idempotency_key, request_hash, provider,
-                        provider_message_id, provider_timestamp, created_at, created_at
+                        provider_message_id, provider_timestamp, created_at, created_at, status_callback
                  from unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
                              $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
-                             $14::text[], $15::text[], $16::timestamptz[], $17::timestamptz[])
+                             $14::text[], $15::text[], $16::timestamptz[], $17::timestamptz[], $18::text[])
                      as t(id, conversation_id, direction, type, from_address, to_address, body, subject,
                           attachments, status, metadata, idempotency_key, request_hash, provider,
-                          provider_message_id, provider_timestamp, created_at)
+                          provider_message_id, provider_timestamp, created_at, status_callback)
                  -- No target: both the idempotency key and the inbound provider id are unique.
                  on conflict do nothing",
             )
@@ -180,6 +182,7 @@ impl PgStore {
             .bind(&columns.provider_message_id)
             .bind(&columns.provider_timestamp)
             .bind(&columns.created_at)
+            .bind(&columns.status_callback)
             .run(&mut *tx)
             .await?;
             if inserted != columns.id.len() as u64 {

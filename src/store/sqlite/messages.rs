@@ -47,6 +47,7 @@ fn message_input(m: &NewMessage, conversation_id: Uuid) -> anyhow::Result<Value>
         "provider_message_id": m.provider_message_id,
         "provider_timestamp": m.provider_timestamp.map(ts).transpose()?,
         "created_at": ts(m.created_at)?,
+        "status_callback": m.status_callback,
     }))
 }
 
@@ -168,14 +169,14 @@ impl SqliteStore {
                 "insert into messages
                      (id, conversation_id, direction, type, from_address, to_address, body, subject,
                       attachments, status, metadata, idempotency_key, request_hash, provider,
-                      provider_message_id, provider_timestamp, created_at, updated_at)
+                      provider_message_id, provider_timestamp, created_at, updated_at, status_callback)
                  select value ->> 'id', value ->> 'conversation_id', value ->> 'direction',
                         value ->> 'type', value ->> 'from_address', value ->> 'to_address',
                         value ->> 'body', value ->> 'subject', value ->> 'attachments',
                         value ->> 'status', value ->> 'metadata', value ->> 'idempotency_key',
                         value ->> 'request_hash', value ->> 'provider',
                         value ->> 'provider_message_id', value ->> 'provider_timestamp',
-                        value ->> 'created_at', value ->> 'created_at'
+                        value ->> 'created_at', value ->> 'created_at', value ->> 'status_callback'
                  from json_each(?1) order by key",
             )
             .bind(&input)
