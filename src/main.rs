@@ -45,6 +45,9 @@ enum Command {
     /// Inspect and redrive the dead-letter queue
     #[command(subcommand)]
     Dlq(messaging_service::cli::dlq::DlqCommand),
+    /// List and redrive failed webhook deliveries
+    #[command(subcommand)]
+    Events(messaging_service::cli::events::EventsCommand),
     /// Manage API keys (required on /api routes in production)
     Keys {
         #[command(subcommand)]
@@ -176,6 +179,11 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 &settings.queue.key_prefix,
             )?;
             messaging_service::cli::dlq::run(command, store.as_ref(), &queue).await
+        }
+        Command::Events(command) => {
+            let store = open_store_for_tool(&settings).await?;
+            messaging_service::cli::events::run(command, store.as_ref(), &mut std::io::stdout())
+                .await
         }
         Command::Keys { action } => {
             let store = open_store_for_tool(&settings).await?;

@@ -33,6 +33,9 @@ pub struct EventSettings {
     pub concurrency: usize,
     /// How often an idle worker looks for due deliveries.
     pub poll_interval: Duration,
+    /// How long a claimed delivery belongs to its worker; after that (a killed worker)
+    /// another worker takes it.
+    pub lease: Duration,
 }
 
 impl EventSettings {
@@ -69,6 +72,7 @@ impl EventSettings {
             endpoint_concurrency: env.positive("EVENTS_ENDPOINT_CONCURRENCY", 16)?,
             concurrency: env.positive("EVENTS_CONCURRENCY", 256)?,
             poll_interval: env.seconds("EVENTS_POLL_INTERVAL", 0.5)?,
+            lease: env.seconds("EVENTS_LEASE", timeout.as_secs_f64() * 8.0 + 30.0)?,
         })
     }
 }

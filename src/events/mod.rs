@@ -68,7 +68,7 @@ impl Dispatcher {
     /// when their lease ends.
     pub async fn run(self, shutdown: CancellationToken) {
         let (tx, mut rx) = mpsc::unbounded_channel::<AttemptResult>();
-        let lease = self.settings.timeout * 8 + Duration::from_secs(30);
+        let lease = self.settings.lease;
         let mut in_flight: usize = 0;
         let mut per_endpoint: HashMap<Uuid, usize> = HashMap::new();
         let mut limits: HashMap<Uuid, Arc<Semaphore>> = HashMap::new();

@@ -41,6 +41,8 @@ struct ReceiverState {
     got: Mutex<Vec<Received>>,
     /// Status codes to answer next, per path (then 200).
     script: Mutex<HashMap<String, VecDeque<u16>>>,
+    /// How long each answer takes, in milliseconds.
+    delay_ms: std::sync::atomic::AtomicU64,
 }
 
 /// A local HTTP receiver that records every request.
@@ -104,6 +106,10 @@ async fn record(
             .unwrap_or_default()
             .to_owned()
     };
+    let delay = state.delay_ms.load(std::sync::atomic::Ordering::Relaxed);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
     let path = uri.path().to_owned();
     state.got.lock().unwrap().push(Received {
         path: path.clone(),
@@ -668,4 +674,79 @@ async fn a_status_callback_receives_only_its_own_messages_events() {
     assert_eq!(err["details"]["field"], "status_callback");
     // Only the one callback call: the other message's events went nowhere.
     assert_eq!(receiver.at("/cb").len(), 1);
+}
+
+#[tokio::test]
+async fn a_worker_killed_with_200_undelivered_events_delivers_them_all_after_restart() {
+    let test = "a_worker_killed_with_200_undelivered_events_delivers_them_all_after_restart";
+    if !crate::helpers::requires_postgres_and_redis(test) {
+        return;
+    }
+    // No dispatcher in the test: the worker process delivers.
+    let app = events_builder().spawn().await;
+    let receiver = Receiver::start().await;
+    receiver
+        .state
+        .delay_ms
+        .store(50, std::sync::atomic::Ordering::Relaxed);
+    app.create_endpoint(json!({"url": receiver.url("/many")}))
+        .await;
+    for _ in 0..200 {
+        app.send(&sms_body()).await;
+    }
+    until("200 messages sent", Duration::from_secs(60), async || {
+        app.worker.process_once().await.expect("worker step");
+        let (_, list) = app.get_json("/api/v1/messages?status=sent&limit=1").await;
+        (list["total"] == 200).then_some(())
+    })
+    .await;
+    let outbox = app.db_count("select count(*) from events", &[]).await;
+    assert_eq!(outbox, 200);
+
+    let env = [
+        ("EVENTS_POLL_INTERVAL", "0.02"),
+        ("EVENTS_LEASE", "2"),
+        ("EVENTS_ENDPOINT_CONCURRENCY", "4"),
+        ("WORKER_METRICS_PORT", "0"),
+    ];
+    let mut first = crate::process::binary(&app, "worker", &env)
+        .spawn()
+        .expect("start the worker");
+    receiver.wait_for("/many", 10, "the first deliveries").await;
+    first.kill().expect("kill -9 the worker");
+    let _ = first.wait();
+    let before_restart = receiver.at("/many").len();
+    assert!(
+        before_restart < 200,
+        "the worker finished before it was killed"
+    );
+
+    let _second = crate::helpers::KillOnDrop(
+        crate::process::binary(&app, "worker", &env)
+            .spawn()
+            .expect("restart the worker"),
+    );
+    let delivered = until(
+        "all 200 events delivered",
+        Duration::from_secs(90),
+        async || {
+            let n = app
+                .db_count(
+                    "select count(*) from event_deliveries where status = 'delivered'",
+                    &[],
+                )
+                .await;
+            (n == 200).then_some(n)
+        },
+    )
+    .await;
+    assert_eq!(delivered, 200);
+    let got = receiver.at("/many");
+    let mut ids: Vec<&str> = got.iter().map(|r| r.id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 200, "every event arrived");
+    // Only requests in flight at the kill (at most the endpoint's limit) may arrive twice.
+    let repeats = got.len() - 200;
+    assert!(repeats <= 4, "{repeats} events arrived twice");
 }

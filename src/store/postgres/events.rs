@@ -270,7 +270,9 @@ impl EventStore for PgStore {
                     duration_ms, next_attempt_at
              from jsonb_to_recordset($1::jsonb) as r(delivery_id int8, endpoint_id uuid, event_id text,
                   event_type text, attempt int4, status_code int4, error text, duration_ms int8,
-                  next_attempt_at timestamptz)",
+                  next_attempt_at timestamptz)
+             -- An endpoint deleted meanwhile took its deliveries with it.
+             where exists (select 1 from event_deliveries d where d.id = r.delivery_id)",
         )
         .bind(&input)
         .run(&mut *tx)

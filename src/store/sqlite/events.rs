@@ -313,7 +313,10 @@ impl EventStore for SqliteStore {
              select value ->> 'delivery_id', value ->> 'endpoint_id', value ->> 'event_id',
                     value ->> 'event_type', value ->> 'attempt', value ->> 'status_code',
                     value ->> 'error', value ->> 'duration_ms', ?2, value ->> 'next_attempt_at'
-             from json_each(?1) order by key",
+             from json_each(?1)
+             -- An endpoint deleted meanwhile took its deliveries with it.
+             where exists (select 1 from event_deliveries d where d.id = value ->> 'delivery_id')
+             order by key",
         )
         .bind(&input)
         .bind(&now)
