@@ -107,7 +107,12 @@ impl Dispatcher {
                     .collect();
                 match self
                     .store
-                    .claim_deliveries(free as i64, lease, &saturated)
+                    .claim_deliveries(
+                        free as i64,
+                        lease,
+                        &saturated,
+                        self.settings.endpoint_concurrency as i64,
+                    )
                     .await
                 {
                     Ok(due) => {

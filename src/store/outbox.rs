@@ -176,12 +176,14 @@ pub trait EventStore: Send + Sync + 'static {
     /// status callback; returns how many events it took.
     async fn dispatch_events(&self, limit: i64) -> StoreResult<usize>;
     /// Claims due deliveries for `lease` (a crashed worker's claims come due again),
-    /// skipping deliveries to `busy` endpoints.
+    /// skipping deliveries to `busy` endpoints and taking at most `per_endpoint` for one
+    /// endpoint.
     async fn claim_deliveries(
         &self,
         limit: i64,
         lease: std::time::Duration,
         busy: &[Uuid],
+        per_endpoint: i64,
     ) -> StoreResult<Vec<DueDelivery>>;
     /// Writes attempts' results; an endpoint failing since before `disable_before` is
     /// disabled.

@@ -210,14 +210,23 @@ impl EventStore for PgStore {
         limit: i64,
         lease: std::time::Duration,
         busy: &[Uuid],
+        per_endpoint: i64,
     ) -> StoreResult<Vec<DueDelivery>> {
         sqlx::query(
-            "with due as (
-                 select id from event_deliveries
+            "with candidates as (
+                 select id, endpoint_id, next_attempt_at from event_deliveries
                  where status = 'pending' and next_attempt_at <= now()
                    and (endpoint_id is null or not (endpoint_id = any($3)))
                  order by next_attempt_at limit $1
                  for update skip locked
+             ),
+             -- At most `per_endpoint` for one endpoint, so none waits long for its turn.
+             due as (
+                 select id from (
+                     select id, endpoint_id,
+                            row_number() over (partition by endpoint_id order by next_attempt_at, id) as n
+                     from candidates) r
+                 where endpoint_id is null or n <= $4
              ),
              claimed as (
                  update event_deliveries d set attempts = d.attempts + 1,
@@ -236,6 +245,7 @@ impl EventStore for PgStore {
         .bind(limit)
         .bind(lease.as_secs_f64())
         .bind(busy)
+        .bind(per_endpoint)
         .all(&self.pool, outbox::due)
         .await
     }

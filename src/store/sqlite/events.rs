@@ -236,6 +236,7 @@ impl EventStore for SqliteStore {
         limit: i64,
         lease: std::time::Duration,
         busy: &[Uuid],
+        per_endpoint: i64,
     ) -> StoreResult<Vec<DueDelivery>> {
         let at = OffsetDateTime::now_utc();
         let now = ts(at)?;
@@ -243,16 +244,22 @@ impl EventStore for SqliteStore {
         let claimed: Vec<i64> = sqlx::query(
             "update event_deliveries set attempts = attempts + 1, next_attempt_at = ?2, updated_at = ?1
              where id in (
-                 select id from event_deliveries
-                 where status = 'pending' and next_attempt_at <= ?1
-                   and (endpoint_id is null or endpoint_id not in (select value from json_each(?4)))
-                 order by next_attempt_at limit ?3)
+                 -- At most `per_endpoint` for one endpoint, so none waits long for its turn.
+                 select id from (
+                     select id, endpoint_id,
+                            row_number() over (partition by endpoint_id order by next_attempt_at, id) as n
+                     from (select id, endpoint_id, next_attempt_at from event_deliveries
+                           where status = 'pending' and next_attempt_at <= ?1
+                             and (endpoint_id is null or endpoint_id not in (select value from json_each(?4)))
+                           order by next_attempt_at limit ?3))
+                 where endpoint_id is null or n <= ?5)
              returning id",
         )
         .bind(&now)
         .bind(ts(at + lease)?)
         .bind(limit)
         .bind(id_list(busy))
+        .bind(per_endpoint)
         .all(&mut *tx, rows::StoredRow::first)
         .await?;
         if claimed.is_empty() {
