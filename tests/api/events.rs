@@ -777,3 +777,97 @@ async fn a_worker_killed_with_200_undelivered_events_delivers_them_all_after_res
         "{repeats} repeats, but only {before_restart} requests before the kill"
     );
 }
+
+/// Runs `messaging-service events …` against the test's database.
+fn events_cli(app: &TestApp, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_messaging-service"))
+        .arg("events")
+        .args(args)
+        .env("DATABASE_URL", app.database_url().expose())
+        .env("ENVIRONMENT", "development")
+        .env("LOG_LEVEL", "error")
+        .output()
+        .expect("run messaging-service events");
+    assert!(
+        out.status.success(),
+        "events {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn an_exhausted_chain_fails_is_listed_and_redriven_and_a_failing_endpoint_is_disabled() {
+    let app = start(events_builder().env("EVENTS_DISABLE_AFTER", "3600")).await;
+    let receiver = Receiver::start().await;
+    // The schedule is two retries: three 500s fail the chain.
+    receiver.answer("/down", &[500, 500, 500]);
+    let endpoint = app
+        .create_endpoint(json!({"url": receiver.url("/down")}))
+        .await;
+    let path = format!(
+        "/api/v1/webhook-endpoints/{}",
+        endpoint["id"].as_str().unwrap()
+    );
+    app.call(reqwest::Method::POST, &format!("{path}/test"), None)
+        .await;
+    receiver.wait_for("/down", 3, "three attempts").await;
+    let listed = until(
+        "the failed chain listed",
+        Duration::from_secs(10),
+        async || {
+            let out = events_cli(&app, &["list"]);
+            out.contains("1 failed delivery chain(s) shown")
+                .then_some(out)
+        },
+    )
+    .await;
+    assert!(listed.contains("test.ping"), "{listed}");
+    assert!(
+        receiver
+            .at("/down")
+            .iter()
+            .all(|r| r.id == receiver.at("/down")[0].id)
+    );
+
+    let out = events_cli(&app, &["redrive", "--all"]);
+    assert!(out.contains("1 delivery chain(s) redriven"), "{out}");
+    receiver.wait_for("/down", 4, "the redriven attempt").await;
+    until("the chain delivered", Duration::from_secs(10), async || {
+        events_cli(&app, &["list"])
+            .contains("0 failed delivery chain(s) shown")
+            .then_some(())
+    })
+    .await;
+    let (_, e) = app.call(reqwest::Method::GET, &path, None).await;
+    assert_eq!(e["enabled"], true, "a success ends the failing streak");
+
+    // An endpoint that keeps failing for longer than EVENTS_DISABLE_AFTER is disabled.
+    let short = start(events_builder().env("EVENTS_DISABLE_AFTER", "0.3")).await;
+    receiver.answer("/dead", &[500; 10]);
+    let dead = short
+        .create_endpoint(json!({"url": receiver.url("/dead")}))
+        .await;
+    let path = format!("/api/v1/webhook-endpoints/{}", dead["id"].as_str().unwrap());
+    for _ in 0..3 {
+        short
+            .call(reqwest::Method::POST, &format!("{path}/test"), None)
+            .await;
+    }
+    let disabled = until(
+        "the failing endpoint disabled",
+        Duration::from_secs(15),
+        async || {
+            let (_, e) = short.call(reqwest::Method::GET, &path, None).await;
+            (e["enabled"] == false).then_some(e)
+        },
+    )
+    .await;
+    assert!(
+        disabled["disabled_reason"]
+            .as_str()
+            .unwrap()
+            .contains("failing without pause"),
+        "{disabled}"
+    );
+}
