@@ -871,3 +871,118 @@ async fn an_exhausted_chain_fails_is_listed_and_redriven_and_a_failing_endpoint_
         "{disabled}"
     );
 }
+
+#[tokio::test]
+async fn the_single_process_killed_with_undelivered_events_delivers_them_all_after_restart() {
+    let test = "the_single_process_killed_with_undelivered_events_delivers_them_all_after_restart";
+    if crate::helpers::backend() == crate::helpers::Backend::Embedded {
+        crate::helpers::skip(
+            test,
+            "runs in the default pass only: it starts its own embedded process",
+        );
+        return;
+    }
+    messaging_service::provider::install_crypto_provider();
+    let scratch = crate::scratch::ScratchDir::new("messaging-events");
+    let dir = scratch.path().to_path_buf();
+    let port = crate::process::free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let receiver = Receiver::start().await;
+    receiver
+        .state
+        .delay_ms
+        .store(50, std::sync::atomic::Ordering::Relaxed);
+    let start = |log: &str| {
+        let out = std::fs::File::create(dir.join(log)).unwrap();
+        crate::helpers::KillOnDrop(
+            Command::new(env!("CARGO_BIN_EXE_messaging-service"))
+                .current_dir(&dir)
+                .env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .env("HOST", "127.0.0.1")
+                .env("PORT", &port)
+                .env("LOG_LEVEL", "warn")
+                .env("RATE_LIMIT_ENABLED", "false")
+                .env("MOCK_PROVIDER_LATENCY_MS", "0")
+                .env("EVENTS_POLL_INTERVAL", "0.02")
+                .env("EVENTS_LEASE", "2")
+                .env("EVENTS_ENDPOINT_CONCURRENCY", "4")
+                .env("QUEUE_VISIBILITY_TIMEOUT", "2")
+                .stdout(out.try_clone().unwrap())
+                .stderr(out)
+                .spawn()
+                .expect("start the single process"),
+        )
+    };
+    let mut first = start("first.log");
+    crate::process::wait_until_answers(&format!("{base}/health")).await;
+    let client = reqwest::Client::new();
+    let endpoint: Value = client
+        .post(format!("{base}/api/v1/webhook-endpoints"))
+        .json(&json!({"url": receiver.url("/single")}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for _ in 0..200 {
+        let resp = client
+            .post(format!("{base}/api/v1/messages/send"))
+            .json(&sms_body())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201);
+    }
+    receiver
+        .wait_for("/single", 10, "the first deliveries")
+        .await;
+    first.0.kill().expect("kill -9");
+    let _ = first.0.wait();
+    let before_restart = receiver.at("/single").len();
+    assert!(
+        before_restart < 200,
+        "everything was delivered before the kill"
+    );
+
+    let _second = start("second.log");
+    crate::process::wait_until_answers(&format!("{base}/health")).await;
+    let got = receiver
+        .wait_for("/single", 200, "200 events after the restart")
+        .await;
+    let attempts = format!(
+        "{base}/api/v1/webhook-endpoints/{}/attempts?limit=1",
+        endpoint["id"].as_str().unwrap()
+    );
+    let recorded = until(
+        "200 recorded attempts",
+        Duration::from_secs(30),
+        async || {
+            let body: Value = client.get(&attempts).send().await.ok()?.json().await.ok()?;
+            (body["total"].as_i64()? >= 200).then_some(body)
+        },
+    )
+    .await;
+    let got_now = receiver.at("/single");
+    let mut ids: Vec<&str> = got_now.iter().map(|r| r.id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(
+        ids.len(),
+        200,
+        "every event arrived ({} requests)",
+        got.len()
+    );
+    // Every attempt answered 200: one recorded attempt per event.
+    assert_eq!(recorded["total"], 200);
+    for (i, r) in got_now.iter().enumerate() {
+        if got_now[..i].iter().any(|o| o.id == r.id) {
+            assert!(
+                got_now[..before_restart].iter().any(|o| o.id == r.id),
+                "{} arrived twice after the restart",
+                r.id
+            );
+        }
+    }
+}
