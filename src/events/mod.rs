@@ -44,6 +44,19 @@ pub struct Dispatcher {
 
 impl Dispatcher {
     pub fn new(store: Arc<dyn Store>, settings: &EventSettings) -> anyhow::Result<Self> {
+        metrics::describe_counter!(
+            EVENTS_DELIVERED,
+            "Event delivery attempts by outcome (delivered, retry, failed)"
+        );
+        metrics::describe_histogram!(
+            EVENT_DELIVERY_DURATION,
+            metrics::Unit::Seconds,
+            "Duration of event POSTs to endpoints and status callbacks"
+        );
+        metrics::describe_gauge!(
+            EVENTS_PENDING,
+            "Event deliveries not yet delivered nor failed, plus events not yet fanned out"
+        );
         let client = UrlGuard::new(settings.allow_private_urls)
             .client_builder()
             .timeout(settings.timeout)
@@ -263,15 +276,12 @@ impl Dispatcher {
         result
     }
 
-    /// After failed attempt number `attempt`: the next one on the schedule, or the end.
     fn next(&self, attempt: i32) -> AttemptOutcome {
-        let index = usize::try_from(attempt.max(1) - 1).unwrap_or(usize::MAX);
-        match self.settings.retry_schedule.get(index) {
-            Some(delay) => AttemptOutcome::Retry {
-                at: OffsetDateTime::now_utc() + *delay,
-            },
-            None => AttemptOutcome::Failed,
-        }
+        after_failure(
+            &self.settings.retry_schedule,
+            attempt,
+            OffsetDateTime::now_utc(),
+        )
     }
 
     /// POSTs the signed body; the status code, or why there is none.
@@ -306,5 +316,40 @@ impl Dispatcher {
                 }
             })?;
         Ok(response.status().as_u16())
+    }
+}
+
+/// After failed attempt number `attempt` (1 for the first): the next attempt on the
+/// schedule, or the end of the chain.
+fn after_failure(schedule: &[Duration], attempt: i32, now: OffsetDateTime) -> AttemptOutcome {
+    let index = usize::try_from(attempt.max(1) - 1).unwrap_or(usize::MAX);
+    match schedule.get(index) {
+        Some(delay) => AttemptOutcome::Retry { at: now + *delay },
+        None => AttemptOutcome::Failed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_follow_the_schedule_then_the_chain_fails() {
+        let schedule = [Duration::from_secs(5), Duration::from_secs(300)];
+        let now = time::macros::datetime!(2026-12-02 10:00:00 UTC);
+        assert_eq!(
+            after_failure(&schedule, 1, now),
+            AttemptOutcome::Retry {
+                at: now + Duration::from_secs(5)
+            }
+        );
+        assert_eq!(
+            after_failure(&schedule, 2, now),
+            AttemptOutcome::Retry {
+                at: now + Duration::from_secs(300)
+            }
+        );
+        assert_eq!(after_failure(&schedule, 3, now), AttemptOutcome::Failed);
+        assert_eq!(after_failure(&[], 1, now), AttemptOutcome::Failed);
     }
 }

@@ -308,3 +308,23 @@ pub(crate) fn notifying(batch: &[crate::domain::NewMessage]) -> Vec<Uuid> {
         .map(|m| m.id)
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{MessageStatus, NewMessage, OutboundContent};
+
+    #[test]
+    fn only_new_messages_whose_status_notifies_are_recorded() {
+        let mut outbound = NewMessage::outbound(OutboundContent {
+            from: Some("+15551234567".into()),
+            to: Some("+15559876543".into()),
+            body: Some("hi".into()),
+            ..OutboundContent::default()
+        })
+        .unwrap();
+        assert!(notifying(std::slice::from_ref(&outbound)).is_empty());
+        outbound.status = MessageStatus::Received;
+        assert_eq!(notifying(std::slice::from_ref(&outbound)), [outbound.id]);
+    }
+}

@@ -533,6 +533,12 @@ async fn a_410_disables_the_endpoint() {
     );
     assert_eq!(receiver.at("/gone").len(), 1);
     assert_eq!(receiver.at("/gone")[0].json()["type"], "test.ping");
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("events_delivered_total{outcome=\"failed\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("event_delivery_duration_seconds"));
 }
 
 #[tokio::test]
