@@ -596,6 +596,28 @@ async fn an_inbound_twilio_sms_is_a_message_received_event() {
     assert_eq!(body["data"]["direction"], "inbound");
     assert_eq!(body["data"]["body"], "hello there");
     verify_with_library(endpoint["secret"].as_str().unwrap(), &got);
+
+    // The original webhook API's inbound messages too; a replay is not a second event.
+    for _ in 0..2 {
+        let resp = app
+            .client
+            .post(app.url("/api/webhooks/email"))
+            .json(
+                &json!({"from": "contact@gmail.com", "to": "user@usehatchapp.com",
+                          "xillio_id": "message-3", "body": "<p>hi</p>",
+                          "timestamp": "2024-11-01T14:00:00Z"}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    let got = receiver
+        .wait_for("/inbound", 2, "the email's message.received")
+        .await;
+    assert_eq!(got[1].json()["data"]["type"], "email");
+    let outbox = app.db_count("select count(*) from events", &[]).await;
+    assert_eq!(outbox, 2);
 }
 
 #[tokio::test]
