@@ -8,6 +8,7 @@ mod scratch;
 
 #[macro_use]
 mod backends;
+mod events;
 mod queue;
 mod store;
 mod store_features;
