@@ -50,14 +50,14 @@ where
 }
 
 /// The endpoint with its secret: only in the answers to create and rotate.
-#[derive(Debug, Serialize)]
+#[derive(Serialize)]
 pub struct WithSecret {
     #[serde(flatten)]
     pub endpoint: Endpoint,
     pub secret: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Serialize)]
 pub struct Rotated {
     pub secret: String,
     #[serde(with = "time::serde::rfc3339")]

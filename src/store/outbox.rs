@@ -29,13 +29,24 @@ pub struct Endpoint {
     pub updated_at: OffsetDateTime,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NewEndpoint {
     pub id: Uuid,
     pub url: String,
     pub events: Option<Vec<String>>,
     pub description: Option<String>,
     pub secret: String,
+}
+
+/// Without the secret: secrets are never logged.
+impl std::fmt::Debug for NewEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewEndpoint")
+            .field("id", &self.id)
+            .field("url", &self.url)
+            .field("events", &self.events)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A partial update; `None` leaves the field as it is.
@@ -63,7 +74,7 @@ pub struct AttemptRecord {
 }
 
 /// A delivery a worker claimed: what to send, where, and with which keys.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DueDelivery {
     pub delivery_id: i64,
     pub event_id: String,
@@ -84,6 +95,19 @@ pub struct DueDelivery {
     pub attempt: i32,
     /// False once the endpoint was disabled after the event was fanned out: not sent.
     pub endpoint_enabled: bool,
+}
+
+/// Without the secrets: secrets are never logged.
+impl std::fmt::Debug for DueDelivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DueDelivery")
+            .field("delivery_id", &self.delivery_id)
+            .field("event_id", &self.event_id)
+            .field("event_type", &self.event_type)
+            .field("endpoint_id", &self.endpoint_id)
+            .field("attempt", &self.attempt)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What became of a delivery after an attempt.
