@@ -14,6 +14,11 @@
 //! schedule slows the send path or the worker.
 //!
 //! `scripts/bench.sh` starts a scratch API and worker and runs this against them.
+//!
+//! With `--events`, a local receiver is started and registered as a webhook endpoint
+//! subscribed to every event type before the send phase (the accepted rate then includes
+//! the outbox writes), and the rate at which the workers deliver the events to it is
+//! reported after the drain.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -52,6 +57,40 @@ struct Args {
     /// Before the run, store this many messages scheduled 30 days ahead
     #[arg(long, default_value_t = 0)]
     scheduled: u64,
+    /// Register a local receiver as a webhook endpoint and measure event delivery
+    #[arg(long)]
+    events: bool,
+}
+
+/// Counts the event POSTs a local receiver gets, with the first and last arrival.
+#[derive(Default)]
+struct EventTally {
+    count: std::sync::atomic::AtomicU64,
+    window: std::sync::Mutex<Option<(Instant, Instant)>>,
+}
+
+/// Starts the receiver; returns its URL.
+async fn start_receiver(tally: std::sync::Arc<EventTally>) -> Result<String, String> {
+    use std::sync::atomic::Ordering;
+    let app = axum::Router::new().fallback(move || {
+        let tally = tally.clone();
+        async move {
+            let now = Instant::now();
+            tally.count.fetch_add(1, Ordering::Relaxed);
+            if let Ok(mut w) = tally.window.lock() {
+                *w = Some(w.map_or((now, now), |(first, _)| (first, now)));
+            }
+            axum::http::StatusCode::NO_CONTENT
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| format!("cannot start the event receiver: {e}"))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("event receiver address: {e}"))?;
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(format!("http://{addr}/events"))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -305,6 +344,30 @@ async fn run(args: Args) -> Result<ExitCode, String> {
     println!("concurrency      {}", args.concurrency);
     println!("duration         {:.1} s", duration.as_secs_f64());
     println!("mix              {}", args.mix.label());
+    let events = if args.events {
+        let tally = std::sync::Arc::new(EventTally::default());
+        let url = start_receiver(tally.clone()).await?;
+        let resp = client
+            .post(format!("{base}/api/v1/webhook-endpoints"))
+            .json(&json!({ "url": url, "description": "bench receiver" }))
+            .send()
+            .await
+            .map_err(|e| format!("cannot register the event receiver: {e}"))?;
+        if resp.status().as_u16() != 201 {
+            return Err(format!(
+                "registering the event receiver answered {}",
+                resp.status()
+            ));
+        }
+        let endpoint: Value = resp.json().await.map_err(|e| e.to_string())?;
+        println!("events           one endpoint subscribed to every type ({url})");
+        Some((
+            tally,
+            endpoint["id"].as_str().unwrap_or_default().to_owned(),
+        ))
+    } else {
+        None
+    };
     if backlog_before > 0 {
         println!("note             {backlog_before} messages were already waiting before the run");
     }
@@ -440,7 +503,7 @@ async fn run(args: Args) -> Result<ExitCode, String> {
             false
         }
     };
-    match sent_delta {
+    match &sent_delta {
         Ok(n) => println!("newly sent       {n} of {} accepted", tally.accepted),
         Err(e) => println!("newly sent       unknown ({e})"),
     }
@@ -453,6 +516,33 @@ async fn run(args: Args) -> Result<ExitCode, String> {
             "poll errors      {poll_errors} (last: {})",
             last_poll_error.unwrap_or_default()
         );
+    }
+
+    if let Some((events, endpoint)) = &events {
+        use std::sync::atomic::Ordering;
+        // One `message.sent` per sent message (failed ones add a `message.failed`).
+        let expected = sent_delta.as_ref().map_or(tally.accepted, |n| *n);
+        let wait_from = Instant::now();
+        while events.count.load(Ordering::Relaxed) < expected && wait_from.elapsed() < drain_timeout
+        {
+            tokio::time::sleep(DRAIN_POLL).await;
+        }
+        let got = events.count.load(Ordering::Relaxed);
+        let window = events.window.lock().ok().and_then(|w| *w);
+        println!();
+        println!("-- events --");
+        println!("received         {got} of {expected} expected");
+        if let Some((first, last)) = window {
+            let secs = last.duration_since(first).as_secs_f64().max(0.001);
+            println!(
+                "delivered        {:.1} events/s ({got} from first to last arrival in {secs:.2} s)",
+                got as f64 / secs
+            );
+        }
+        let _ = client
+            .delete(format!("{base}/api/v1/webhook-endpoints/{endpoint}"))
+            .send()
+            .await;
     }
 
     Ok(if drained && tally.accepted > 0 {

@@ -10,6 +10,8 @@
 #   bench options    passed to the load client: --concurrency N, --duration SECS,
 #                    --mix sms|mixed, --drain-timeout SECS, --url URL (with --external),
 #                    --scheduled N (first store N messages scheduled 30 days ahead)
+#                    --events (a local receiver subscribed to every event type: the
+#                    accepted rate with it, and the events/s the workers deliver to it)
 #
 #   BENCH_PORT                port of the scratch API (default 18088)
 #   MOCK_PROVIDER_LATENCY_MS  simulated provider latency (default 20)

@@ -45,6 +45,9 @@ enum Command {
     /// Inspect and redrive the dead-letter queue
     #[command(subcommand)]
     Dlq(messaging_service::cli::dlq::DlqCommand),
+    /// List and redrive failed webhook deliveries
+    #[command(subcommand)]
+    Events(messaging_service::cli::events::EventsCommand),
     /// Manage API keys (required on /api routes in production)
     Keys {
         #[command(subcommand)]
@@ -177,6 +180,11 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             )?;
             messaging_service::cli::dlq::run(command, store.as_ref(), &queue).await
         }
+        Command::Events(command) => {
+            let store = open_store_for_tool(&settings).await?;
+            messaging_service::cli::events::run(command, store.as_ref(), &mut std::io::stdout())
+                .await
+        }
         Command::Keys { action } => {
             let store = open_store_for_tool(&settings).await?;
             let store = store.as_ref();
@@ -210,6 +218,11 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             );
             let shutdown = shutdown_on_signal();
             start_worker_metrics(&settings, &components, &shutdown).await;
+            let _events = messaging_service::events::Dispatcher::new(
+                components.store.clone(),
+                &settings.events,
+            )?
+            .spawn(shutdown.clone());
             worker.run(shutdown, settings.shutdown_grace).await
         }
         Command::All => {
@@ -225,6 +238,11 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             }
             let grace = settings.shutdown_grace;
             let worker_task = tokio::spawn(worker.run(shutdown.clone(), grace));
+            let _events = messaging_service::events::Dispatcher::new(
+                components.store.clone(),
+                &settings.events,
+            )?
+            .spawn(shutdown.clone());
             let served = serve(settings, components, shutdown.clone(), true).await;
             shutdown.cancel();
             worker_task.await.context("worker task panicked")??;

@@ -13,6 +13,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 
 mod compliance;
+pub mod events;
 pub mod providers;
 mod schedule;
 mod security;
@@ -157,6 +158,7 @@ pub struct Settings {
     pub webhooks: WebhookSettings,
     /// Opt-out keywords' replies and SMS sizing.
     pub compliance: ComplianceSettings,
+    pub events: events::EventSettings,
 }
 
 /// A bad configuration value; the message names the variable.
@@ -426,6 +428,7 @@ impl Settings {
             security,
             webhooks,
             compliance: ComplianceSettings::from_env(env)?,
+            events: events::EventSettings::from_env(env, environment)?,
         })
     }
 }
@@ -579,6 +582,10 @@ mod tests {
             base[1],
             base[2],
             ("ALLOWED_HOSTS", "api.example.com"),
+            (
+                "STATUS_CALLBACK_SECRET",
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwMfKQ9r8G",
+            ),
         ];
         let s = Settings::from_env(&Env::from_pairs(with_hosts)).unwrap();
         assert!(s.security.require_api_keys);
@@ -606,6 +613,7 @@ mod tests {
             ("providers.rs", include_str!("providers.rs")),
             ("security.rs", include_str!("security.rs")),
             ("webhooks.rs", include_str!("webhooks.rs")),
+            ("events.rs", include_str!("events.rs")),
         ] {
             let outside: Vec<&str> = text
                 .lines()

@@ -209,6 +209,9 @@ pub struct Message {
         skip_serializing_if = "Option::is_none"
     )]
     pub send_at: Option<OffsetDateTime>,
+    /// Where this message's status events are also POSTed (`status_callback` on send).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_callback: Option<String>,
     /// `segments` and `encoding` of an sms/mms body, counted from the body it was accepted
     /// with; absent for email. Set by [`Message::sized`].
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
@@ -292,6 +295,8 @@ pub struct NewMessage {
     /// A scheduled send's due time (the message is then `scheduled`, not `pending`).
     pub send_at: Option<OffsetDateTime>,
     pub created_at: OffsetDateTime,
+    /// Where this message's status events are also POSTed.
+    pub status_callback: Option<String>,
 }
 
 /// What a provider (or the original webhook API) reported as received, before validation.
@@ -374,6 +379,7 @@ impl NewMessage {
             provider_timestamp: None,
             send_at: None,
             created_at: now_micros(),
+            status_callback: None,
         })
     }
 
@@ -426,6 +432,7 @@ impl NewMessage {
             provider_timestamp: content.provider_timestamp,
             send_at: None,
             created_at: now_micros(),
+            status_callback: None,
         })
     }
 

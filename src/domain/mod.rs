@@ -5,6 +5,7 @@ mod address;
 mod api_key;
 pub mod compliance;
 mod conversation;
+pub mod event;
 mod message;
 pub mod schedule;
 pub mod segments;

@@ -99,6 +99,7 @@ pub struct SendRequest {
     timestamp: Option<String>,
     /// RFC 3339 with an offset: schedule the message instead of sending it now.
     send_at: Option<String>,
+    status_callback: Option<String>,
 }
 
 async fn send_sms(
@@ -154,6 +155,7 @@ async fn send(
         },
         provider_timestamp: timestamp(req.timestamp.as_deref())?,
         send_at: req.send_at,
+        status_callback: req.status_callback,
         ..service::send::SendRequest::default()
     };
     let sent = service::send::send(state.services(), request).await?;

@@ -41,6 +41,7 @@ pub struct SendRequest {
     idempotency_key: Option<String>,
     /// RFC 3339 with an offset: schedule the message instead of sending it now.
     send_at: Option<String>,
+    status_callback: Option<String>,
 }
 
 /// 201 with the new message; 200 with the first one when the request repeats an
@@ -64,6 +65,7 @@ async fn send(
             .get("idempotency-key")
             .map(|v| v.as_bytes().to_vec()),
         key_field: req.idempotency_key,
+        status_callback: req.status_callback,
         provider_timestamp: None,
         send_at: req.send_at,
     };

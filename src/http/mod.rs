@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod console;
 mod conversations;
+mod endpoints;
 pub mod error;
 pub mod etag;
 pub mod extract;
@@ -89,6 +90,7 @@ pub fn router(state: AppState) -> Router {
             axum::routing::get(crate::observability::metrics_text),
         )
         .merge(webhooks::router())
+        .merge(endpoints::router())
         .fallback(|| async { ApiError::NotFound { resource: "route" } })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)

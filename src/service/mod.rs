@@ -28,6 +28,7 @@ pub mod receive;
 pub mod redrive;
 pub mod schedule;
 pub mod send;
+pub mod webhook_endpoints;
 pub mod webhook_intake;
 
 use tokio::sync::{Semaphore, SemaphorePermit};

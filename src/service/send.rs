@@ -25,6 +25,8 @@ pub struct SendRequest {
     pub provider_timestamp: Option<OffsetDateTime>,
     /// `send_at`: schedule the message instead of sending it now.
     pub send_at: Option<String>,
+    /// Where the message's status events are also POSTed.
+    pub status_callback: Option<String>,
 }
 
 /// The answer to a send.
@@ -54,6 +56,8 @@ pub async fn send(ctx: Context<'_>, request: SendRequest) -> Result<Sent, Servic
     if let Some(raw) = request.send_at.as_deref() {
         message = message.scheduled(parse_send_at(raw, OffsetDateTime::now_utc())?);
     }
+    message.status_callback =
+        super::webhook_endpoints::status_callback(ctx, request.status_callback)?;
     if key.is_some() {
         message.request_hash = Some(request_hash(&message));
         message.idempotency_key = key;

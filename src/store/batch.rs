@@ -149,6 +149,7 @@ pub(crate) fn created_message(m: &NewMessage, conversation_id: Uuid) -> Message 
         provider_timestamp: m.provider_timestamp.map(truncate_to_micros),
         read_at: None,
         send_at: m.send_at.map(truncate_to_micros),
+        status_callback: m.status_callback.clone(),
         size: None,
     }
     .sized()

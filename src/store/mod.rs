@@ -10,6 +10,7 @@ mod conversations;
 mod dead_letters;
 mod lifecycle;
 mod messages;
+pub mod outbox;
 pub mod postgres;
 mod query;
 mod rows;
@@ -22,8 +23,9 @@ pub use api_keys::ApiKeyStore;
 pub use conversations::{ConversationFilter, ConversationStore, SearchHit, SortOrder};
 pub use dead_letters::DeadLetterStore;
 pub use messages::MessageStore;
-pub use suppressions::{Suppressed, SuppressionFilter, SuppressionStore, suppressions_of};
+pub use outbox::EventStore;
 pub use schedule::ScheduleStore;
+pub use suppressions::{Suppressed, SuppressionFilter, SuppressionStore, suppressions_of};
 pub use webhooks::{
     EventOutcome, HistoryEntry, LogResult, ProviderEvent, ReceiptPlan, StatusChange,
     WebhookDelivery, WebhookLogEntry, WebhookStore, plan_receipts,
@@ -153,6 +155,7 @@ pub trait Store:
     + WebhookStore
     + SuppressionStore
     + ScheduleStore
+    + EventStore
     + Send
     + Sync
     + 'static

@@ -4,8 +4,8 @@
 
 mod backoff;
 mod deliver;
-pub mod suppression;
 pub mod scheduler;
+pub mod suppression;
 
 pub use backoff::retry_delay;
 pub use deliver::Deliverer;

@@ -379,6 +379,8 @@ impl TestAppBuilder {
             ("RATE_LIMIT_ENABLED", "false".to_owned()),
             // Tests bring their own providers; production-mode tests must not trip on that.
             ("ALLOW_MOCK_PROVIDERS", "true".to_owned()),
+            // Production-mode tests need a status callback secret of their own.
+            ("STATUS_CALLBACK_SECRET", EVENTS_TEST_SECRET.to_owned()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -461,6 +463,9 @@ impl TestAppBuilder {
         }
     }
 }
+
+/// The `STATUS_CALLBACK_SECRET` of every test service.
+pub const EVENTS_TEST_SECRET: &str = "whsec_dGVzdC1vbmx5LXN0YXR1cy1jYWxsYmFjay1zZWNyZXQ=";
 
 pub async fn spawn_app() -> TestApp {
     TestApp::builder().spawn().await

@@ -7,6 +7,7 @@ mod console;
 mod conversations;
 mod delivery;
 mod embedded;
+mod events;
 mod faults;
 mod fuzz;
 mod harness;

@@ -8,10 +8,11 @@ mod scratch;
 
 #[macro_use]
 mod backends;
+mod events;
 mod queue;
 mod store;
 mod store_features;
-mod store_suppressions;
 mod store_schedule;
+mod store_suppressions;
 #[path = "../common/wait.rs"]
 mod wait;

@@ -40,6 +40,7 @@ struct MessageColumns {
     provider_timestamp: Vec<Option<OffsetDateTime>>,
     send_at: Vec<Option<OffsetDateTime>>,
     created_at: Vec<OffsetDateTime>,
+    status_callback: Vec<Option<String>>,
 }
 
 impl MessageColumns {
@@ -63,6 +64,7 @@ impl MessageColumns {
         self.provider_timestamp.push(m.provider_timestamp);
         self.send_at.push(m.send_at);
         self.created_at.push(m.created_at);
+        self.status_callback.push(m.status_callback.clone());
         Ok(())
     }
 }
@@ -152,16 +154,17 @@ impl PgStore {
                 "insert into messages
                      (id, conversation_id, direction, type, from_address, to_address, body, subject,
                       attachments, status, metadata, idempotency_key, request_hash, provider,
-                      provider_message_id, provider_timestamp, send_at, created_at, updated_at)
+                      provider_message_id, provider_timestamp, send_at, created_at, updated_at, status_callback)
                  select id, conversation_id, direction, type, from_address, to_address, body, subject,
                         attachments::jsonb, status, metadata::jsonb, idempotency_key, request_hash, provider,
-                        provider_message_id, provider_timestamp, send_at, created_at, created_at
+                        provider_message_id, provider_timestamp, send_at, created_at, created_at, status_callback
                  from unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
                              $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
-                             $14::text[], $15::text[], $16::timestamptz[], $17::timestamptz[], $18::timestamptz[])
+                             $14::text[], $15::text[], $16::timestamptz[], $17::timestamptz[], $18::timestamptz[],
+                             $19::text[])
                      as t(id, conversation_id, direction, type, from_address, to_address, body, subject,
                           attachments, status, metadata, idempotency_key, request_hash, provider,
-                          provider_message_id, provider_timestamp, created_at, send_at)
+                          provider_message_id, provider_timestamp, created_at, send_at, status_callback)
                  -- No target: both the idempotency key and the inbound provider id are unique.
                  on conflict do nothing",
             )
@@ -183,6 +186,7 @@ impl PgStore {
             .bind(&columns.provider_timestamp)
             .bind(&columns.created_at)
             .bind(&columns.send_at)
+            .bind(&columns.status_callback)
             .run(&mut *tx)
             .await?;
             if inserted != columns.id.len() as u64 {
@@ -200,6 +204,7 @@ impl PgStore {
             .bind(&columns.created_at)
             .run(&mut *tx)
             .await?;
+            super::events::record_events(&mut tx, &crate::store::outbox::notifying(batch)).await?;
         }
         // Opt-out and opt-in keywords take effect with the message that carries them.
         let keywords = crate::store::suppressions::keyword_changes(batch, &plan.fresh);
@@ -315,7 +320,8 @@ impl MessageStore for PgStore {
             planned.iter().map(|r| r.next_attempt_at).collect();
         let num_segments: Vec<Option<i32>> = planned.iter().map(|r| r.num_segments).collect();
         let attempted: Vec<bool> = planned.iter().map(|r| r.attempted).collect();
-        sqlx::query(
+        let mut tx = self.pool.begin().await.map_err(super::classify)?;
+        let applied = sqlx::query(
             "with input as (
                  select * from unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[],
                                       $9::int4[], $10::bool[])
@@ -363,8 +369,11 @@ impl MessageStore for PgStore {
         .bind(&next_attempt_at)
         .bind(&num_segments)
         .bind(&attempted)
-        .all(&self.pool, rows::id)
-        .await
+        .all(&mut *tx, rows::id)
+        .await?;
+        super::events::record_events(&mut tx, &applied).await?;
+        tx.commit().await.map_err(super::classify)?;
+        Ok(applied)
     }
 
     async fn sweep(&self, query: SweepQuery) -> StoreResult<Vec<Stranded>> {

@@ -5,9 +5,10 @@
 mod api_keys;
 mod conversations;
 mod dead_letters;
+mod events;
 mod messages;
-mod suppressions;
 mod schedule;
+mod suppressions;
 mod webhooks;
 
 use std::time::Duration;

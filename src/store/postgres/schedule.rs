@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
-use super::PgStore;
+use super::{PgStore, classify};
 use crate::domain::Message;
 use crate::store::rows::{self, Fetch, MESSAGE_COLUMNS};
 use crate::store::schedule::{cancellation, promotion};
@@ -64,11 +64,17 @@ impl ScheduleStore for PgStore {
              )
              select {MESSAGE_COLUMNS} from canceled"
         );
-        sqlx::query(AssertSqlSafe(sql))
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let canceled = sqlx::query(AssertSqlSafe(sql))
             .bind(id)
             .bind(from.as_str())
             .bind(to.as_str())
-            .optional(&self.pool, rows::message)
-            .await
+            .optional(&mut *tx, rows::message)
+            .await?;
+        if canceled.is_some() {
+            super::events::record_events(&mut tx, &[id]).await?;
+        }
+        tx.commit().await.map_err(classify)?;
+        Ok(canceled)
     }
 }

@@ -68,6 +68,7 @@ impl ReceiptWriter for PgReceipts {
     }
 
     async fn change_statuses(&mut self, changes: &[StatusChange]) -> StoreResult<()> {
+        let ids: Vec<uuid::Uuid> = changes.iter().map(|c| c.message_id).collect();
         self.execute(
             "update messages m set
                  status = u.status,
@@ -82,7 +83,8 @@ impl ReceiptWriter for PgReceipts {
              where m.id = u.id",
             json_rows(changes),
         )
-        .await
+        .await?;
+        super::events::record_events(&mut self.0, &ids).await
     }
 
     async fn add_history(&mut self, entries: &[HistoryEntry]) -> StoreResult<()> {

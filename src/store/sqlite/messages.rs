@@ -48,6 +48,7 @@ fn message_input(m: &NewMessage, conversation_id: Uuid) -> anyhow::Result<Value>
         "provider_timestamp": m.provider_timestamp.map(ts).transpose()?,
         "send_at": m.send_at.map(ts).transpose()?,
         "created_at": ts(m.created_at)?,
+        "status_callback": m.status_callback,
     }))
 }
 
@@ -169,14 +170,15 @@ impl SqliteStore {
                 "insert into messages
                      (id, conversation_id, direction, type, from_address, to_address, body, subject,
                       attachments, status, metadata, idempotency_key, request_hash, provider,
-                      provider_message_id, provider_timestamp, send_at, created_at, updated_at)
+                      provider_message_id, provider_timestamp, send_at, created_at, updated_at, status_callback)
                  select value ->> 'id', value ->> 'conversation_id', value ->> 'direction',
                         value ->> 'type', value ->> 'from_address', value ->> 'to_address',
                         value ->> 'body', value ->> 'subject', value ->> 'attachments',
                         value ->> 'status', value ->> 'metadata', value ->> 'idempotency_key',
                         value ->> 'request_hash', value ->> 'provider',
                         value ->> 'provider_message_id', value ->> 'provider_timestamp',
-                        value ->> 'send_at', value ->> 'created_at', value ->> 'created_at'
+                        value ->> 'send_at', value ->> 'created_at', value ->> 'created_at',
+                        value ->> 'status_callback'
                  from json_each(?1) order by key",
             )
             .bind(&input)
@@ -190,6 +192,7 @@ impl SqliteStore {
             .bind(&input)
             .run(&mut *tx)
             .await?;
+            super::events::record_events(&mut tx, &crate::store::outbox::notifying(batch)).await?;
         }
         // Opt-out and opt-in keywords take effect with the message that carries them.
         let keywords = crate::store::suppressions::keyword_changes(batch, &plan.fresh);
@@ -384,6 +387,7 @@ impl MessageStore for SqliteStore {
             });
         }
         insert_events(&mut tx, "status_changed", &events, &now).await?;
+        super::events::record_events(&mut tx, &applied).await?;
         tx.commit().await.map_err(classify)?;
         Ok(applied)
     }

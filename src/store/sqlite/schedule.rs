@@ -96,6 +96,7 @@ impl ScheduleStore for SqliteStore {
             .bind(&now)
             .run(&mut *tx)
             .await?;
+            super::events::record_events(&mut tx, &[id]).await?;
         }
         tx.commit().await.map_err(classify)?;
         Ok(canceled)

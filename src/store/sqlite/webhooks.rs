@@ -75,6 +75,7 @@ impl ReceiptWriter for SqliteReceipts {
     }
 
     async fn change_statuses(&mut self, changes: &[StatusChange]) -> StoreResult<()> {
+        let ids: Vec<uuid::Uuid> = changes.iter().map(|c| c.message_id).collect();
         self.execute(
             "update messages set
                  status = u.status,
@@ -89,7 +90,8 @@ impl ReceiptWriter for SqliteReceipts {
              where messages.id = u.id",
             json_rows(changes),
         )
-        .await
+        .await?;
+        super::events::record_events(&mut self.tx, &ids).await
     }
 
     async fn add_history(&mut self, entries: &[HistoryEntry]) -> StoreResult<()> {
