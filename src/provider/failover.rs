@@ -191,14 +191,44 @@ impl Provider for FailoverProvider {
                 }
             }
         }
-        Err(last.unwrap_or_else(|| ProviderError::Transient {
-            code: "circuit_open".into(),
-            message: format!(
-                "every provider of this channel ({}) has its circuit open",
+        // No provider was called: the message waits for a circuit (deferred, like pacing),
+        // which is not an attempt and spends none of its retries.
+        Err(last.unwrap_or_else(|| ProviderError::Deferred {
+            reason: format!(
+                "circuit_open: every provider of this channel ({}) has its circuit open",
                 self.name
             ),
-            retry_after: reopens,
+            retry_after: reopens.unwrap_or(Duration::from_secs(1)),
         }))
+    }
+
+    /// Asks each provider in turn (those whose circuit lets a call through); the first that
+    /// knows the message answers. A provider that cannot be asked is skipped: the message
+    /// is then sent, as before reconciling existed.
+    async fn find_sent(
+        &self,
+        message: &Message,
+        since: time::OffsetDateTime,
+    ) -> Result<Option<Receipt>, ProviderError> {
+        for member in &self.members {
+            if member.breaker.state() == "open" {
+                continue;
+            }
+            match member.provider.find_sent(message, since).await {
+                Ok(Some(mut receipt)) => {
+                    receipt
+                        .provider
+                        .get_or_insert_with(|| member.provider.name().to_owned());
+                    return Ok(Some(receipt));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    warn!(message_id = %message.id, provider = member.provider.name(), error = %e, "could not ask the provider whether it already has the message");
+                    return Err(e);
+                }
+            }
+        }
+        Ok(None)
     }
 }
 
@@ -225,6 +255,74 @@ mod tests {
         b.on_success();
         assert_eq!(b.state(), "closed");
         assert!(b.try_acquire().is_ok());
+    }
+
+    struct Down;
+
+    #[async_trait]
+    impl Provider for Down {
+        fn name(&self) -> &str {
+            "down"
+        }
+        async fn send(&self, _: &Message) -> Result<Receipt, ProviderError> {
+            Err(ProviderError::Transient {
+                code: "500".into(),
+                message: "down".into(),
+                retry_after: None,
+            })
+        }
+    }
+
+    fn message() -> Message {
+        let now = time::OffsetDateTime::now_utc();
+        Message {
+            id: uuid::Uuid::now_v7(),
+            conversation_id: uuid::Uuid::now_v7(),
+            direction: crate::domain::Direction::Outbound,
+            kind: crate::domain::MessageType::Sms,
+            from: "+15551234567".into(),
+            to: "+15557654321".into(),
+            body: Some("hello".into()),
+            subject: None,
+            attachments: Vec::new(),
+            status: crate::domain::MessageStatus::Sending,
+            provider: None,
+            provider_message_id: None,
+            num_segments: None,
+            retry_count: 0,
+            error: None,
+            metadata: serde_json::json!({}),
+            idempotency_key: None,
+            created_at: now,
+            updated_at: now,
+            sent_at: None,
+            delivered_at: None,
+            failed_at: None,
+            next_attempt_at: None,
+            provider_timestamp: None,
+            read_at: None,
+            size: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn with_every_circuit_open_a_message_is_deferred_not_attempted() {
+        let p = FailoverProvider::new(vec![Arc::new(Down)], 1, Duration::from_secs(60));
+        let m = message();
+        assert!(matches!(
+            p.send(&m).await,
+            Err(ProviderError::Transient { .. })
+        ));
+        match p.send(&m).await {
+            Err(ProviderError::Deferred {
+                reason,
+                retry_after,
+            }) => {
+                assert!(reason.starts_with("circuit_open"), "{reason}");
+                assert!(retry_after > Duration::from_secs(50));
+            }
+            other => panic!("expected a deferral, got {other:?}"),
+        }
     }
 
     #[test]
