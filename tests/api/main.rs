@@ -28,6 +28,7 @@ mod providers_smtp;
 mod providers_twilio;
 mod queue_entries;
 mod rate_limit;
+mod reconcile;
 #[path = "../common/scratch.rs"]
 mod scratch;
 mod segments;
