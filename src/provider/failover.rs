@@ -88,6 +88,16 @@ impl CircuitBreaker {
         };
     }
 
+    /// How long until a call may go through again, when none may now.
+    pub fn reopens_in(&self) -> Option<Duration> {
+        let now = Instant::now();
+        match *self.lock() {
+            State::Closed { .. } => None,
+            State::Open { until } => until.checked_duration_since(now),
+            State::HalfOpen { probe_at } => (probe_at + self.cooldown).checked_duration_since(now),
+        }
+    }
+
     /// `closed`, `open` or `half_open`, for logs and metrics.
     pub fn state(&self) -> &'static str {
         match *self.lock() {
@@ -164,11 +174,11 @@ impl Provider for FailoverProvider {
 
     async fn send(&self, message: &Message) -> Result<Receipt, ProviderError> {
         let mut last: Option<ProviderError> = None;
-        let mut reopens: Option<Duration> = None;
+        let mut skipped_wait: Option<Duration> = None;
         for (i, member) in self.members.iter().enumerate() {
             let name = member.provider.name();
             if let Err(wait) = member.breaker.try_acquire() {
-                reopens = Some(reopens.map_or(wait, |r| r.min(wait)));
+                skipped_wait = Some(skipped_wait.map_or(wait, |r| r.min(wait)));
                 continue;
             }
             match member.provider.send(message).await {
@@ -191,6 +201,24 @@ impl Provider for FailoverProvider {
                 }
             }
         }
+        // A message that just failed everywhere comes back no sooner than a circuit lets a
+        // call through, behind the messages already waiting for it: a long outage then
+        // spreads its few probes over the backlog instead of spending one message's retries.
+        let reopens = self
+            .members
+            .iter()
+            .map(|m| m.breaker.reopens_in())
+            .collect::<Option<Vec<_>>>()
+            .and_then(|waits| waits.into_iter().min());
+        if let (
+            Some(ProviderError::Transient {
+                retry_after: after, ..
+            }),
+            Some(wait),
+        ) = (last.as_mut(), reopens)
+        {
+            *after = Some(after.map_or(wait, |a| a.max(wait)));
+        }
         // No provider was called: the message waits for a circuit (deferred, like pacing),
         // which is not an attempt and spends none of its retries.
         Err(last.unwrap_or_else(|| ProviderError::Deferred {
@@ -198,7 +226,7 @@ impl Provider for FailoverProvider {
                 "circuit_open: every provider of this channel ({}) has its circuit open",
                 self.name
             ),
-            retry_after: reopens.unwrap_or(Duration::from_secs(1)),
+            retry_after: skipped_wait.unwrap_or(Duration::from_secs(1)),
         }))
     }
 

@@ -8,6 +8,7 @@ mod conversations;
 mod delivery;
 mod delivery_safety;
 mod embedded;
+mod fault_suite;
 mod faults;
 mod fuzz;
 mod harness;

@@ -2,7 +2,9 @@
 //! SendGrid-compatible endpoints on a local port, so the whole system runs end to end with
 //! real HTTP on one machine (`cargo run -p fake-providers -- --port 9090`; the tests start
 //! it in process with `start` or `router`). It records
-//! every request (`GET /_fake/requests`), injects errors and latency, and posts status
+//! every request (`GET /_fake/requests`), lists the Twilio messages it accepted
+//! (`GET …/Messages.json`, filtered and paged), injects errors and latency (and a full
+//! outage between `POST` and `DELETE /_fake/outage`), and posts status
 //! callbacks back to the service: Twilio's form-encoded, signed with `X-Twilio-Signature`;
 //! SendGrid's event JSON (unsigned: the fake holds no SendGrid signing key).
 
@@ -117,6 +119,8 @@ struct Inner {
     /// Every message accepted, as Twilio's Message resource, oldest first (for the list
     /// endpoint).
     twilio_messages: Mutex<Vec<StoredTwilio>>,
+    /// While set (`POST /_fake/outage`), every send is answered with this status.
+    outage: std::sync::atomic::AtomicU16,
     requests: Mutex<Vec<Recorded>>,
     callbacks: Mutex<Vec<Callback>>,
     client: reqwest::Client,
@@ -156,6 +160,9 @@ enum Injected {
 
 impl Fake {
     fn roll(&self) -> Injected {
+        if self.0.outage.load(std::sync::atomic::Ordering::Relaxed) != 0 {
+            return Injected::ServerError;
+        }
         let a = &self.0.args;
         let r = fastrand::f64();
         if r < a.error_rate {
@@ -697,6 +704,19 @@ async fn clear(State(fake): State<Fake>) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
+/// `POST /_fake/outage`: every send answers 500 until `DELETE /_fake/outage`.
+async fn outage_start(State(fake): State<Fake>) -> StatusCode {
+    fake.0
+        .outage
+        .store(500, std::sync::atomic::Ordering::Relaxed);
+    StatusCode::NO_CONTENT
+}
+
+async fn outage_end(State(fake): State<Fake>) -> StatusCode {
+    fake.0.outage.store(0, std::sync::atomic::Ordering::Relaxed);
+    StatusCode::NO_CONTENT
+}
+
 async fn callbacks(State(fake): State<Fake>) -> Json<Value> {
     let list = fake
         .0
@@ -711,6 +731,7 @@ pub fn router(args: FakeProvidersArgs) -> anyhow::Result<Router> {
     let fake = Fake(Arc::new(Inner {
         args,
         twilio_messages: Mutex::new(Vec::new()),
+        outage: std::sync::atomic::AtomicU16::new(0),
         requests: Mutex::new(Vec::new()),
         callbacks: Mutex::new(Vec::new()),
         client: messaging_service::provider::http::client(Duration::from_secs(10))?,
@@ -723,6 +744,7 @@ pub fn router(args: FakeProvidersArgs) -> anyhow::Result<Router> {
         .route("/v3/mail/send", post(sendgrid_send))
         .route("/_fake/requests", get(requests).delete(clear))
         .route("/_fake/callbacks", get(callbacks))
+        .route("/_fake/outage", post(outage_start).delete(outage_end))
         .with_state(fake))
 }
 
