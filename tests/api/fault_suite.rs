@@ -593,3 +593,86 @@ async fn the_fake_refuses_listing_without_credentials_and_lists_with_them() {
         .unwrap();
     assert_eq!(ok.status(), 200);
 }
+
+/// A `redis-server` of the test's own on `port`, keeping nothing on disk.
+fn redis_server(port: u16, dir: &std::path::Path) -> KillOnDrop {
+    KillOnDrop(
+        Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server"),
+    )
+}
+
+async fn wait_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "port {port} never opened");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_suite_redis_restarted_with_its_data_gone_mid_drain() {
+    if !crate::helpers::requires_postgres_and_redis(
+        "fault_suite_redis_restarted_with_its_data_gone_mid_drain",
+    ) {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let n = scaled(2000);
+    let app = TestApp::builder().spawn().await;
+    let dir = std::env::temp_dir().join(format!("fault-redis-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let redis_port = 20659;
+    let mut redis = redis_server(redis_port, &dir);
+    wait_port(redis_port).await;
+    let fake = Fake::start(20658, 20).await;
+    let mut env = service_env(&fake);
+    env.extend(scratch_env(&app));
+    env.retain(|(k, _)| k != "REDIS_URL");
+    env.push((
+        "REDIS_URL".into(),
+        format!("redis://127.0.0.1:{redis_port}/0"),
+    ));
+    let base = "http://127.0.0.1:20650".to_owned();
+    let _serve = start("serve", &env, &[("PORT", "20650".into())]);
+    let _w1 = start("worker", &env, &[("WORKER_METRICS_PORT", "20651".into())]);
+    let _w2 = start("worker", &env, &[("WORKER_METRICS_PORT", "20652".into())]);
+    wait_up(&base).await;
+
+    let started = Instant::now();
+    let sending = tokio::spawn(burst(base.clone(), "redis-restarted", n));
+    let deadline = Instant::now() + DRAIN_LIMIT;
+    while count(&base, "sent").await.unwrap_or(0) < (n / 4) as i64 {
+        assert!(Instant::now() < deadline, "the drain never got going");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    kill9(&mut redis.0);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    redis = redis_server(redis_port, &dir);
+    wait_port(redis_port).await;
+    let b = sending.await.expect("burst");
+    assert_eq!(b.accepted.len(), n, "the database had them: all accepted");
+    let reconciled = reconciled(&[20651, 20652]).await;
+    let (_, duplicates) = settle_and_report(
+        "Redis restarted",
+        &base,
+        &fake,
+        &b.accepted,
+        reconciled,
+        started,
+    )
+    .await;
+    assert_eq!(duplicates, 0);
+    drop(redis);
+    let _ = std::fs::remove_dir_all(&dir);
+}
