@@ -192,6 +192,8 @@ struct Burst {
     accepted: Vec<String>,
     unavailable: usize,
     unanswered: usize,
+    /// Other answers (0: no answer at all).
+    other: Vec<u16>,
 }
 
 /// Sends `n` SMS (each a unique body) to `base`, 32 at a time; `progress` counts the
@@ -243,7 +245,10 @@ async fn burst_counted(
             Ok(Some(id)) => b.accepted.push(id),
             Ok(None) => b.unanswered += 1,
             Err(503) => b.unavailable += 1,
-            Err(_) => b.unanswered += 1,
+            Err(status) => {
+                b.unanswered += 1;
+                b.other.push(status);
+            }
         }
     }
     b
@@ -675,4 +680,152 @@ async fn fault_suite_redis_restarted_with_its_data_gone_mid_drain() {
     assert_eq!(duplicates, 0);
     drop(redis);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+/// A PostgreSQL program run as the `postgres` user when the test runs as root (PostgreSQL
+/// refuses to run as root).
+fn pg_command(program: &str) -> Command {
+    let path = format!("{PG_BIN}/{program}");
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    let mut cmd = if root {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--", &path]);
+        c
+    } else {
+        Command::new(path)
+    };
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    cmd
+}
+
+/// A PostgreSQL cluster of the test's own in a temp dir, controlled with `pg_ctl`.
+struct Cluster {
+    dir: std::path::PathBuf,
+    port: u16,
+}
+
+impl Cluster {
+    fn init(port: u16) -> Self {
+        let dir = std::env::temp_dir().join(format!("fault-pg-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let _ = Command::new("chown")
+            .args(["postgres:postgres"])
+            .arg(&dir)
+            .status();
+        let ok = pg_command("initdb")
+            .arg("-D")
+            .arg(dir.join("data"))
+            .args(["-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8"])
+            .status()
+            .expect("initdb")
+            .success();
+        assert!(ok, "initdb failed");
+        Self { dir, port }
+    }
+
+    fn pg_ctl(&self, args: &[&str]) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.display()
+        );
+        let ok = pg_command("pg_ctl")
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .arg("-l")
+            .arg(self.dir.join("log"))
+            .args(["-o", &options, "-w"])
+            .args(args)
+            .status()
+            .expect("pg_ctl")
+            .success();
+        assert!(ok, "pg_ctl {args:?} failed");
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = pg_command("pg_ctl")
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .args(["-m", "immediate", "-w", "stop"])
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_suite_postgres_restarted_mid_drain() {
+    if !crate::helpers::requires_postgres_and_redis("fault_suite_postgres_restarted_mid_drain") {
+        return;
+    }
+    if !std::path::Path::new(PG_BIN).join("initdb").exists() {
+        crate::helpers::skip(
+            "fault_suite_postgres_restarted_mid_drain",
+            "PostgreSQL 15 server binaries are not installed",
+        );
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let n = scaled(2000);
+    // Only the Redis prefix comes from the scratch app; the database is the test's own.
+    let app = TestApp::builder().spawn().await;
+    let cluster = Cluster::init(20669);
+    cluster.pg_ctl(&["start"]);
+    let fake = Fake::start(20668, 20).await;
+    let mut env = service_env(&fake);
+    env.extend(scratch_env(&app));
+    env.retain(|(k, _)| k != "DATABASE_URL");
+    env.push(("DATABASE_URL".into(), cluster.url()));
+    let base = "http://127.0.0.1:20660".to_owned();
+    let _serve = start("serve", &env, &[("PORT", "20660".into())]);
+    let _w1 = start("worker", &env, &[("WORKER_METRICS_PORT", "20661".into())]);
+    let _w2 = start("worker", &env, &[("WORKER_METRICS_PORT", "20662".into())]);
+    wait_up(&base).await;
+
+    let started = Instant::now();
+    let sending = tokio::spawn(burst(base.clone(), "postgres-restarted", n));
+    let deadline = Instant::now() + DRAIN_LIMIT;
+    while count(&base, "sent").await.unwrap_or(0) < (n / 4) as i64 {
+        assert!(Instant::now() < deadline, "the drain never got going");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cluster.pg_ctl(&["-m", "immediate", "stop"]);
+    // Sends while the database is down are refused with 503, never accepted and lost.
+    let during = burst(base.clone(), "postgres-down", 10).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    cluster.pg_ctl(&["start"]);
+    let b = sending.await.expect("burst");
+    eprintln!(
+        "FAULT SUITE PostgreSQL restarted: during the outage {} of 10 sends got 503, others {:?}, {} accepted",
+        during.unavailable,
+        during.other,
+        during.accepted.len()
+    );
+    assert!(during.unavailable > 0, "sends during the outage get 503");
+    let mut accepted = b.accepted.clone();
+    accepted.extend(during.accepted.iter().cloned());
+    let reconciled = reconciled(&[20661, 20662]).await;
+    let (_, duplicates) = settle_and_report(
+        "PostgreSQL restarted",
+        &base,
+        &fake,
+        &accepted,
+        reconciled,
+        started,
+    )
+    .await;
+    assert_eq!(duplicates, 0);
 }
