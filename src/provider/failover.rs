@@ -117,6 +117,7 @@ struct Member {
 pub struct FailoverProvider {
     name: String,
     members: Vec<Member>,
+    cooldown: Duration,
 }
 
 impl FailoverProvider {
@@ -135,7 +136,16 @@ impl FailoverProvider {
                     breaker: CircuitBreaker::new(threshold, cooldown),
                 })
                 .collect(),
+            cooldown,
         }
+    }
+
+    /// A random share of half a cool-down, added to the time a message waits for a circuit:
+    /// the messages waiting then come back in a different order each time, so the one probe
+    /// a reopened circuit lets through goes to a different message each time instead of the
+    /// same one spending its retries.
+    fn spread(&self) -> Duration {
+        (self.cooldown / 2).mul_f64(fastrand::f64())
     }
 
     /// Each provider's name and circuit state, in order.
@@ -202,8 +212,8 @@ impl Provider for FailoverProvider {
             }
         }
         // A message that just failed everywhere comes back no sooner than a circuit lets a
-        // call through, behind the messages already waiting for it: a long outage then
-        // spreads its few probes over the backlog instead of spending one message's retries.
+        // call through (spread like the messages waiting for it): a long outage then spreads
+        // its few probes over the backlog instead of spending one message's retries.
         let reopens = self
             .members
             .iter()
@@ -217,6 +227,7 @@ impl Provider for FailoverProvider {
             Some(wait),
         ) = (last.as_mut(), reopens)
         {
+            let wait = wait + self.spread();
             *after = Some(after.map_or(wait, |a| a.max(wait)));
         }
         // No provider was called: the message waits for a circuit (deferred, like pacing),
@@ -226,7 +237,7 @@ impl Provider for FailoverProvider {
                 "circuit_open: every provider of this channel ({}) has its circuit open",
                 self.name
             ),
-            retry_after: skipped_wait.unwrap_or(Duration::from_secs(1)),
+            retry_after: skipped_wait.unwrap_or(Duration::from_secs(1)) + self.spread(),
         }))
     }
 
@@ -351,6 +362,19 @@ mod tests {
             }
             other => panic!("expected a deferral, got {other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn a_message_that_failed_everywhere_waits_at_least_until_a_circuit_reopens() {
+        let p = FailoverProvider::new(vec![Arc::new(Down)], 1, Duration::from_secs(30));
+        match p.send(&message()).await {
+            Err(ProviderError::Transient { retry_after, .. }) => {
+                assert!(retry_after.is_some_and(|d| d > Duration::from_secs(25)));
+            }
+            other => panic!("expected a transient error, got {other:?}"),
+        }
+        let closed = CircuitBreaker::new(3, Duration::from_secs(30));
+        assert_eq!(closed.reopens_in(), None);
     }
 
     #[test]

@@ -191,6 +191,31 @@ mod tests {
     }
 
     #[test]
+    fn a_deferral_for_a_circuit_or_a_reconcile_keeps_its_code() {
+        let at = time::macros::datetime!(2026-12-02 10:00:00 UTC);
+        let deferred = |reason: &str| {
+            plan_outcomes(&[Outcome::Deferred {
+                id: Uuid::now_v7(),
+                reason: reason.into(),
+                next_attempt_at: at,
+            }])
+            .unwrap()
+            .remove(0)
+        };
+        let circuit = deferred("circuit_open: every provider of this channel (twilio) is open");
+        assert_eq!(circuit.error_code(), Some("circuit_open"));
+        assert!(!circuit.attempted);
+        assert_eq!(
+            deferred("reconcile: timeout").error_code(),
+            Some("reconcile")
+        );
+        assert_eq!(
+            deferred("sender pace: 1 per second").error_code(),
+            Some(DEFERRED_CODE)
+        );
+    }
+
+    #[test]
     fn a_success_writes_its_provider_and_segments_and_clears_the_error() {
         let id = Uuid::now_v7();
         let rows = plan_outcomes(&[Outcome::Sent {

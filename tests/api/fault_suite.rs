@@ -489,6 +489,10 @@ async fn fault_suite_provider_outage_fails_nothing_and_counts_only_real_calls() 
     // A short cool-down: the outage lasts a dozen of them.
     env.push(("CIRCUIT_BREAKER_THRESHOLD".into(), "5".into()));
     env.push(("CIRCUIT_BREAKER_COOLDOWN".into(), "0.5".into()));
+    // Two workers let 24 probes through in 12 cool-downs; with a small backlog
+    // (FAULT_SUITE_SCALE) one message could draw four of them at random: a budget of five
+    // attempts keeps the outcome about the circuits, not about that lottery.
+    env.push(("QUEUE_MAX_RETRIES".into(), "5".into()));
     let base = "http://127.0.0.1:20630".to_owned();
     let _serve = start("serve", &env, &[("PORT", "20630".into())]);
     let _w1 = start("worker", &env, &[("WORKER_METRICS_PORT", "20631".into())]);
@@ -501,11 +505,8 @@ async fn fault_suite_provider_outage_fails_nothing_and_counts_only_real_calls() 
     assert_eq!(b.accepted.len(), n);
     let outage_until = started + Duration::from_secs(6);
     tokio::time::sleep_until(outage_until.into()).await;
-    assert_eq!(
-        count(&base, "failed").await,
-        Some(0),
-        "none failed meanwhile"
-    );
+    let failed = all_with(&base, "failed").await;
+    assert!(failed.is_empty(), "none failed meanwhile: {failed:?}");
     fake.outage(false).await;
 
     let (provider_sends, duplicates) =
