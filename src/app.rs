@@ -75,6 +75,7 @@ impl Components {
             queue: self.queue.clone(),
             providers: self.providers.clone(),
             settings: settings.queue.clone(),
+            delivery: settings.delivery.clone(),
             provider_timeout: delivery_timeout(settings),
         }
     }

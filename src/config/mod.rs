@@ -13,6 +13,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 
 mod compliance;
+pub mod delivery;
 pub mod events;
 pub mod providers;
 mod schedule;
@@ -159,6 +160,7 @@ pub struct Settings {
     /// Opt-out keywords' replies and SMS sizing.
     pub compliance: ComplianceSettings,
     pub events: events::EventSettings,
+    pub delivery: delivery::DeliverySettings,
 }
 
 /// A bad configuration value; the message names the variable.
@@ -429,6 +431,7 @@ impl Settings {
             webhooks,
             compliance: ComplianceSettings::from_env(env)?,
             events: events::EventSettings::from_env(env, environment)?,
+            delivery: delivery::DeliverySettings::from_env(env)?,
         })
     }
 }

@@ -41,6 +41,7 @@ pub const QUEUE_DEPTH: &str = "queue_depth";
 pub const QUEUE_DELAYED: &str = "queue_delayed";
 pub const QUEUE_DEAD_LETTER: &str = "queue_dead_letter_size";
 pub const QUEUE_RECLAIMED: &str = "queue_reclaimed_total";
+pub const MESSAGE_RECONCILED: &str = "message_reconciled_total";
 pub const SWEEPER_REQUEUED: &str = "sweeper_requeued_total";
 pub const SCHEDULED_PROMOTED: &str = "scheduled_promoted_total";
 pub const WEBHOOK_DELIVERIES: &str = "webhook_deliveries_total";
@@ -138,6 +139,10 @@ fn describe() {
     describe_gauge!(
         QUEUE_DEAD_LETTER,
         "Entries in message_queue:dead_letter, sampled"
+    );
+    describe_counter!(
+        MESSAGE_RECONCILED,
+        "Messages found already sent at the provider before a re-send, and recorded instead"
     );
     describe_counter!(
         QUEUE_RECLAIMED,
@@ -297,6 +302,11 @@ pub fn message_retry(kind: MessageType, provider: &str) {
 
 pub fn message_processed(kind: MessageType, elapsed: Duration) {
     histogram!(MESSAGE_PROCESSING, "type" => kind.as_str()).record(elapsed.as_secs_f64());
+}
+
+pub fn message_reconciled(kind: MessageType, provider: &str) {
+    counter!(MESSAGE_RECONCILED, "type" => kind.as_str(), "provider" => provider.to_owned())
+        .increment(1);
 }
 
 pub fn reclaimed(count: usize) {

@@ -88,6 +88,16 @@ impl CircuitBreaker {
         };
     }
 
+    /// How long until a call may go through again, when none may now.
+    pub fn reopens_in(&self) -> Option<Duration> {
+        let now = Instant::now();
+        match *self.lock() {
+            State::Closed { .. } => None,
+            State::Open { until } => until.checked_duration_since(now),
+            State::HalfOpen { probe_at } => (probe_at + self.cooldown).checked_duration_since(now),
+        }
+    }
+
     /// `closed`, `open` or `half_open`, for logs and metrics.
     pub fn state(&self) -> &'static str {
         match *self.lock() {
@@ -107,6 +117,7 @@ struct Member {
 pub struct FailoverProvider {
     name: String,
     members: Vec<Member>,
+    cooldown: Duration,
 }
 
 impl FailoverProvider {
@@ -125,7 +136,16 @@ impl FailoverProvider {
                     breaker: CircuitBreaker::new(threshold, cooldown),
                 })
                 .collect(),
+            cooldown,
         }
+    }
+
+    /// A random share of half a cool-down, added to the time a message waits for a circuit:
+    /// the messages waiting then come back in a different order each time, so the one probe
+    /// a reopened circuit lets through goes to a different message each time instead of the
+    /// same one spending its retries.
+    fn spread(&self) -> Duration {
+        (self.cooldown / 2).mul_f64(fastrand::f64())
     }
 
     /// Each provider's name and circuit state, in order.
@@ -164,11 +184,11 @@ impl Provider for FailoverProvider {
 
     async fn send(&self, message: &Message) -> Result<Receipt, ProviderError> {
         let mut last: Option<ProviderError> = None;
-        let mut reopens: Option<Duration> = None;
+        let mut skipped_wait: Option<Duration> = None;
         for (i, member) in self.members.iter().enumerate() {
             let name = member.provider.name();
             if let Err(wait) = member.breaker.try_acquire() {
-                reopens = Some(reopens.map_or(wait, |r| r.min(wait)));
+                skipped_wait = Some(skipped_wait.map_or(wait, |r| r.min(wait)));
                 continue;
             }
             match member.provider.send(message).await {
@@ -191,14 +211,63 @@ impl Provider for FailoverProvider {
                 }
             }
         }
-        Err(last.unwrap_or_else(|| ProviderError::Transient {
-            code: "circuit_open".into(),
-            message: format!(
-                "every provider of this channel ({}) has its circuit open",
+        // A message that just failed everywhere comes back no sooner than a circuit lets a
+        // call through (spread like the messages waiting for it): a long outage then spreads
+        // its few probes over the backlog instead of spending one message's retries.
+        let reopens = self
+            .members
+            .iter()
+            .map(|m| m.breaker.reopens_in())
+            .collect::<Option<Vec<_>>>()
+            .and_then(|waits| waits.into_iter().min());
+        if let (
+            Some(ProviderError::Transient {
+                retry_after: after, ..
+            }),
+            Some(wait),
+        ) = (last.as_mut(), reopens)
+        {
+            let wait = wait + self.spread();
+            *after = Some(after.map_or(wait, |a| a.max(wait)));
+        }
+        // No provider was called: the message waits for a circuit (deferred, like pacing),
+        // which is not an attempt and spends none of its retries.
+        Err(last.unwrap_or_else(|| ProviderError::Deferred {
+            reason: format!(
+                "circuit_open: every provider of this channel ({}) has its circuit open",
                 self.name
             ),
-            retry_after: reopens,
+            retry_after: skipped_wait.unwrap_or(Duration::from_secs(1)) + self.spread(),
         }))
+    }
+
+    /// Asks each provider in turn (those whose circuit lets a call through); the first that
+    /// knows the message answers. A provider that cannot be asked is skipped: the message
+    /// is then sent, as before reconciling existed.
+    async fn find_sent(
+        &self,
+        message: &Message,
+        since: time::OffsetDateTime,
+    ) -> Result<Option<Receipt>, ProviderError> {
+        for member in &self.members {
+            if member.breaker.state() == "open" {
+                continue;
+            }
+            match member.provider.find_sent(message, since).await {
+                Ok(Some(mut receipt)) => {
+                    receipt
+                        .provider
+                        .get_or_insert_with(|| member.provider.name().to_owned());
+                    return Ok(Some(receipt));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    warn!(message_id = %message.id, provider = member.provider.name(), error = %e, "could not ask the provider whether it already has the message");
+                    return Err(e);
+                }
+            }
+        }
+        Ok(None)
     }
 }
 
@@ -225,6 +294,89 @@ mod tests {
         b.on_success();
         assert_eq!(b.state(), "closed");
         assert!(b.try_acquire().is_ok());
+    }
+
+    struct Down;
+
+    #[async_trait]
+    impl Provider for Down {
+        fn name(&self) -> &str {
+            "down"
+        }
+        async fn send(&self, _: &Message) -> Result<Receipt, ProviderError> {
+            Err(ProviderError::Transient {
+                code: "500".into(),
+                message: "down".into(),
+                retry_after: None,
+            })
+        }
+    }
+
+    fn message() -> Message {
+        let now = time::OffsetDateTime::now_utc();
+        Message {
+            id: uuid::Uuid::now_v7(),
+            conversation_id: uuid::Uuid::now_v7(),
+            direction: crate::domain::Direction::Outbound,
+            kind: crate::domain::MessageType::Sms,
+            from: "+15551234567".into(),
+            to: "+15557654321".into(),
+            body: Some("hello".into()),
+            subject: None,
+            attachments: Vec::new(),
+            status: crate::domain::MessageStatus::Sending,
+            provider: None,
+            provider_message_id: None,
+            num_segments: None,
+            retry_count: 0,
+            error: None,
+            metadata: serde_json::json!({}),
+            idempotency_key: None,
+            created_at: now,
+            updated_at: now,
+            sent_at: None,
+            delivered_at: None,
+            failed_at: None,
+            next_attempt_at: None,
+            provider_timestamp: None,
+            read_at: None,
+            send_at: None,
+            status_callback: None,
+            size: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn with_every_circuit_open_a_message_is_deferred_not_attempted() {
+        let p = FailoverProvider::new(vec![Arc::new(Down)], 1, Duration::from_secs(60));
+        let m = message();
+        assert!(matches!(
+            p.send(&m).await,
+            Err(ProviderError::Transient { .. })
+        ));
+        match p.send(&m).await {
+            Err(ProviderError::Deferred {
+                reason,
+                retry_after,
+            }) => {
+                assert!(reason.starts_with("circuit_open"), "{reason}");
+                assert!(retry_after > Duration::from_secs(50));
+            }
+            other => panic!("expected a deferral, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_message_that_failed_everywhere_waits_at_least_until_a_circuit_reopens() {
+        let p = FailoverProvider::new(vec![Arc::new(Down)], 1, Duration::from_secs(30));
+        match p.send(&message()).await {
+            Err(ProviderError::Transient { retry_after, .. }) => {
+                assert!(retry_after.is_some_and(|d| d > Duration::from_secs(25)));
+            }
+            other => panic!("expected a transient error, got {other:?}"),
+        }
+        let closed = CircuitBreaker::new(3, Duration::from_secs(30));
+        assert_eq!(closed.reopens_in(), None);
     }
 
     #[test]

@@ -67,6 +67,17 @@ pub trait Provider: Send + Sync + 'static {
     fn name(&self) -> &str;
 
     async fn send(&self, message: &Message) -> Result<Receipt, ProviderError>;
+
+    /// Before sending again a message whose earlier claim expired: has this provider
+    /// already accepted it (sent at or after `since`)? Providers that cannot tell answer
+    /// `None`, and the message is sent.
+    async fn find_sent(
+        &self,
+        _message: &Message,
+        _since: time::OffsetDateTime,
+    ) -> Result<Option<Receipt>, ProviderError> {
+        Ok(None)
+    }
 }
 
 /// The provider used for each message type.

@@ -221,6 +221,14 @@ impl Provider for PacedProvider {
         self.inner.name()
     }
 
+    async fn find_sent(
+        &self,
+        message: &Message,
+        since: time::OffsetDateTime,
+    ) -> Result<Option<Receipt>, ProviderError> {
+        self.inner.find_sent(message, since).await
+    }
+
     async fn send(&self, message: &Message) -> Result<Receipt, ProviderError> {
         let Some(interval) = self.rules.interval(message) else {
             return self.inner.send(message).await;

@@ -26,6 +26,25 @@ struct Created {
     num_segments: Option<String>,
 }
 
+/// One page of `GET Messages.json` (only what reconciling reads).
+#[derive(Deserialize)]
+struct MessagePage {
+    #[serde(default)]
+    messages: Vec<Listed>,
+    next_page_uri: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Listed {
+    sid: String,
+    body: Option<String>,
+    num_segments: Option<String>,
+    status: Option<String>,
+}
+
+/// Pages read at most when looking for a message (50 messages each).
+const RECONCILE_MAX_PAGES: usize = 20;
+
 /// Twilio's error body: `{"code": 21211, "message": "...", "more_info": "...", "status": 400}`.
 #[derive(Deserialize)]
 struct TwilioError {
@@ -112,5 +131,90 @@ impl Provider for TwilioProvider {
             None => (None, None),
         };
         Err(classify(status, &headers, code, text))
+    }
+
+    /// Lists the account's messages to this recipient from this sender sent since `since`
+    /// (a minute earlier, for clocks that differ) and returns the one with this body, if
+    /// any, following `next_page_uri`. A message sent through a Messaging Service is listed
+    /// without a known `From`, so only `To` filters it.
+    #[tracing::instrument(skip_all, fields(message_id = %message.id, provider = "twilio"))]
+    async fn find_sent(
+        &self,
+        message: &Message,
+        since: time::OffsetDateTime,
+    ) -> Result<Option<Receipt>, ProviderError> {
+        let after = (since - std::time::Duration::from_secs(60))
+            .to_offset(time::UtcOffset::UTC)
+            .format(time::macros::format_description!(
+                "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
+            ))
+            .map_err(|e| ProviderError::Transient {
+                code: "bad_request".into(),
+                message: format!("formatting DateSent: {e}"),
+                retry_after: None,
+            })?;
+        let mut query = vec![("To", message.to.clone()), ("DateSent>", after)];
+        if self.settings.messaging_service_sid.is_none() {
+            query.push(("From", message.from.clone()));
+        }
+        query.push(("PageSize", "50".into()));
+        let encoded = {
+            let mut q = url::form_urlencoded::Serializer::new(String::new());
+            for (k, v) in &query {
+                q.append_pair(k, v);
+            }
+            q.finish()
+        };
+        let first = format!(
+            "{}/2010-04-01/Accounts/{}/Messages.json?{encoded}",
+            self.settings.api_base, self.settings.account_sid
+        );
+        let mut request = self.client.get(first);
+        for _ in 0..RECONCILE_MAX_PAGES {
+            let resp = request
+                .basic_auth(
+                    &self.settings.account_sid,
+                    Some(self.settings.auth_token.expose_secret()),
+                )
+                .send()
+                .await
+                .map_err(|e| transport_error(&e))?;
+            let status = resp.status();
+            let headers = resp.headers().clone();
+            let body = resp.bytes().await.map_err(|e| transport_error(&e))?;
+            if !status.is_success() {
+                // Not knowing is not a refusal of the message: ask again later.
+                return Err(match classify(status, &headers, None, None) {
+                    ProviderError::Permanent { code, message } => ProviderError::Transient {
+                        code,
+                        message,
+                        retry_after: None,
+                    },
+                    other => other,
+                });
+            }
+            let page: MessagePage =
+                serde_json::from_slice(&body).map_err(|e| ProviderError::Transient {
+                    code: "bad_response".into(),
+                    message: format!("Twilio's message list is unreadable: {e}"),
+                    retry_after: None,
+                })?;
+            let found = page.messages.into_iter().find(|m| {
+                m.body == message.body
+                    && !matches!(m.status.as_deref(), Some("failed" | "canceled"))
+            });
+            if let Some(m) = found {
+                return Ok(Some(Receipt {
+                    provider_message_id: m.sid,
+                    provider: Some(self.name().to_owned()),
+                    num_segments: m.num_segments.and_then(|n| n.trim().parse().ok()),
+                }));
+            }
+            let Some(next) = page.next_page_uri else {
+                return Ok(None);
+            };
+            request = self.client.get(format!("{}{next}", self.settings.api_base));
+        }
+        Ok(None)
     }
 }

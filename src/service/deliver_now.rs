@@ -7,8 +7,10 @@ use crate::domain::Message;
 
 /// Delivers `message` now and returns it as stored afterwards.
 pub async fn deliver_now(ctx: Context<'_>, message: Message) -> Result<Message, ServiceError> {
-    let stale_before = time::OffsetDateTime::now_utc() - ctx.settings.queue.visibility_timeout;
-    let claim = ctx.store.claim(&[message.id], stale_before).await?;
+    let claim = ctx
+        .store
+        .claim(&[message.id], ctx.settings.queue.visibility_timeout)
+        .await?;
     let outcomes = ctx.deliverer.send_all(&claim.messages).await;
     ctx.deliverer
         .settle(&claim, &outcomes)

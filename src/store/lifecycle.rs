@@ -13,6 +13,16 @@ use crate::domain::{ErrorInfo, MessageStatus};
 /// The error code a deferred (paced) message carries until its attempt.
 pub(crate) const DEFERRED_CODE: &str = "paced";
 
+/// The error code of a deferral: a reason written `<code>: <text>` with a known code
+/// (`circuit_open`: every provider's circuit is open; `reconcile`: the provider could not be
+/// asked whether it already has the message) keeps it; anything else is the pace's.
+fn deferral_code(reason: &str) -> &str {
+    match reason.split_once(": ") {
+        Some((code @ ("circuit_open" | "reconcile"), _)) => code,
+        _ => DEFERRED_CODE,
+    }
+}
+
 /// The statuses a claim may move to `sending`, as the values of the statement's guard.
 pub(crate) fn claimable_statuses() -> Vec<&'static str> {
     MessageStatus::predecessors(MessageStatus::Sending)
@@ -142,7 +152,7 @@ fn outcome_row(outcome: &Outcome) -> anyhow::Result<OutcomeRow> {
             ..
         } => OutcomeRow {
             error: Some(ErrorInfo {
-                code: DEFERRED_CODE.to_owned(),
+                code: deferral_code(reason).to_owned(),
                 message: reason.clone(),
             }),
             next_attempt_at: Some(*next_attempt_at),
@@ -177,6 +187,31 @@ mod tests {
                 "error_message": "sender pace",
                 "next_attempt_at": "2026-11-28T10:00:00Z",
             })
+        );
+    }
+
+    #[test]
+    fn a_deferral_for_a_circuit_or_a_reconcile_keeps_its_code() {
+        let at = time::macros::datetime!(2026-12-02 10:00:00 UTC);
+        let deferred = |reason: &str| {
+            plan_outcomes(&[Outcome::Deferred {
+                id: Uuid::now_v7(),
+                reason: reason.into(),
+                next_attempt_at: at,
+            }])
+            .unwrap()
+            .remove(0)
+        };
+        let circuit = deferred("circuit_open: every provider of this channel (twilio) is open");
+        assert_eq!(circuit.error_code(), Some("circuit_open"));
+        assert!(!circuit.attempted);
+        assert_eq!(
+            deferred("reconcile: timeout").error_code(),
+            Some("reconcile")
+        );
+        assert_eq!(
+            deferred("sender pace: 1 per second").error_code(),
+            Some(DEFERRED_CODE)
         );
     }
 

@@ -1,7 +1,8 @@
 //! Messages: storing, reading, and the worker's claim/outcome cycle.
 
 use async_trait::async_trait;
-use time::OffsetDateTime;
+use std::time::Duration;
+
 use uuid::Uuid;
 
 use super::{Claim, Inserted, MessageFilter, Outcome, Page, StoreResult, Stranded, SweepQuery};
@@ -26,8 +27,18 @@ pub trait MessageStore: Send + Sync + 'static {
     async fn message_events(&self, id: Uuid) -> StoreResult<Vec<MessageEvent>>;
 
     /// Moves the claimable ones among `ids` to `sending` (pending, due retries, and claims
-    /// older than `stale_before`) and returns them. Others are left untouched.
-    async fn claim(&self, ids: &[Uuid], stale_before: OffsetDateTime) -> StoreResult<Claim>;
+    /// whose lease ran out) under a lease of `lease` and returns them. Others are left
+    /// untouched. Leases are measured on the database's clock only.
+    async fn claim(&self, ids: &[Uuid], lease: Duration) -> StoreResult<Claim>;
+
+    /// Extends the leases of the claims `tokens` still hold to `lease` from now (the
+    /// database's clock); returns how many messages were renewed.
+    async fn renew_leases(&self, tokens: &[Uuid], lease: Duration) -> StoreResult<u64>;
+
+    /// Ends every lease now. Only for a process that knows it is the database's only user
+    /// (the embedded deployment's lock-file holder, at start-up): the claims it finds were
+    /// its own before a crash, so nobody is sending those messages.
+    async fn expire_leases(&self) -> StoreResult<u64>;
 
     /// Those among `ids` currently held by some worker (`sending`).
     async fn in_flight(&self, ids: &[Uuid]) -> StoreResult<Vec<Uuid>>;

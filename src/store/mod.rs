@@ -78,6 +78,38 @@ pub struct Page {
 pub struct Claim {
     pub token: Uuid,
     pub messages: Vec<Message>,
+    /// Per claimed message: claims since its last recorded outcome, this one included.
+    pub deliveries: std::collections::HashMap<Uuid, i32>,
+    /// Messages taken over from a claim whose lease ran out, with the time that claim was
+    /// taken: the earlier worker may have sent them since.
+    pub reclaimed: std::collections::HashMap<Uuid, OffsetDateTime>,
+}
+
+/// One row a claim took, as the backends read it.
+#[derive(Debug, Clone)]
+pub(crate) struct ClaimedRow {
+    pub message: Message,
+    pub deliveries: i32,
+    pub previous_claim: Option<OffsetDateTime>,
+}
+
+impl Claim {
+    pub(crate) fn of_rows(token: Uuid, rows: Vec<ClaimedRow>) -> Self {
+        let mut claim = Self {
+            token,
+            messages: Vec::with_capacity(rows.len()),
+            deliveries: Default::default(),
+            reclaimed: Default::default(),
+        };
+        for row in rows {
+            claim.deliveries.insert(row.message.id, row.deliveries);
+            if let Some(at) = row.previous_claim {
+                claim.reclaimed.insert(row.message.id, at);
+            }
+            claim.messages.push(row.message);
+        }
+        claim
+    }
 }
 
 /// What happened when a worker tried to send a claimed message.

@@ -401,3 +401,13 @@ where
         Ok(DB::rows_affected(&done))
     }
 }
+
+/// A row a claim took: the message, its deliveries, and the previous claim's time when it
+/// was taken over from an expired lease (`previous_claimed_at`).
+pub(crate) fn claimed<R: StoredRow>(row: &R) -> anyhow::Result<super::ClaimedRow> {
+    Ok(super::ClaimedRow {
+        message: message(row)?,
+        deliveries: row.get("deliveries")?,
+        previous_claim: row.opt_instant("previous_claimed_at")?,
+    })
+}

@@ -1,6 +1,7 @@
 //! Sending claimed messages and settling the outcomes: shared by the worker and by the
 //! API's synchronous mode, so both follow the same rules.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use uuid::Uuid;
 use super::backoff::retry_delay;
 use super::suppression;
 use crate::config::QueueSettings;
+use crate::config::delivery::DeliverySettings;
 use crate::domain::{ErrorInfo, Message, address_mask};
 use crate::observability;
 use crate::provider::{ProviderError, Providers};
@@ -24,10 +26,123 @@ pub struct Deliverer {
     pub queue: Arc<dyn Queue>,
     pub providers: Providers,
     pub settings: QueueSettings,
+    pub delivery: DeliverySettings,
     pub provider_timeout: Duration,
 }
 
+/// The error code of a message dead-lettered because its deliveries kept ending without an
+/// outcome (its worker crashed or hung each time).
+pub const POISON_CODE: &str = "delivery_attempts_exhausted";
+
 impl Deliverer {
+    /// Delivers a claim: each message is sent (or, when an earlier claim on it expired,
+    /// first looked up at the provider), and each outcome is recorded as soon as it is known,
+    /// batched only with the outcomes that are ready at the same moment. The lease is renewed
+    /// until every outcome is written. Returns the ids whose outcome was stored.
+    pub async fn deliver_claim(&self, claim: &Claim) -> HashSet<Uuid> {
+        let _lease = super::lease::LeaseKeeper::start(
+            self.store.clone(),
+            claim.token,
+            self.settings.visibility_timeout,
+        );
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Outcome>();
+        let mut sends = tokio::task::JoinSet::new();
+        // A message whose recipient is suppressed is not sent (one list lookup per claim).
+        let mut held = suppression::held_back(self.store.as_ref(), &claim.messages).await;
+        for m in &claim.messages {
+            if let Some(outcome) = held.remove(&m.id) {
+                let _ = tx.send(outcome);
+                continue;
+            }
+            let deliveries = claim.deliveries.get(&m.id).copied().unwrap_or(1);
+            if u32::try_from(deliveries).unwrap_or(0) > self.delivery.max_deliveries {
+                let _ = tx.send(self.poisoned(m, deliveries));
+                continue;
+            }
+            let (d, m, tx) = (self.clone(), m.clone(), tx.clone());
+            let since = claim.reclaimed.get(&m.id).copied();
+            sends.spawn(async move {
+                let outcome = match since {
+                    Some(since) => d.reconcile_or_send(&m, since).await,
+                    None => d.send_one(&m).await,
+                };
+                let _ = tx.send(outcome);
+            });
+        }
+        drop(tx);
+        let mut applied = HashSet::new();
+        while let Some(first) = rx.recv().await {
+            let mut ready = vec![first];
+            while let Ok(more) = rx.try_recv() {
+                ready.push(more);
+            }
+            suppression::learn_from_refusals(self.store.as_ref(), &claim.messages, &ready).await;
+            match self.settle(claim, &ready).await {
+                Ok(ids) => applied.extend(ids),
+                Err(e) => {
+                    error!(error = %format!("{e:#}"), "could not record outcomes; tasks will be reclaimed")
+                }
+            }
+        }
+        while sends.join_next().await.is_some() {}
+        applied
+    }
+
+    fn poisoned(&self, message: &Message, deliveries: i32) -> Outcome {
+        warn!(message_id = %message.id, deliveries, "message claimed too often without an outcome; dead-lettering it");
+        observability::message_failed(message.kind, "none", POISON_CODE);
+        Outcome::Failed {
+            id: message.id,
+            provider: None,
+            error: ErrorInfo {
+                code: POISON_CODE.into(),
+                message: format!(
+                    "{} deliveries ended without an outcome (QUEUE_MAX_DELIVERIES={}); the message may crash or hang its worker",
+                    deliveries - 1,
+                    self.delivery.max_deliveries
+                ),
+            },
+        }
+    }
+
+    /// A message whose earlier claim expired may have been sent by that worker: ask the
+    /// provider first, and record what it has instead of sending again.
+    async fn reconcile_or_send(&self, message: &Message, since: OffsetDateTime) -> Outcome {
+        let provider = self.providers.for_type(message.kind);
+        let found = tokio::time::timeout(self.provider_timeout, provider.find_sent(message, since))
+            .await
+            .unwrap_or(Ok(None));
+        match found {
+            Ok(Some(receipt)) => {
+                let name = receipt
+                    .provider
+                    .clone()
+                    .unwrap_or_else(|| provider.name().to_owned());
+                info!(message_id = %message.id, provider = %name, "Message found at the provider; recorded without sending again");
+                observability::message_reconciled(message.kind, &name);
+                Outcome::Sent {
+                    id: message.id,
+                    provider: name,
+                    provider_message_id: receipt.provider_message_id,
+                    num_segments: receipt.num_segments,
+                }
+            }
+            Ok(None) => self.send_one(message).await,
+            // Sending blind could send twice: wait and ask again, without spending a retry.
+            Err(e) => Outcome::Deferred {
+                id: message.id,
+                reason: format!("reconcile: {e}"),
+                next_attempt_at: OffsetDateTime::now_utc()
+                    + retry_delay(
+                        self.settings.retry_delay,
+                        self.settings.max_retry_delay,
+                        1,
+                        None,
+                    ),
+            },
+        }
+    }
+
     /// Sends every claimed message (concurrently) and returns what happened to each.
     /// A message whose recipient is suppressed is not sent (one list lookup per batch).
     pub async fn send_all(&self, messages: &[Message]) -> Vec<Outcome> {
@@ -178,24 +293,41 @@ impl Deliverer {
         Ok(applied)
     }
 
-    /// A lost outcome means a second send after reclaim, so storing it is worth a few tries.
+    /// An outcome the provider confirmed is kept until it is written: a lost one means a
+    /// second send after reclaim. Tried again with backoff (capped at a few seconds) for as
+    /// long as this process runs; the write is guarded by the claim's token, so a write that
+    /// lands after another worker took the message over changes nothing. On shutdown the
+    /// worker waits for these writes within its grace period.
     async fn record_with_retries(
         &self,
         token: Uuid,
         outcomes: &[Outcome],
     ) -> anyhow::Result<Vec<Uuid>> {
         let mut delay = Duration::from_millis(100);
-        let mut attempt = 0;
+        let mut attempt = 0u32;
         loop {
             match self.store.record_outcomes(token, outcomes).await {
-                Ok(applied) => return Ok(applied),
-                Err(e) if attempt < 5 => {
-                    warn!(error = %format!("{e:#}"), attempt, "recording outcomes failed; trying again");
+                Ok(applied) => {
+                    if attempt > 0 {
+                        info!(
+                            count = applied.len(),
+                            attempt, "outcomes recorded after the database came back"
+                        );
+                    }
+                    return Ok(applied);
+                }
+                // Not an outage: a few tries, then the tasks are reclaimed later.
+                Err(e @ crate::store::StoreError::Other(_)) if attempt >= 5 => {
+                    return Err(e.into());
+                }
+                Err(e) => {
+                    if attempt == 0 || attempt.is_multiple_of(20) {
+                        warn!(error = %format!("{e:#}"), attempt, count = outcomes.len(), "recording outcomes failed; keeping them and trying again");
+                    }
                     tokio::time::sleep(delay).await;
-                    delay *= 2;
+                    delay = (delay * 2).min(Duration::from_secs(2));
                     attempt += 1;
                 }
-                Err(e) => return Err(e.into()),
             }
         }
     }

@@ -4,11 +4,12 @@
 
 mod backoff;
 mod deliver;
+mod lease;
 pub mod scheduler;
 pub mod suppression;
 
 pub use backoff::retry_delay;
-pub use deliver::Deliverer;
+pub use deliver::{Deliverer, POISON_CODE};
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -222,12 +223,20 @@ impl Worker {
     }
 
     /// Refills a queue that starts empty (the in-process one) from the database; run once at
-    /// start-up before taking work. `pending` messages, due retries and `sending` ones are
-    /// enqueued (a claim is honoured: a message is sent again only once its claim is older
-    /// than the visibility timeout); retries not yet due wait in the delayed set for their
-    /// time, as they did before. Returns how many messages were put back.
+    /// start-up before taking work, by the process holding the database's lock file.
+    /// `pending` messages, due retries and `sending` ones are enqueued; the `sending` ones
+    /// were this process's own before it stopped, so their leases end now and they are
+    /// taken again at once (asking the provider first). Retries not yet due wait in the
+    /// delayed set for their time, as they did before. Returns how many were put back.
     pub async fn recover(&self) -> anyhow::Result<usize> {
         let d = &self.deliverer;
+        let expired = d.store.expire_leases().await?;
+        if expired > 0 {
+            info!(
+                count = expired,
+                "Messages in flight when the process stopped are taken again now"
+            );
+        }
         let stranded = d
             .store
             .sweep(SweepQuery {
@@ -317,8 +326,7 @@ impl Worker {
         let d = &self.deliverer;
         let started = std::time::Instant::now();
         let ids: Vec<Uuid> = deliveries.iter().filter_map(|x| x.message_id).collect();
-        let stale_before = OffsetDateTime::now_utc() - d.settings.visibility_timeout;
-        let claim = match d.store.claim(&ids, stale_before).await {
+        let claim = match d.store.claim(&ids, d.settings.visibility_timeout).await {
             Ok(c) => c,
             Err(e) => {
                 // Left unacknowledged: the tasks come back after the visibility timeout.
@@ -350,14 +358,7 @@ impl Worker {
             }
         };
 
-        let outcomes = d.send_all(&claim.messages).await;
-        let applied: HashSet<Uuid> = match d.settle(&claim, &outcomes).await {
-            Ok(a) => a.into_iter().collect(),
-            Err(e) => {
-                error!(error = %format!("{e:#}"), "could not record outcomes; tasks will be reclaimed");
-                HashSet::new()
-            }
-        };
+        let applied: HashSet<Uuid> = d.deliver_claim(&claim).await;
         for m in claim.messages.iter().filter(|m| applied.contains(&m.id)) {
             observability::message_processed(m.kind, started.elapsed());
         }

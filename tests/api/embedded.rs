@@ -313,8 +313,10 @@ async fn after_a_restart_recovery_refills_the_in_process_queue_from_the_database
             .insert_messages(&[pending.clone(), waiting.clone()])
             .await
             .unwrap();
-        let old = time::OffsetDateTime::now_utc() - Duration::from_secs(60);
-        let claim = store.claim(&[waiting.id], old).await.unwrap();
+        let claim = store
+            .claim(&[waiting.id], Duration::from_secs(60))
+            .await
+            .unwrap();
         let retry = Outcome::Retry {
             id: waiting.id,
             provider: "mock".into(),

@@ -6,8 +6,10 @@ mod api_keys;
 mod console;
 mod conversations;
 mod delivery;
+mod delivery_safety;
 mod embedded;
 mod events;
+mod fault_suite;
 mod faults;
 mod fuzz;
 mod harness;
@@ -28,6 +30,7 @@ mod providers_smtp;
 mod providers_twilio;
 mod queue_entries;
 mod rate_limit;
+mod reconcile;
 mod schedule;
 #[path = "../common/scratch.rs"]
 mod scratch;

@@ -159,8 +159,62 @@ async fn with_every_circuit_open_the_message_waits_for_the_cool_down() {
     let waiting = app.drain_until(&second, MessageStatus::Retry).await;
     assert_eq!(waiting["error"]["code"], "circuit_open");
     assert_eq!(
+        waiting["retry_count"], 0,
+        "waiting for a circuit is not an attempt"
+    );
+    assert_eq!(
         calls(&server).await,
         1,
         "the open circuit kept SendGrid from being called"
+    );
+}
+
+#[tokio::test]
+async fn an_outage_longer_than_the_retry_budget_fails_nothing_once_the_provider_is_back() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&server)
+        .await;
+    let app = TestApp::builder()
+        .real_providers()
+        .env("EMAIL_PROVIDERS", "sendgrid")
+        .env("SENDGRID_API_KEY", "SG.key")
+        .env("SENDGRID_API_BASE", &server.uri())
+        .env("CIRCUIT_BREAKER_THRESHOLD", "1")
+        .env("CIRCUIT_BREAKER_COOLDOWN", "0.3")
+        .env("QUEUE_MAX_RETRIES", "5")
+        .env("QUEUE_RETRY_DELAY", "0.01")
+        .spawn()
+        .await;
+    let body = json!({"from": "a@example.com", "to": "b@example.com", "body": "x"});
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(app.send(&body).await["id"].as_str().unwrap().to_owned());
+    }
+    // Many cool-downs pass while the provider is down; only the probes are attempts.
+    let outage_until = Instant::now() + Duration::from_millis(1000);
+    while Instant::now() < outage_until {
+        app.worker.process_once().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let probes = calls(&server).await;
+    server.reset().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(202).insert_header("X-Message-Id", "back"))
+        .mount(&server)
+        .await;
+    let mut attempts = 0;
+    for id in &ids {
+        let m = app.drain_until(id, MessageStatus::Sent).await;
+        attempts += m["retry_count"].as_u64().unwrap() as usize;
+    }
+    assert_eq!(
+        attempts, probes,
+        "every failed call is one attempt, and nothing else is"
+    );
+    assert!(
+        probes <= 5 + 5,
+        "the first batch, then only a probe per cool-down reached the provider: {probes}"
     );
 }

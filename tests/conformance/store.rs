@@ -19,6 +19,7 @@ on_every_store!(
     a_claim_is_exclusive_until_it_goes_stale,
     outcomes_follow_the_lifecycle_and_schedule_retries,
     outcomes_under_a_lost_claim_are_not_applied,
+    deliveries_count_claims_since_the_last_outcome,
     the_sweep_finds_stranded_messages_and_marks_them,
     the_audit_trail_records_every_transition_in_order,
 );
@@ -57,8 +58,9 @@ async fn insert_one(store: &Arc<dyn Store>, m: NewMessage) -> Message {
     created(&results[0]).clone()
 }
 
-fn long_ago() -> OffsetDateTime {
-    OffsetDateTime::now_utc() - Duration::from_secs(3600)
+/// A lease longer than any test.
+fn lease() -> Duration {
+    Duration::from_secs(3600)
 }
 
 fn sent(id: Uuid) -> Outcome {
@@ -308,7 +310,7 @@ async fn lists_are_newest_first_filtered_paginated_and_counted(store: Arc<dyn St
     assert_eq!(total, 2);
     assert!(page.iter().all(|m| m.kind == MessageType::Email));
 
-    let claimed = store.claim(&[batch[0].id], long_ago()).await.unwrap();
+    let claimed = store.claim(&[batch[0].id], lease()).await.unwrap();
     assert_eq!(claimed.messages.len(), 1);
     let sending = MessageFilter {
         status: Some(MessageStatus::Sending),
@@ -350,7 +352,7 @@ async fn a_claim_is_exclusive_until_it_goes_stale(store: Arc<dyn Store>) {
     let a = insert_one(&store, sms()).await;
     let b = insert_one(&store, sms()).await;
     let ids = [a.id, b.id];
-    let first = store.claim(&ids, long_ago()).await.unwrap();
+    let first = store.claim(&ids, lease()).await.unwrap();
     assert_eq!(first.messages.len(), 2);
     assert!(
         first
@@ -364,15 +366,36 @@ async fn a_claim_is_exclusive_until_it_goes_stale(store: Arc<dyn Store>) {
     expected.sort();
     assert_eq!(in_flight, expected);
 
-    let again = store.claim(&ids, long_ago()).await.unwrap();
+    let again = store.claim(&ids, lease()).await.unwrap();
     assert!(again.messages.is_empty(), "a live claim is not taken twice");
     assert_ne!(again.token, first.token);
 
-    // Once the claim is older than the caller's staleness bound, another worker takes over.
-    let stale_before = OffsetDateTime::now_utc() + Duration::from_secs(1);
-    let taken = store.claim(&[a.id], stale_before).await.unwrap();
+    // A renewal keeps the claim; once its lease runs out, another worker takes over.
+    assert_eq!(
+        store.renew_leases(&[first.token], lease()).await.unwrap(),
+        2
+    );
+    assert!(
+        store
+            .claim(&ids, lease())
+            .await
+            .unwrap()
+            .messages
+            .is_empty()
+    );
+    store
+        .renew_leases(&[first.token], Duration::ZERO)
+        .await
+        .unwrap();
+    let taken = store.claim(&[a.id], lease()).await.unwrap();
     assert_eq!(taken.messages.len(), 1);
     assert_eq!(taken.messages[0].id, a.id);
+    assert_eq!(taken.deliveries[&a.id], 2, "two claims, no outcome yet");
+    assert!(
+        taken.reclaimed.contains_key(&a.id),
+        "the taker learns the earlier claim's time"
+    );
+    assert!(first.reclaimed.is_empty());
     let events = store.message_events(a.id).await.unwrap();
     let last = events.last().unwrap();
     assert_eq!(
@@ -388,7 +411,7 @@ async fn a_claim_is_exclusive_until_it_goes_stale(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(applied, vec![a.id]);
     let none = store
-        .claim(&[a.id, Uuid::now_v7()], stale_before)
+        .claim(&[a.id, Uuid::now_v7()], Duration::ZERO)
         .await
         .unwrap();
     assert!(none.messages.is_empty());
@@ -399,7 +422,7 @@ async fn outcomes_follow_the_lifecycle_and_schedule_retries(store: Arc<dyn Store
     let a = insert_one(&store, sms()).await;
     let b = insert_one(&store, sms()).await;
     let c = insert_one(&store, email()).await;
-    let claim = store.claim(&[a.id, b.id, c.id], long_ago()).await.unwrap();
+    let claim = store.claim(&[a.id, b.id, c.id], lease()).await.unwrap();
     assert_eq!(claim.messages.len(), 3);
     let due = OffsetDateTime::now_utc() + Duration::from_millis(400);
     let failed = Outcome::Failed {
@@ -439,13 +462,13 @@ async fn outcomes_follow_the_lifecycle_and_schedule_retries(store: Arc<dyn Store
     assert_eq!(c.retry_count, 0);
 
     // A retry is not claimable before it is due, resting messages never are.
-    let early = store.claim(&[a.id, b.id, c.id], long_ago()).await.unwrap();
+    let early = store.claim(&[a.id, b.id, c.id], lease()).await.unwrap();
     assert!(early.messages.is_empty());
     let due_claim = crate::wait::until(
         "the retry to fall due",
         Duration::from_secs(10),
         async || {
-            let claim = store.claim(&[b.id], long_ago()).await.unwrap();
+            let claim = store.claim(&[b.id], lease()).await.unwrap();
             (!claim.messages.is_empty()).then_some(claim)
         },
     )
@@ -463,11 +486,31 @@ async fn outcomes_follow_the_lifecycle_and_schedule_retries(store: Arc<dyn Store
     assert_eq!(b.error, None, "a success clears the error");
 }
 
+async fn deliveries_count_claims_since_the_last_outcome(store: Arc<dyn Store>) {
+    let m = insert_one(&store, sms()).await;
+    for n in 1..=3 {
+        let claim = store.claim(&[m.id], Duration::ZERO).await.unwrap();
+        assert_eq!(claim.deliveries[&m.id], n, "claim {n}");
+    }
+    let at = OffsetDateTime::now_utc() - Duration::from_secs(1);
+    let claim = store.claim(&[m.id], lease()).await.unwrap();
+    assert_eq!(claim.deliveries[&m.id], 4);
+    store
+        .record_outcomes(claim.token, &[retry(m.id, at)])
+        .await
+        .unwrap();
+    let claim = store.claim(&[m.id], lease()).await.unwrap();
+    assert_eq!(
+        claim.deliveries[&m.id], 1,
+        "an outcome starts the count again"
+    );
+    assert!(claim.reclaimed.is_empty(), "a due retry is not a reclaim");
+}
+
 async fn outcomes_under_a_lost_claim_are_not_applied(store: Arc<dyn Store>) {
     let m = insert_one(&store, sms()).await;
-    let first = store.claim(&[m.id], long_ago()).await.unwrap();
-    let stale_before = OffsetDateTime::now_utc() + Duration::from_secs(1);
-    let second = store.claim(&[m.id], stale_before).await.unwrap();
+    let first = store.claim(&[m.id], Duration::ZERO).await.unwrap();
+    let second = store.claim(&[m.id], lease()).await.unwrap();
     assert_eq!(second.messages.len(), 1);
     let applied = store
         .record_outcomes(first.token, &[sent(m.id)])
@@ -509,7 +552,7 @@ async fn the_sweep_finds_stranded_messages_and_marks_them(store: Arc<dyn Store>)
         .await
         .unwrap();
     let claim = store
-        .claim(&[old_retry.id, old_sending.id], long_ago())
+        .claim(&[old_retry.id, old_sending.id], lease())
         .await
         .unwrap();
     assert_eq!(claim.messages.len(), 2);
@@ -568,12 +611,12 @@ async fn the_sweep_finds_stranded_messages_and_marks_them(store: Arc<dyn Store>)
 
 async fn the_audit_trail_records_every_transition_in_order(store: Arc<dyn Store>) {
     let m = insert_one(&store, sms()).await;
-    let claim = store.claim(&[m.id], long_ago()).await.unwrap();
+    let claim = store.claim(&[m.id], lease()).await.unwrap();
     store
         .record_outcomes(claim.token, &[retry(m.id, OffsetDateTime::now_utc())])
         .await
         .unwrap();
-    let claim = store.claim(&[m.id], long_ago()).await.unwrap();
+    let claim = store.claim(&[m.id], lease()).await.unwrap();
     store
         .record_outcomes(claim.token, &[sent(m.id)])
         .await

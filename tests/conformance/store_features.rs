@@ -76,13 +76,14 @@ async fn insert(store: &Arc<dyn Store>, batch: Vec<NewMessage>) -> Vec<Message> 
         .collect()
 }
 
-fn long_ago() -> OffsetDateTime {
-    OffsetDateTime::now_utc() - std::time::Duration::from_secs(3600)
+/// A lease longer than any test.
+fn lease() -> std::time::Duration {
+    std::time::Duration::from_secs(3600)
 }
 
 /// Claims the message and records `outcome` for it.
 async fn finish(store: &Arc<dyn Store>, outcome: Outcome) {
-    let claim = store.claim(&[outcome.id()], long_ago()).await.unwrap();
+    let claim = store.claim(&[outcome.id()], lease()).await.unwrap();
     assert_eq!(claim.messages.len(), 1, "claimable");
     let applied = store
         .record_outcomes(claim.token, &[outcome])
@@ -325,7 +326,7 @@ async fn a_failed_message_is_redriven_with_a_fresh_budget(store: Arc<dyn Store>)
     // Claimable again.
     assert_eq!(
         store
-            .claim(&[failed.id], long_ago())
+            .claim(&[failed.id], lease())
             .await
             .unwrap()
             .messages

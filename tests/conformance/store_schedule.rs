@@ -58,7 +58,7 @@ async fn a_scheduled_message_reads_back_with_its_time_and_is_neither_claimed_nor
     assert_eq!(events[0].to_status, Some(MessageStatus::Scheduled));
 
     // Only the scheduler moves it: a claim and the sweeper leave it alone, even when due.
-    let claim = store.claim(&[id], OffsetDateTime::now_utc()).await.unwrap();
+    let claim = store.claim(&[id], Duration::from_secs(60)).await.unwrap();
     assert!(claim.messages.is_empty());
     let swept = store
         .sweep(SweepQuery {

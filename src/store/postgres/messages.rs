@@ -2,6 +2,7 @@
 //! outcome statements (each a single round trip).
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::AssertSqlSafe;
@@ -259,25 +260,30 @@ impl MessageStore for PgStore {
     }
 
     #[tracing::instrument(skip_all, fields(count = ids.len()))]
-    async fn claim(&self, ids: &[Uuid], stale_before: OffsetDateTime) -> StoreResult<Claim> {
+    async fn claim(&self, ids: &[Uuid], lease: Duration) -> StoreResult<Claim> {
         let token = Uuid::now_v7();
         let sql = format!(
             "with target as (
-                 select id, status as old_status from messages
+                 select id, status as old_status,
+                        case when status = 'sending' then claimed_at end as previous_claimed_at
+                 from messages
                  where id = any($1)
                    and status = any($4)
                    and (status = 'pending'
                         or (status = 'retry' and (next_attempt_at is null or next_attempt_at <= now()))
-                        or (status = 'sending' and claimed_at < $3))
+                        or (status = 'sending'
+                            and coalesce(lease_until, claimed_at + make_interval(secs => $3)) <= now()))
                  order by id
                  for update
              ),
              claimed as (
                  update messages m
-                 set status = 'sending', claimed_at = now(), claim_token = $2, next_attempt_at = null, updated_at = now()
+                 set status = 'sending', claimed_at = now(), lease_until = now() + make_interval(secs => $3),
+                     deliveries = m.deliveries + 1,
+                     claim_token = $2, next_attempt_at = null, updated_at = now()
                  from target t
                  where m.id = t.id
-                 returning m.*, t.old_status
+                 returning m.*, t.old_status, t.previous_claimed_at
              ),
              events as (
                  insert into message_events (message_id, event, from_status, to_status, detail)
@@ -285,16 +291,33 @@ impl MessageStore for PgStore {
                         case when old_status = 'sending' then '{{\"reclaimed\": true}}'::jsonb else '{{}}'::jsonb end
                  from claimed
              )
-             select {MESSAGE_COLUMNS} from claimed"
+             select {MESSAGE_COLUMNS}, deliveries, previous_claimed_at from claimed"
         );
-        let messages = sqlx::query(AssertSqlSafe(sql))
+        let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(ids)
             .bind(token)
-            .bind(stale_before)
+            .bind(lease.as_secs_f64())
             .bind(claimable_statuses())
-            .all(&self.pool, rows::message)
+            .all(&self.pool, rows::claimed)
             .await?;
-        Ok(Claim { token, messages })
+        Ok(Claim::of_rows(token, rows))
+    }
+
+    async fn expire_leases(&self) -> StoreResult<u64> {
+        sqlx::query("update messages set lease_until = now() where status = 'sending'")
+            .run(&self.pool)
+            .await
+    }
+
+    async fn renew_leases(&self, tokens: &[Uuid], lease: Duration) -> StoreResult<u64> {
+        sqlx::query(
+            "update messages set lease_until = now() + make_interval(secs => $2)
+             where claim_token = any($1) and status = 'sending'",
+        )
+        .bind(tokens)
+        .bind(lease.as_secs_f64())
+        .run(&self.pool)
+        .await
     }
 
     async fn in_flight(&self, ids: &[Uuid]) -> StoreResult<Vec<Uuid>> {
@@ -341,6 +364,8 @@ impl MessageStore for PgStore {
                      sent_at = case when i.status = 'sent' then now() else m.sent_at end,
                      failed_at = case when i.status = 'failed' then now() else m.failed_at end,
                      claimed_at = null,
+                     lease_until = null,
+                     deliveries = 0,
                      claim_token = null,
                      updated_at = now()
                  from input i
@@ -385,7 +410,10 @@ impl MessageStore for PgStore {
                    and (enqueued_at is null or enqueued_at < now() - make_interval(secs => $1))
                    and (status = 'pending'
                         or (status = 'retry' and next_attempt_at < now() - make_interval(secs => $1))
-                        or (status = 'sending' and claimed_at < now() - make_interval(secs => $1 + $2)))
+                        or (status = 'sending'
+                            and ($2 = 0
+                                 or coalesce(lease_until, claimed_at + make_interval(secs => $2))
+                                    < now() - make_interval(secs => $1))))
                  order by created_at
                  limit $3
                  for update skip locked

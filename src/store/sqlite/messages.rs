@@ -4,6 +4,7 @@
 //! `values (...), (...)`.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
@@ -253,44 +254,52 @@ impl MessageStore for SqliteStore {
     }
 
     #[tracing::instrument(skip_all, fields(count = ids.len()))]
-    async fn claim(&self, ids: &[Uuid], stale_before: OffsetDateTime) -> StoreResult<Claim> {
+    async fn claim(&self, ids: &[Uuid], lease: Duration) -> StoreResult<Claim> {
         let token = Uuid::now_v7();
         if ids.is_empty() {
-            return Ok(Claim {
-                token,
-                messages: Vec::new(),
-            });
+            return Ok(Claim::of_rows(token, Vec::new()));
         }
-        let now = ts(OffsetDateTime::now_utc())?;
+        // SQLite has no server: its clock is this machine's, the one every process using the
+        // file shares.
+        let at = OffsetDateTime::now_utc();
+        let now = ts(at)?;
+        let lease_until = ts(at + lease)?;
+        let stale_before = ts(at - lease)?;
         let mut tx = self.begin_write().await?;
         let targets = sqlx::query(
-            "select id, status from messages
+            "select id, status, claimed_at from messages
              where id in (select value from json_each(?1))
                and status in (select value from json_each(?2))
                and (status = 'pending'
                     or (status = 'retry' and (next_attempt_at is null or next_attempt_at <= ?3))
-                    or (status = 'sending' and claimed_at < ?4))
+                    or (status = 'sending'
+                        and (lease_until <= ?3 or (lease_until is null and claimed_at <= ?4))))
              order by id",
         )
         .bind(id_list(ids))
         .bind(serde_json::to_string(&claimable_statuses()).context("encoding statuses")?)
         .bind(&now)
-        .bind(ts(stale_before)?)
+        .bind(&stale_before)
         .all(&mut *tx, |row| {
-            Ok((rows::id(row)?, row.named("status", MessageStatus::parse)?))
+            Ok((
+                rows::id(row)?,
+                row.named("status", MessageStatus::parse)?,
+                row.opt_instant("claimed_at")?,
+            ))
         })
         .await?;
         if targets.is_empty() {
             tx.rollback().await.map_err(classify)?;
-            return Ok(Claim {
-                token,
-                messages: Vec::new(),
-            });
+            return Ok(Claim::of_rows(token, Vec::new()));
         }
         let mut events = Vec::with_capacity(targets.len());
         let mut claimed = Vec::with_capacity(targets.len());
-        for (id, old) in targets {
+        let mut previous = HashMap::new();
+        for (id, old, claimed_at) in targets {
             claimed.push(id);
+            if old == MessageStatus::Sending {
+                previous.insert(id, claimed_at);
+            }
             events.push(EventRow {
                 message_id: id.to_string(),
                 from_status: Some(old.as_str()),
@@ -301,24 +310,59 @@ impl MessageStore for SqliteStore {
         let claimed_list = id_list(&claimed);
         sqlx::query(
             "update messages
-             set status = 'sending', claimed_at = ?1, claim_token = ?2, next_attempt_at = null, updated_at = ?1
+             set status = 'sending', claimed_at = ?1, claim_token = ?2, next_attempt_at = null, updated_at = ?1,
+                 lease_until = ?4, deliveries = deliveries + 1
              where id in (select value from json_each(?3))",
         )
         .bind(&now)
         .bind(token.to_string())
         .bind(&claimed_list)
+        .bind(&lease_until)
         .run(&mut *tx)
         .await?;
         insert_events(&mut tx, "status_changed", &events, &now).await?;
         let sql = format!(
-            "select {MESSAGE_COLUMNS} from messages where id in (select value from json_each(?1)) order by id"
+            "select {MESSAGE_COLUMNS}, deliveries, null as previous_claimed_at
+             from messages where id in (select value from json_each(?1)) order by id"
         );
-        let messages = sqlx::query(AssertSqlSafe(sql))
+        let mut rows = sqlx::query(AssertSqlSafe(sql))
             .bind(&claimed_list)
-            .all(&mut *tx, rows::message)
+            .all(&mut *tx, rows::claimed)
             .await?;
         tx.commit().await.map_err(classify)?;
-        Ok(Claim { token, messages })
+        for row in &mut rows {
+            row.previous_claim = previous.get(&row.message.id).copied().flatten();
+        }
+        Ok(Claim::of_rows(token, rows))
+    }
+
+    async fn expire_leases(&self) -> StoreResult<u64> {
+        let now = ts(OffsetDateTime::now_utc())?;
+        let mut tx = self.begin_write().await?;
+        let expired = sqlx::query("update messages set lease_until = ?1 where status = 'sending'")
+            .bind(&now)
+            .run(&mut *tx)
+            .await?;
+        tx.commit().await.map_err(classify)?;
+        Ok(expired)
+    }
+
+    async fn renew_leases(&self, tokens: &[Uuid], lease: Duration) -> StoreResult<u64> {
+        if tokens.is_empty() {
+            return Ok(0);
+        }
+        let lease_until = ts(OffsetDateTime::now_utc() + lease)?;
+        let mut tx = self.begin_write().await?;
+        let renewed = sqlx::query(
+            "update messages set lease_until = ?2
+             where claim_token in (select value from json_each(?1)) and status = 'sending'",
+        )
+        .bind(id_list(tokens))
+        .bind(&lease_until)
+        .run(&mut *tx)
+        .await?;
+        tx.commit().await.map_err(classify)?;
+        Ok(renewed)
     }
 
     async fn in_flight(&self, ids: &[Uuid]) -> StoreResult<Vec<Uuid>> {
@@ -355,6 +399,8 @@ impl MessageStore for SqliteStore {
                  sent_at = case when i.status = 'sent' then ?3 else messages.sent_at end,
                  failed_at = case when i.status = 'failed' then ?3 else messages.failed_at end,
                  claimed_at = null,
+                 lease_until = null,
+                 deliveries = 0,
                  claim_token = null,
                  updated_at = ?3
              from (
@@ -396,6 +442,7 @@ impl MessageStore for SqliteStore {
         let now = OffsetDateTime::now_utc();
         let older = ts(now - query.age)?;
         let abandoned = ts(now - query.age - query.visibility_timeout)?;
+        let expired = ts(now - query.age)?;
         let mut tx = self.begin_write().await?;
         let stranded = sqlx::query(
             "update messages set enqueued_at = ?1
@@ -406,7 +453,8 @@ impl MessageStore for SqliteStore {
                    and (enqueued_at is null or enqueued_at < ?2)
                    and (status = 'pending'
                         or (status = 'retry' and next_attempt_at < ?2)
-                        or (status = 'sending' and claimed_at < ?3))
+                        or (status = 'sending'
+                            and (?6 or lease_until < ?5 or (lease_until is null and claimed_at < ?3))))
                  order by created_at
                  limit ?4
              )
@@ -416,6 +464,8 @@ impl MessageStore for SqliteStore {
         .bind(&older)
         .bind(&abandoned)
         .bind(query.limit)
+        .bind(&expired)
+        .bind(query.visibility_timeout.is_zero())
         .all(&mut *tx, rows::stranded)
         .await?;
         tx.commit().await.map_err(classify)?;

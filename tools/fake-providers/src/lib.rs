@@ -2,7 +2,9 @@
 //! SendGrid-compatible endpoints on a local port, so the whole system runs end to end with
 //! real HTTP on one machine (`cargo run -p fake-providers -- --port 9090`; the tests start
 //! it in process with `start` or `router`). It records
-//! every request (`GET /_fake/requests`), injects errors and latency, and posts status
+//! every request (`GET /_fake/requests`), lists the Twilio messages it accepted
+//! (`GET …/Messages.json`, filtered and paged), injects errors and latency (and a full
+//! outage between `POST` and `DELETE /_fake/outage`), and posts status
 //! callbacks back to the service: Twilio's form-encoded, signed with `X-Twilio-Signature`;
 //! SendGrid's event JSON (unsigned: the fake holds no SendGrid signing key).
 
@@ -114,6 +116,11 @@ pub struct Callback {
 
 struct Inner {
     args: FakeProvidersArgs,
+    /// Every message accepted, as Twilio's Message resource, oldest first (for the list
+    /// endpoint).
+    twilio_messages: Mutex<Vec<StoredTwilio>>,
+    /// While set (`POST /_fake/outage`), every send is answered with this status.
+    outage: std::sync::atomic::AtomicU16,
     requests: Mutex<Vec<Recorded>>,
     callbacks: Mutex<Vec<Callback>>,
     client: reqwest::Client,
@@ -121,6 +128,13 @@ struct Inner {
 
 #[derive(Clone)]
 struct Fake(Arc<Inner>);
+
+/// A message the fake Twilio accepted: its account, when it was sent, and the resource.
+struct StoredTwilio {
+    account: String,
+    sent_at: OffsetDateTime,
+    resource: Value,
+}
 
 fn now_ms() -> i64 {
     (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
@@ -146,6 +160,9 @@ enum Injected {
 
 impl Fake {
     fn roll(&self) -> Injected {
+        if self.0.outage.load(std::sync::atomic::Ordering::Relaxed) != 0 {
+            return Injected::ServerError;
+        }
         let a = &self.0.args;
         let r = fastrand::f64();
         if r < a.error_rate {
@@ -283,9 +300,8 @@ async fn twilio_send(
                 let prefix = if media.is_empty() { "SM" } else { "MM" };
                 let id = format!("{prefix}{}", random_hex(32));
                 sid = Some(id.clone());
-                let now = OffsetDateTime::now_utc()
-                    .format(&Rfc2822)
-                    .unwrap_or_default();
+                let sent_at = OffsetDateTime::now_utc();
+                let now = sent_at.format(&Rfc2822).unwrap_or_default();
                 let body_text = field("Body").unwrap_or_default();
                 let created = json!({
                     "sid": id,
@@ -308,6 +324,19 @@ async fn twilio_send(
                     "date_sent": null,
                     "uri": format!("/2010-04-01/Accounts/{account}/Messages/{id}.json"),
                 });
+                // The fake hands every message to the carrier at once: it lists as sent.
+                let mut listed = created.clone();
+                listed["status"] = Value::from("sent");
+                listed["date_sent"] = Value::from(now.clone());
+                fake.0
+                    .twilio_messages
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(StoredTwilio {
+                        account: account.clone(),
+                        sent_at,
+                        resource: listed,
+                    });
                 (StatusCode::CREATED, Json(created)).into_response()
             }
         }
@@ -381,6 +410,143 @@ async fn twilio_send(
         }
     }
     resp
+}
+
+/// `DateSent>=` as Twilio takes it: a date (`2026-12-02`) or a UTC date and time
+/// (`2026-12-02T10:00:00Z`).
+fn parse_date_sent(raw: &str) -> Option<OffsetDateTime> {
+    if let Ok(t) = OffsetDateTime::parse(raw, &Rfc3339) {
+        return Some(t);
+    }
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(raw, &format)
+        .ok()
+        .map(|d| d.midnight().assume_utc())
+}
+
+/// `GET …/Messages.json`: the account's messages, newest first, filtered by `To`, `From`,
+/// `DateSent>=` / `DateSent<=` / `DateSent`, in pages of `PageSize` (default 50, at most
+/// 1000) with `Page`, and `next_page_uri` while more remain, as Twilio answers.
+async fn twilio_list(
+    State(fake): State<Fake>,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    let query = query.unwrap_or_default();
+    let params: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let authorized = header_text(&headers, header::AUTHORIZATION)
+        .as_deref()
+        .and_then(|a| a.strip_prefix("Basic "))
+        .and_then(|b| {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.decode(b).ok()
+        })
+        .and_then(|raw| String::from_utf8(raw).ok())
+        .is_some_and(|creds| creds.starts_with(&format!("{account}:")));
+    if !authorized {
+        return twilio_error(StatusCode::UNAUTHORIZED, 20003, "Authenticate");
+    }
+    let mut after = None;
+    let mut before = None;
+    for (key, bound) in [("DateSent>", &mut after), ("DateSent<", &mut before)] {
+        if let Some(raw) = param(key) {
+            match parse_date_sent(&raw) {
+                Some(t) => *bound = Some(t),
+                None => {
+                    return twilio_error(StatusCode::BAD_REQUEST, 20001, "Invalid DateSent");
+                }
+            }
+        }
+    }
+    let on_day = param("DateSent").and_then(|raw| parse_date_sent(&raw));
+    let page_size: usize = param("PageSize")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50)
+        .clamp(1, 1000);
+    let page: usize = param("Page").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let (to, from) = (param("To"), param("From"));
+    let matching: Vec<Value> = {
+        let stored = fake
+            .0
+            .twilio_messages
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        stored
+            .iter()
+            .rev()
+            .filter(|m| m.account == account)
+            .filter(|m| to.as_deref().is_none_or(|t| m.resource["to"] == t))
+            .filter(|m| from.as_deref().is_none_or(|f| m.resource["from"] == f))
+            .filter(|m| after.is_none_or(|a| m.sent_at >= a))
+            .filter(|m| before.is_none_or(|b| m.sent_at <= b))
+            .filter(|m| on_day.is_none_or(|d| m.sent_at.date() == d.date()))
+            .map(|m| m.resource.clone())
+            .collect()
+    };
+    let start = page * page_size;
+    let messages: Vec<Value> = matching
+        .iter()
+        .skip(start)
+        .take(page_size)
+        .cloned()
+        .collect();
+    let base = format!("/2010-04-01/Accounts/{account}/Messages.json");
+    let filters: Vec<(String, String)> = params
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "Page" | "PageSize" | "PageToken"))
+        .cloned()
+        .collect();
+    let uri_of = |page: usize| {
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in &filters {
+            q.append_pair(k, v);
+        }
+        q.append_pair("PageSize", &page_size.to_string());
+        q.append_pair("Page", &page.to_string());
+        if page > 0 {
+            q.append_pair("PageToken", &format!("PA{}", random_hex(32)));
+        }
+        format!("{base}?{}", q.finish())
+    };
+    let next = (start + page_size < matching.len()).then(|| uri_of(page + 1));
+    let previous = (page > 0).then(|| uri_of(page - 1));
+    let end = (start + messages.len()).saturating_sub(1);
+    fake.record(Recorded {
+        provider: "twilio",
+        method: "GET".into(),
+        path: base.clone(),
+        authorization: header_text(&headers, header::AUTHORIZATION),
+        content_type: None,
+        form: params.clone(),
+        json: Value::Null,
+        received_at: OffsetDateTime::now_utc()
+            .format(&Rfc3339)
+            .unwrap_or_default(),
+        received_at_ms: now_ms(),
+        status: 200,
+        id: None,
+    });
+    Json(json!({
+        "messages": messages,
+        "page": page,
+        "page_size": page_size,
+        "start": start,
+        "end": end,
+        "uri": uri_of(page),
+        "first_page_uri": uri_of(0),
+        "next_page_uri": next,
+        "previous_page_uri": previous,
+    }))
+    .into_response()
 }
 
 fn sendgrid_error(status: StatusCode, message: &str, field: Option<&str>) -> Response {
@@ -538,6 +704,19 @@ async fn clear(State(fake): State<Fake>) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
+/// `POST /_fake/outage`: every send answers 500 until `DELETE /_fake/outage`.
+async fn outage_start(State(fake): State<Fake>) -> StatusCode {
+    fake.0
+        .outage
+        .store(500, std::sync::atomic::Ordering::Relaxed);
+    StatusCode::NO_CONTENT
+}
+
+async fn outage_end(State(fake): State<Fake>) -> StatusCode {
+    fake.0.outage.store(0, std::sync::atomic::Ordering::Relaxed);
+    StatusCode::NO_CONTENT
+}
+
 async fn callbacks(State(fake): State<Fake>) -> Json<Value> {
     let list = fake
         .0
@@ -551,6 +730,8 @@ async fn callbacks(State(fake): State<Fake>) -> Json<Value> {
 pub fn router(args: FakeProvidersArgs) -> anyhow::Result<Router> {
     let fake = Fake(Arc::new(Inner {
         args,
+        twilio_messages: Mutex::new(Vec::new()),
+        outage: std::sync::atomic::AtomicU16::new(0),
         requests: Mutex::new(Vec::new()),
         callbacks: Mutex::new(Vec::new()),
         client: messaging_service::provider::http::client(Duration::from_secs(10))?,
@@ -558,11 +739,12 @@ pub fn router(args: FakeProvidersArgs) -> anyhow::Result<Router> {
     Ok(Router::new()
         .route(
             "/2010-04-01/Accounts/{account}/Messages.json",
-            post(twilio_send),
+            post(twilio_send).get(twilio_list),
         )
         .route("/v3/mail/send", post(sendgrid_send))
         .route("/_fake/requests", get(requests).delete(clear))
         .route("/_fake/callbacks", get(callbacks))
+        .route("/_fake/outage", post(outage_start).delete(outage_end))
         .with_state(fake))
 }
 
