@@ -31,6 +31,7 @@ mod rate_limit;
 mod scratch;
 mod segments;
 mod send;
+mod unauthenticated;
 mod validation;
 #[path = "../common/wait.rs"]
 mod wait;
