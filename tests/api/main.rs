@@ -27,6 +27,7 @@ mod providers_smtp;
 mod providers_twilio;
 mod queue_entries;
 mod rate_limit;
+mod readiness;
 #[path = "../common/scratch.rs"]
 mod scratch;
 mod segments;
