@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
+pub mod attachments;
 pub mod providers;
 mod security;
 pub mod webhooks;
@@ -150,6 +151,7 @@ pub struct Settings {
     pub metrics_sample_interval: Duration,
     pub security: SecuritySettings,
     pub webhooks: WebhookSettings,
+    pub attachments: attachments::AttachmentSettings,
 }
 
 /// A bad configuration value; the message names the variable.
@@ -417,6 +419,7 @@ impl Settings {
             metrics_sample_interval: env.seconds("METRICS_SAMPLE_INTERVAL", 5.0)?,
             security,
             webhooks,
+            attachments: attachments::AttachmentSettings::from_env(env, environment)?,
         })
     }
 }

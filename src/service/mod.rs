@@ -17,6 +17,7 @@
 //!
 //! Nothing here knows HTTP; errors are [`ServiceError`]s.
 
+pub mod attachment_urls;
 pub mod conversations;
 pub mod deliver_now;
 pub mod inbound_email;

@@ -46,6 +46,7 @@ impl Sent {
 pub async fn send(ctx: Context<'_>, request: SendRequest) -> Result<Sent, ServiceError> {
     let key = idempotency_key(request.key_header.as_deref(), request.key_field)?;
     let mut message = NewMessage::outbound(request.content)?;
+    super::attachment_urls::check(ctx.settings, &message.attachments)?;
     message.provider_timestamp = request.provider_timestamp;
     if key.is_some() {
         message.request_hash = Some(request_hash(&message));

@@ -12,6 +12,7 @@ mod fuzz;
 mod harness;
 mod health;
 mod helpers;
+mod hostile_urls;
 mod idempotency;
 mod legacy;
 mod list;
