@@ -9,6 +9,7 @@ mod scratch;
 #[macro_use]
 mod backends;
 mod queue;
+mod sqlite_vacuum;
 mod store;
 mod store_features;
 #[path = "../common/wait.rs"]
