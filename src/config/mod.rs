@@ -14,6 +14,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 pub mod attachments;
 pub mod providers;
+pub mod receipts;
 mod security;
 pub mod webhooks;
 
@@ -152,6 +153,7 @@ pub struct Settings {
     pub security: SecuritySettings,
     pub webhooks: WebhookSettings,
     pub attachments: attachments::AttachmentSettings,
+    pub receipts: receipts::ReceiptSettings,
 }
 
 /// A bad configuration value; the message names the variable.
@@ -420,6 +422,7 @@ impl Settings {
             security,
             webhooks,
             attachments: attachments::AttachmentSettings::from_env(env, environment)?,
+            receipts: receipts::ReceiptSettings::from_env(env)?,
         })
     }
 }

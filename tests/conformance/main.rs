@@ -8,6 +8,7 @@ mod scratch;
 
 #[macro_use]
 mod backends;
+mod early_receipts;
 mod queue;
 mod sqlite_vacuum;
 mod store;

@@ -309,7 +309,8 @@ impl MessageStore for PgStore {
             planned.iter().map(|r| r.next_attempt_at).collect();
         let num_segments: Vec<Option<i32>> = planned.iter().map(|r| r.num_segments).collect();
         let attempted: Vec<bool> = planned.iter().map(|r| r.attempted).collect();
-        sqlx::query(
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let applied = sqlx::query(
             "with input as (
                  select * from unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[],
                                       $9::int4[], $10::bool[])
@@ -357,8 +358,17 @@ impl MessageStore for PgStore {
         .bind(&next_attempt_at)
         .bind(&num_segments)
         .bind(&attempted)
-        .all(&self.pool, rows::id)
-        .await
+        .all(&mut *tx, rows::id)
+        .await?;
+        // Receipts that arrived before these provider ids were recorded apply now.
+        let recorded: Vec<&str> = planned
+            .iter()
+            .filter(|r| applied.contains(&r.id))
+            .filter_map(|r| r.provider_message_id.as_deref())
+            .collect();
+        super::webhooks::apply_early_receipts(&mut tx, &recorded).await?;
+        tx.commit().await.map_err(classify)?;
+        Ok(applied)
     }
 
     async fn sweep(&self, query: SweepQuery) -> StoreResult<Vec<Stranded>> {
