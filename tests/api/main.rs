@@ -6,6 +6,7 @@ mod api_keys;
 mod console;
 mod conversations;
 mod delivery;
+mod early_receipts;
 mod embedded;
 mod faults;
 mod fuzz;
