@@ -706,6 +706,39 @@ mod tests {
         let settled: Vec<_> = w.settled.iter().map(|r| (r.log_id, r.outcome)).collect();
         assert_eq!(settled, [(2, Applied), (3, UnknownMessage)]);
         assert_eq!(w.settled[0].message_id, Some(id));
+        // The receipt for SM2 (no message knows it) is kept with its log row.
+        assert_eq!(w.kept.len(), 1);
+        assert_eq!(
+            (w.kept[0].provider_message_id.as_str(), w.kept[0].log_id),
+            ("SM2", 3)
+        );
+    }
+
+    #[tokio::test]
+    async fn kept_receipts_apply_when_their_message_is_known_and_settle_their_log_rows() {
+        let id = Uuid::now_v7();
+        let mut w = Recorder {
+            message: Some(id),
+            ..Default::default()
+        };
+        w.kept = vec![
+            KeptRow::of(&event("s", "SM1", Some(MessageStatus::Sent)), 10),
+            KeptRow::of(&event("d", "SM1", Some(MessageStatus::Delivered)), 11),
+        ];
+        let read_back = w.kept[1].event().map(|e| (e.dedupe_key, e.target));
+        assert_eq!(
+            read_back,
+            Some(("d".to_owned(), Some(MessageStatus::Delivered)))
+        );
+        let applied = apply_kept_receipts(&mut w, &["SM1"]).await.unwrap();
+        assert_eq!(applied, 2);
+        use EventOutcome::*;
+        let settled: Vec<_> = w.settled.iter().map(|r| (r.log_id, r.outcome)).collect();
+        assert_eq!(settled, [(10, Recorded), (11, Applied)]);
+        assert_eq!(w.changes.len(), 1);
+        assert_eq!(w.changes[0].status, MessageStatus::Delivered);
+        assert!(w.duplicates.is_empty());
+        assert_eq!(apply_kept_receipts(&mut w, &[]).await.unwrap(), 0);
     }
 
     #[tokio::test]
