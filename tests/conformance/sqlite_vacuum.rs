@@ -146,3 +146,70 @@ async fn check(store: &Arc<dyn Store>, conversations: &[Uuid], deleted: &[usize]
         "every surviving conversation"
     );
 }
+
+/// A file made before the search key existed (its index keyed on rowids, the migration not
+/// applied) is re-indexed by the migration: search works, also after the rowids change.
+#[tokio::test]
+async fn the_migration_reindexes_a_file_made_before_it() {
+    let dir = ScratchDir::new("vacuum-upgrade");
+    let url = dir.sqlite_url();
+    let conversations = {
+        let store: Arc<dyn Store> = Arc::new(
+            SqliteStore::open(&ConnectionUrl::new(url.clone()), 2)
+                .await
+                .expect("open SQLite"),
+        );
+        let mut conversations = Vec::new();
+        for i in 0..10 {
+            let to = format!("+1555200{i:04}");
+            let inserted = store
+                .insert_messages(&[outbound(&to, &format!("old note word{i}"))])
+                .await
+                .expect("insert");
+            match &inserted[0] {
+                Inserted::Created(m) => conversations.push(m.conversation_id),
+                other => panic!("not created: {other:?}"),
+            }
+        }
+        conversations
+    };
+    // Back to the schema of 20261128160000: index keyed on rowids, migration not recorded.
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("open");
+    for sql in [
+        "drop trigger messages_text_insert",
+        "drop trigger messages_text_delete",
+        "drop table message_text",
+        "drop table message_search_keys",
+        "drop table unmatched_receipts",
+        "create virtual table message_text using fts5(text, content = '', contentless_delete = 1, tokenize = 'unicode61 remove_diacritics 2')",
+        "insert into message_text (rowid, text) select rowid, substr(coalesce(subject, '') || ' ' || coalesce(body, ''), 1, 65536) from messages",
+        "create trigger messages_text_insert after insert on messages begin insert into message_text (rowid, text) values (new.rowid, substr(coalesce(new.subject, '') || ' ' || coalesce(new.body, ''), 1, 65536)); end",
+        "create trigger messages_text_delete after delete on messages begin delete from message_text where rowid = old.rowid; end",
+        "delete from _sqlx_migrations where version = 20261202140000",
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    drop(conn);
+
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&ConnectionUrl::new(url.clone()), 2)
+            .await
+            .expect("reopen: the migration runs"),
+    );
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("open");
+    sqlx::query("update messages set rowid = rowid + 5000")
+        .execute(&mut conn)
+        .await
+        .expect("renumber");
+    drop(conn);
+    for (i, conversation) in conversations.iter().enumerate() {
+        assert_eq!(
+            search(&store, &format!("word{i}")).await,
+            vec![*conversation],
+            "word{i} after the migration"
+        );
+    }
+}
