@@ -319,6 +319,13 @@ pub(crate) trait ReceiptWriter: Send {
     /// receipt that matched nothing is not a duplicate. `rows` has no key twice.
     async fn claim_log_rows(&mut self, rows: &[LogRow]) -> StoreResult<Vec<ClaimedLogRow>>;
 
+    /// Serialises, until the transaction ends, the receipt path and the outcome write for
+    /// these provider ids, so a receipt kept while its outcome is being written is seen by
+    /// that write (or sees it). A no-op where writes are serialised anyway (SQLite).
+    async fn lock_provider_ids(&mut self, _provider_ids: &[&str]) -> StoreResult<()> {
+        Ok(())
+    }
+
     /// Keeps receipts that matched no message (a key kept already stays as it is).
     async fn keep_unmatched(&mut self, rows: &[KeptRow]) -> StoreResult<()>;
 
@@ -383,6 +390,7 @@ pub(crate) async fn write_receipts<W: ReceiptWriter>(
         .iter()
         .map(|e| e.provider_message_id.as_str())
         .collect();
+    w.lock_provider_ids(&provider_ids).await?;
     let messages = receipt_targets(w, &provider_ids).await?;
     let plan = plan_receipts(events, log_ids.clone(), messages);
     let unmatched: Vec<KeptRow> = events
@@ -411,6 +419,7 @@ pub(crate) async fn apply_kept_receipts<W: ReceiptWriter>(
     if provider_ids.is_empty() {
         return Ok(0);
     }
+    w.lock_provider_ids(provider_ids).await?;
     let kept = w.take_kept(provider_ids).await?;
     if kept.is_empty() {
         return Ok(0);

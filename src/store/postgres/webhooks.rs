@@ -89,6 +89,23 @@ impl<T: ReceiptTx> ReceiptWriter for PgReceipts<T> {
         .await
     }
 
+    /// Transaction-scoped advisory locks on the ids' hashes, taken in one order (no
+    /// deadlock between two batches).
+    async fn lock_provider_ids(&mut self, provider_ids: &[&str]) -> StoreResult<()> {
+        let mut ids: Vec<&str> = provider_ids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        sqlx::query(
+            "select count(pg_advisory_xact_lock(k)) from (
+                 select distinct hashtextextended(p, 0) as k from unnest($1::text[]) as p order by 1
+             ) as s",
+        )
+        .bind(&ids)
+        .run(self.0.conn())
+        .await?;
+        Ok(())
+    }
+
     async fn keep_unmatched(&mut self, rows: &[KeptRow]) -> StoreResult<()> {
         self.execute(
             "insert into unmatched_receipts (provider, provider_message_id, dedupe_key, log_id, event)
