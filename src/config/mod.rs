@@ -13,11 +13,14 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 
 pub mod attachments;
+mod compliance;
 pub mod providers;
 pub mod receipts;
+mod schedule;
 mod security;
 pub mod webhooks;
 
+pub use compliance::ComplianceSettings;
 pub use providers::{MockProviderSettings, ProviderSettings};
 pub use security::{
     HostPattern, IpNet, RateLimitSettings, SecuritySettings, canonical as canonical_ip,
@@ -114,6 +117,8 @@ pub struct QueueSettings {
     pub sweep_age: Duration,
     /// How long a blocking stream read waits before looping.
     pub block: Duration,
+    /// How often the scheduler promotes due scheduled messages (`SCHEDULER_INTERVAL_MS`).
+    pub scheduler_interval: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -154,6 +159,8 @@ pub struct Settings {
     pub webhooks: WebhookSettings,
     pub attachments: attachments::AttachmentSettings,
     pub receipts: receipts::ReceiptSettings,
+    /// Opt-out keywords' replies and SMS sizing.
+    pub compliance: ComplianceSettings,
 }
 
 /// A bad configuration value; the message names the variable.
@@ -377,6 +384,7 @@ impl Settings {
             sweep_interval: env.seconds("QUEUE_SWEEP_INTERVAL", 10.0)?,
             sweep_age: env.seconds("QUEUE_SWEEP_AGE", 30.0)?,
             block: env.seconds("QUEUE_BLOCK", 1.0)?,
+            scheduler_interval: schedule::scheduler_interval(env)?,
         };
         if queue.visibility_timeout.is_zero() {
             return Err(ConfigError(
@@ -423,6 +431,7 @@ impl Settings {
             webhooks,
             attachments: attachments::AttachmentSettings::from_env(env, environment)?,
             receipts: receipts::ReceiptSettings::from_env(env)?,
+            compliance: ComplianceSettings::from_env(env)?,
         })
     }
 }

@@ -39,6 +39,8 @@ pub struct SendRequest {
     attachments: Option<Vec<String>>,
     metadata: Option<Value>,
     idempotency_key: Option<String>,
+    /// RFC 3339 with an offset: schedule the message instead of sending it now.
+    send_at: Option<String>,
 }
 
 /// 201 with the new message; 200 with the first one when the request repeats an
@@ -63,6 +65,7 @@ async fn send(
             .map(|v| v.as_bytes().to_vec()),
         key_field: req.idempotency_key,
         provider_timestamp: None,
+        send_at: req.send_at,
     };
     Ok(
         match service::send::send(state.services(), request).await? {
@@ -122,7 +125,11 @@ impl TryFrom<ListQuery> for MessageFilter {
                 "status",
                 q.status.as_deref(),
                 MessageStatus::parse,
-                "pending, sending, retry, sent, delivered, failed, received",
+                &MessageStatus::ALL
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             )?,
             direction: parse_filter(
                 "direction",

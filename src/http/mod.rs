@@ -14,8 +14,10 @@ mod legacy;
 mod messages;
 pub mod ratelimit;
 mod retry;
+mod schedule;
 pub mod security;
 pub mod server;
+mod suppressions;
 mod webhooks;
 
 use std::sync::Arc;
@@ -81,6 +83,8 @@ pub fn router(state: AppState) -> Router {
         .merge(conversations::router())
         .merge(legacy::router())
         .merge(retry::router())
+        .merge(suppressions::router())
+        .merge(schedule::router())
         .route(
             "/metrics",
             axum::routing::get(crate::observability::metrics_text),

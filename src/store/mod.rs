@@ -13,13 +13,17 @@ mod messages;
 pub mod postgres;
 mod query;
 mod rows;
+mod schedule;
 pub mod sqlite;
+mod suppressions;
 mod webhooks;
 
 pub use api_keys::ApiKeyStore;
 pub use conversations::{ConversationFilter, ConversationStore, SearchHit, SortOrder};
 pub use dead_letters::DeadLetterStore;
 pub use messages::MessageStore;
+pub use schedule::ScheduleStore;
+pub use suppressions::{Suppressed, SuppressionFilter, SuppressionStore, suppressions_of};
 pub use webhooks::{
     EventOutcome, HistoryEntry, LogResult, ProviderEvent, ReceiptPlan, StatusChange,
     WebhookDelivery, WebhookLogEntry, WebhookStore, plan_receipts,
@@ -147,6 +151,8 @@ pub trait Store:
     + DeadLetterStore
     + ApiKeyStore
     + WebhookStore
+    + SuppressionStore
+    + ScheduleStore
     + Send
     + Sync
     + 'static

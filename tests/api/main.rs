@@ -30,10 +30,13 @@ mod providers_twilio;
 mod queue_entries;
 mod rate_limit;
 mod readiness;
+mod schedule;
 #[path = "../common/scratch.rs"]
 mod scratch;
 mod segments;
 mod send;
+mod sms_sizing;
+mod suppressions;
 mod unauthenticated;
 mod validation;
 #[path = "../common/wait.rs"]

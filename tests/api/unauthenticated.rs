@@ -170,6 +170,21 @@ async fn in_production_every_route_that_changes_data_refuses_a_request_without_c
         )
         .await;
     assert_eq!(forged, 0, "nothing forged was stored");
+
+    // A forged opt-out keyword would silence the recipient: refused like any inbound.
+    let mut stop = body_for("/api/webhooks/sms");
+    stop["body"] = json!("STOP");
+    stop["messaging_provider_id"] = json!("forged-stop");
+    let resp = app
+        .client
+        .post(app.url("/api/webhooks/sms"))
+        .json(&stop)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 401, "a forged STOP is refused");
+    let suppressed = app.db_count("select count(*) from suppressions", &[]).await;
+    assert_eq!(suppressed, 0, "no one was opted out");
 }
 
 #[tokio::test]

@@ -13,5 +13,7 @@ mod queue;
 mod sqlite_vacuum;
 mod store;
 mod store_features;
+mod store_schedule;
+mod store_suppressions;
 #[path = "../common/wait.rs"]
 mod wait;

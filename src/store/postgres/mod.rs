@@ -6,6 +6,8 @@ mod api_keys;
 mod conversations;
 mod dead_letters;
 mod messages;
+mod schedule;
+mod suppressions;
 mod webhooks;
 
 use std::time::Duration;
