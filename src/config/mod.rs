@@ -12,10 +12,12 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
+pub mod attachments;
 mod compliance;
 pub mod delivery;
 pub mod events;
 pub mod providers;
+pub mod receipts;
 mod schedule;
 mod security;
 pub mod webhooks;
@@ -157,6 +159,8 @@ pub struct Settings {
     pub metrics_sample_interval: Duration,
     pub security: SecuritySettings,
     pub webhooks: WebhookSettings,
+    pub attachments: attachments::AttachmentSettings,
+    pub receipts: receipts::ReceiptSettings,
     /// Opt-out keywords' replies and SMS sizing.
     pub compliance: ComplianceSettings,
     pub events: events::EventSettings,
@@ -429,6 +433,8 @@ impl Settings {
             metrics_sample_interval: env.seconds("METRICS_SAMPLE_INTERVAL", 5.0)?,
             security,
             webhooks,
+            attachments: attachments::AttachmentSettings::from_env(env, environment)?,
+            receipts: receipts::ReceiptSettings::from_env(env)?,
             compliance: ComplianceSettings::from_env(env)?,
             events: events::EventSettings::from_env(env, environment)?,
             delivery: delivery::DeliverySettings::from_env(env)?,

@@ -89,11 +89,16 @@ fn unauthorized(err: ApiError) -> Response {
 }
 
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    if !needs_key(req.uri().path()) {
+    // In production the original's unsigned inbound routes need a key or WEBHOOK_SECRET.
+    let inbound = super::inbound_auth::guarded(&state.settings, req.uri().path());
+    if inbound && super::inbound_auth::has_webhook_secret(&state.settings, req.headers()) {
+        return next.run(req).await;
+    }
+    if !needs_key(req.uri().path()) && !inbound {
         return next.run(req).await;
     }
     let Some(token) = bearer(req.headers()) else {
-        return if state.settings.security.require_api_keys {
+        return if state.settings.security.require_api_keys || inbound {
             unauthorized(ApiError::MissingApiKey)
         } else {
             next.run(req).await

@@ -6,7 +6,9 @@
 //!   rate limit applies, so polling it never uses up a client's window.
 //! - `/startup`: 503 until start-up is done (migrations applied, the queue refilled in the
 //!   single process, the server serving), then 200; not rate limited either.
-//! - `/ready`: every dependency up, else 503 naming the one that is down.
+//! - `/ready`: 200 when this instance can accept messages (the database answers), else 503;
+//!   Redis trouble is reported in the body (`"redis": "degraded"`) and in
+//!   `dependency_up{dependency}`, not as 503 (sends wait in the database for the sweeper).
 //! - `/dependencies`: each dependency's state and latency, always 200 (for people and
 //!   dashboards; `/ready` is the one to gate traffic on).
 
@@ -24,6 +26,7 @@ use time::format_description::well_known::Rfc3339;
 
 use super::AppState;
 use super::error::ApiError;
+use crate::observability::DEPENDENCY_UP;
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -130,28 +133,35 @@ async fn check_all(state: &AppState) -> (bool, bool, Value) {
     (db_up, queue_up, json!({ "database": db, "queue": q }))
 }
 
+/// Ready when this instance can accept messages: the database answers. A Redis that does
+/// not answer is reported (`"redis": "degraded"` and `dependency_up{dependency="redis"} 0`),
+/// not refused: sends are committed to the database first and the sweeper queues them once
+/// Redis is back, so a load balancer must keep sending traffic here.
 async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let (db_up, queue_up, checks) = check_all(&state).await;
+    let redis = state.queue.backend() == "redis";
+    metrics::gauge!(DEPENDENCY_UP, "dependency" => "database").set(f64::from(u8::from(db_up)));
+    metrics::gauge!(DEPENDENCY_UP, "dependency" => if redis { "redis" } else { "queue" })
+        .set(f64::from(u8::from(queue_up)));
     if !db_up {
         return Err(ApiError::Unavailable {
             dependency: "database",
             details: json!({ "checks": checks }),
         });
     }
-    if !queue_up {
-        let dependency = if state.queue.backend() == "redis" {
-            "redis"
-        } else {
-            "queue"
-        };
+    if !queue_up && !redis {
+        // The in-process queue lives in this process: if it does not answer, nothing is
+        // accepted.
         return Err(ApiError::Unavailable {
-            dependency,
+            dependency: "queue",
             details: json!({ "checks": checks }),
         });
     }
-    Ok(Json(
-        json!({ "status": "ready", "timestamp": now(), "checks": checks }),
-    ))
+    let mut body = json!({ "status": "ready", "timestamp": now(), "checks": checks });
+    if redis {
+        body["redis"] = Value::from(if queue_up { "up" } else { "degraded" });
+    }
+    Ok(Json(body))
 }
 
 /// Always 200: the body says what is up and what is down (`status` is `ok` or `degraded`).

@@ -10,6 +10,7 @@ pub mod error;
 pub mod etag;
 pub mod extract;
 mod health;
+mod inbound_auth;
 mod legacy;
 mod messages;
 pub mod ratelimit;

@@ -48,6 +48,8 @@ pub const WEBHOOK_DELIVERIES: &str = "webhook_deliveries_total";
 pub const DB_POOL_CONNECTIONS: &str = "db_pool_connections";
 pub const DB_POOL_MAX: &str = "db_pool_max_connections";
 pub const SAMPLER_ERRORS: &str = "metrics_sampler_errors_total";
+/// Set by each `/ready`: 1 when the dependency (`database`, `redis`, `queue`) answered.
+pub const DEPENDENCY_UP: &str = "dependency_up";
 pub const LOG_WRITE_ERRORS: &str = "log_write_errors_total";
 
 /// Latency buckets (seconds) for requests and provider calls: 1 ms to 30 s.
@@ -165,6 +167,10 @@ fn describe() {
         "Database pool connections by state (idle, in_use), sampled"
     );
     describe_gauge!(DB_POOL_MAX, "Database pool size limit");
+    describe_gauge!(
+        DEPENDENCY_UP,
+        "Whether each dependency answered the last /ready check (1 up, 0 down)"
+    );
     describe_counter!(
         SAMPLER_ERRORS,
         "Failed samples of queue depths (Redis unreachable)"

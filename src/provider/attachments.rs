@@ -1,7 +1,14 @@
 //! Attachment fetching for email: a message carries attachment URLs; email providers need
-//! the bytes. Fetched by the worker at send time, within a total size limit.
+//! the bytes. Fetched by the worker at send time, within a total size limit, by a client
+//! built from the one URL guard ([`crate::net::UrlGuard`]): unless
+//! `ATTACHMENT_ALLOW_PRIVATE_URLS`, names that resolve to a loopback, private, link-local or
+//! multicast address and redirects to such addresses are refused, and the message fails.
+
+use std::time::Duration;
 
 use reqwest::StatusCode;
+
+use crate::net::{UrlGuard, UrlRefused};
 
 use super::ProviderError;
 use super::http::transport_error;
@@ -25,6 +32,29 @@ fn filename(url: &str, index: usize) -> String {
         .unwrap_or_else(|| format!("attachment-{}", index + 1))
 }
 
+/// The client attachments are downloaded with: the guard's (DNS and redirects checked), with
+/// the providers' timeouts.
+pub fn client(guard: UrlGuard, timeout: Duration) -> anyhow::Result<reqwest::Client> {
+    Ok(guard
+        .client_builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .user_agent(concat!("messaging-service/", env!("CARGO_PKG_VERSION")))
+        .build()?)
+}
+
+/// The guard's refusal, if that is why the request failed (after DNS or on a redirect).
+fn refused(e: &reqwest::Error) -> Option<String> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(r) = err.downcast_ref::<UrlRefused>() {
+            return Some(r.to_string());
+        }
+        source = err.source();
+    }
+    None
+}
+
 /// Downloads every URL, in order. A missing file (4xx) fails the message; a server error or
 /// a network failure is transient; more than `max_total` bytes in all fails the message.
 pub async fn fetch_all(
@@ -39,7 +69,13 @@ pub async fn fetch_all(
             .get(url)
             .send()
             .await
-            .map_err(|e| transport_error(&e))?;
+            .map_err(|e| match refused(&e) {
+                Some(why) => ProviderError::Permanent {
+                    code: "attachment_refused".into(),
+                    message: format!("attachment {} refused: {why}", i + 1),
+                },
+                None => transport_error(&e),
+            })?;
         let status = resp.status();
         if !status.is_success() {
             let message = format!("attachment {} could not be fetched: HTTP {status}", i + 1);

@@ -43,11 +43,13 @@ fn adapter(
             p.sendgrid.clone().ok_or_else(|| missing("SendGrid"))?,
             p.request_timeout,
             p.attachment_max_bytes,
+            crate::service::attachment_urls::guard(settings),
         )?),
         ProviderKind::Smtp => Arc::new(SmtpProvider::new(
             p.smtp_url.as_ref().ok_or_else(|| missing("SMTP_URL"))?,
             p.request_timeout,
             p.attachment_max_bytes,
+            crate::service::attachment_urls::guard(settings),
         )?),
     })
 }

@@ -19,6 +19,8 @@ pub const NO_SUBJECT: &str = "(no subject)";
 pub struct SendgridProvider {
     settings: SendgridSettings,
     client: reqwest::Client,
+    /// Fetches attachment URLs, through the URL guard.
+    attachments: reqwest::Client,
     attachment_max_bytes: usize,
 }
 
@@ -38,10 +40,12 @@ impl SendgridProvider {
         settings: SendgridSettings,
         timeout: std::time::Duration,
         attachment_max_bytes: usize,
+        guard: crate::net::UrlGuard,
     ) -> anyhow::Result<Self> {
         Ok(Self {
             settings,
             client: client(timeout)?,
+            attachments: super::attachments::client(guard, timeout)?,
             attachment_max_bytes,
         })
     }
@@ -66,7 +70,7 @@ impl SendgridProvider {
         });
         if !message.attachments.is_empty() {
             let files = fetch_all(
-                &self.client,
+                &self.attachments,
                 &message.attachments,
                 self.attachment_max_bytes,
             )

@@ -15,7 +15,7 @@ use crate::domain::Message;
 
 pub struct SmtpProvider {
     transport: AsyncSmtpTransport<Tokio1Executor>,
-    /// Fetches attachment URLs.
+    /// Fetches attachment URLs, through the URL guard.
     client: reqwest::Client,
     attachment_max_bytes: usize,
 }
@@ -25,6 +25,7 @@ impl SmtpProvider {
         url: &ConnectionUrl,
         timeout: std::time::Duration,
         attachment_max_bytes: usize,
+        guard: crate::net::UrlGuard,
     ) -> anyhow::Result<Self> {
         super::install_crypto_provider();
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose())
@@ -33,7 +34,7 @@ impl SmtpProvider {
             .build();
         Ok(Self {
             transport,
-            client: super::http::client(timeout)?,
+            client: super::attachments::client(guard, timeout)?,
             attachment_max_bytes,
         })
     }

@@ -18,6 +18,7 @@
 //!
 //! Nothing here knows HTTP; errors are [`ServiceError`]s.
 
+pub mod attachment_urls;
 pub mod compliance;
 pub mod conversations;
 pub mod deliver_now;

@@ -51,6 +51,7 @@ impl Sent {
 pub async fn send(ctx: Context<'_>, request: SendRequest) -> Result<Sent, ServiceError> {
     let key = idempotency_key(request.key_header.as_deref(), request.key_field)?;
     let mut message = NewMessage::outbound(request.content)?;
+    super::attachment_urls::check(ctx.settings, &message.attachments)?;
     compliance::prepare_outbound(ctx.settings, &mut message)?;
     message.provider_timestamp = request.provider_timestamp;
     if let Some(raw) = request.send_at.as_deref() {

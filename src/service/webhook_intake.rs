@@ -68,7 +68,7 @@ pub async fn twilio(ctx: Context<'_>, call: TwilioCall<'_>) -> Result<(), Servic
             let outcome = outcomes.first().map_or("none", |o| o.as_str());
             let (sid, status) = (&event.provider_message_id, &event.event);
             if outcome == EventOutcome::UnknownMessage.as_str() {
-                tracing::warn!(sid = %sid, status = %status, "Twilio status callback for an unknown message");
+                tracing::warn!(sid = %sid, status = %status, "Twilio status callback for an unknown message (kept until its outcome is recorded)");
             } else {
                 tracing::info!(sid = %sid, status = %status, outcome, "Twilio status callback");
             }
@@ -202,7 +202,47 @@ async fn apply(
     for (event, outcome) in events.iter().zip(&outcomes) {
         webhook_received(event.provider, outcome.as_str());
     }
+    if outcomes.contains(&EventOutcome::UnknownMessage) {
+        purge_unmatched(ctx).await;
+    }
     Ok(outcomes)
+}
+
+/// When this process last purged kept early receipts (unix seconds).
+static LAST_PURGE: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// Housekeeping of early receipts, done where they are kept: at most once a minute per
+/// process, receipts kept longer than `UNMATCHED_RECEIPT_TTL` are dropped (best effort).
+async fn purge_unmatched(ctx: Context<'_>) {
+    use std::sync::atomic::Ordering;
+    let now = OffsetDateTime::now_utc();
+    let last = LAST_PURGE.load(Ordering::Relaxed);
+    if now.unix_timestamp() - last < 60
+        || LAST_PURGE
+            .compare_exchange(
+                last,
+                now.unix_timestamp(),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
+            .is_err()
+    {
+        return;
+    }
+    match ctx
+        .store
+        .purge_unmatched_receipts(now - ctx.settings.receipts.unmatched_ttl)
+        .await
+    {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            count = n,
+            "purged unmatched receipts past UNMATCHED_RECEIPT_TTL"
+        ),
+        Err(e) => {
+            tracing::warn!(error = %format!("{:#}", anyhow::Error::from(e)), "could not purge unmatched receipts")
+        }
+    }
 }
 
 /// Stores an inbound message a provider posted and logs the call with its outcome; an

@@ -237,6 +237,22 @@ pub(crate) fn receipt_target<R: StoredRow>(row: &R) -> anyhow::Result<ReceiptTar
     })
 }
 
+/// `id, provider, provider_message_id, dedupe_key, log_id, event` of a kept early receipt.
+pub(crate) fn kept_receipt<R: StoredRow>(
+    row: &R,
+) -> anyhow::Result<(i64, crate::store::webhooks::KeptRow)> {
+    Ok((
+        row.get("id")?,
+        crate::store::webhooks::KeptRow {
+            provider: row.get("provider")?,
+            provider_message_id: row.get("provider_message_id")?,
+            dedupe_key: row.get("dedupe_key")?,
+            log_id: row.get("log_id")?,
+            event: row.get("event")?,
+        },
+    ))
+}
+
 pub(crate) const DELIVERY_COLUMNS: &str =
     "id, provider, kind, dedupe_key, verified, outcome, message_id, detail, received_at";
 

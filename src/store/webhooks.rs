@@ -93,6 +93,10 @@ pub trait WebhookStore: Send + Sync + 'static {
 
     async fn log_webhook(&self, entry: &WebhookLogEntry) -> StoreResult<()>;
 
+    /// Forgets kept early receipts received before `before` (`UNMATCHED_RECEIPT_TTL`); how
+    /// many were dropped. Their log rows stay `unknown_message`.
+    async fn purge_unmatched_receipts(&self, before: OffsetDateTime) -> StoreResult<u64>;
+
     /// The delivery log, newest first, optionally for one provider.
     async fn webhook_deliveries(
         &self,
@@ -218,6 +222,81 @@ impl JsonRow for LogResult {
     }
 }
 
+/// A receipt kept because no message carried its provider id yet (an early receipt): applied
+/// by the outcome write that records that id ([`apply_kept_receipts`]).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct KeptRow {
+    pub provider: String,
+    pub provider_message_id: String,
+    pub dedupe_key: String,
+    /// Its row in the delivery log (settled when it is applied).
+    pub log_id: i64,
+    /// JSON text: `{"event", "target", "error", "detail"}`.
+    pub event: String,
+}
+
+impl KeptRow {
+    fn of(event: &ProviderEvent, log_id: i64) -> Self {
+        Self {
+            provider: event.provider.to_owned(),
+            provider_message_id: event.provider_message_id.clone(),
+            dedupe_key: event.dedupe_key.clone(),
+            log_id,
+            event: serde_json::json!({
+                "event": event.event,
+                "target": event.target.map(MessageStatus::as_str),
+                "error": event.error.as_ref().map(|e| serde_json::json!({
+                    "code": e.code, "message": e.message,
+                })),
+                "detail": event.detail,
+            })
+            .to_string(),
+        }
+    }
+
+    /// The event again; `None` for a row this version cannot read.
+    fn event(&self) -> Option<ProviderEvent> {
+        let provider = RECEIPT_PROVIDERS
+            .iter()
+            .find(|p| **p == self.provider)
+            .copied()?;
+        let v: Value = serde_json::from_str(&self.event).ok()?;
+        let target = match v.get("target").and_then(Value::as_str) {
+            Some(t) => Some(MessageStatus::parse(t)?),
+            None => None,
+        };
+        let error = v.get("error").filter(|e| !e.is_null()).map(|e| ErrorInfo {
+            code: e["code"].as_str().unwrap_or_default().to_owned(),
+            message: e["message"].as_str().unwrap_or_default().to_owned(),
+        });
+        Some(ProviderEvent {
+            provider,
+            dedupe_key: self.dedupe_key.clone(),
+            provider_message_id: self.provider_message_id.clone(),
+            event: v.get("event")?.as_str()?.to_owned(),
+            target,
+            error,
+            detail: v.get("detail").cloned().unwrap_or(Value::Null),
+        })
+    }
+}
+
+/// The providers whose receipts are matched by provider message id.
+const RECEIPT_PROVIDERS: [&str; 2] = ["twilio", "sendgrid"];
+
+/// `[provider, provider message id, dedupe key, log id, event]`
+impl JsonRow for KeptRow {
+    fn json(&self) -> Value {
+        serde_json::json!([
+            self.provider,
+            self.provider_message_id,
+            self.dedupe_key,
+            self.log_id,
+            self.event,
+        ])
+    }
+}
+
 /// A log row a receipt claimed: its id, by (provider, dedupe key).
 pub(crate) type ClaimedLogRow = ((String, String), i64);
 
@@ -235,8 +314,23 @@ pub(crate) struct ReceiptTarget {
 #[async_trait]
 pub(crate) trait ReceiptWriter: Send {
     /// Inserts a `pending` log row for each key not logged yet (an original, not a
-    /// duplicate), in input order; returns those inserted.
+    /// duplicate), in input order; returns those inserted. A key whose row says
+    /// `unknown_message` is claimed again (set back to `pending`): a provider's retry of a
+    /// receipt that matched nothing is not a duplicate. `rows` has no key twice.
     async fn claim_log_rows(&mut self, rows: &[LogRow]) -> StoreResult<Vec<ClaimedLogRow>>;
+
+    /// Serialises, until the transaction ends, the receipt path and the outcome write for
+    /// these provider ids, so a receipt kept while its outcome is being written is seen by
+    /// that write (or sees it). A no-op where writes are serialised anyway (SQLite).
+    async fn lock_provider_ids(&mut self, _provider_ids: &[&str]) -> StoreResult<()> {
+        Ok(())
+    }
+
+    /// Keeps receipts that matched no message (a key kept already stays as it is).
+    async fn keep_unmatched(&mut self, rows: &[KeptRow]) -> StoreResult<()>;
+
+    /// Removes and returns the kept receipts for these provider ids, oldest first.
+    async fn take_kept(&mut self, provider_ids: &[&str]) -> StoreResult<Vec<KeptRow>>;
 
     /// Outbound messages with these provider ids, locked in id order where the database
     /// locks rows (so concurrent batches cannot deadlock).
@@ -276,33 +370,113 @@ pub(crate) async fn apply_receipts<W: ReceiptWriter>(
 }
 
 /// Applies a batch of receipts through `w`: claim the keys, read the messages, decide
-/// (`plan_receipts`), then write what was decided, skipping empty statements.
+/// (`plan_receipts`), then write what was decided, skipping empty statements. Receipts that
+/// match no message are kept for the outcome write that records their provider id.
 pub(crate) async fn write_receipts<W: ReceiptWriter>(
     w: &mut W,
     events: &[ProviderEvent],
 ) -> StoreResult<Vec<EventOutcome>> {
     let log_rows: Vec<LogRow> = events.iter().map(LogRow::of).collect();
-    let log_ids = w.claim_log_rows(&log_rows).await?.into_iter().collect();
+    // Each key once: a repeat within the batch is a replay of the first.
+    let mut seen = std::collections::HashSet::new();
+    let fresh: Vec<LogRow> = log_rows
+        .iter()
+        .filter(|r| seen.insert((r.provider, r.dedupe_key.as_str())))
+        .cloned()
+        .collect();
+    let log_ids: HashMap<(String, String), i64> =
+        w.claim_log_rows(&fresh).await?.into_iter().collect();
     let provider_ids: Vec<&str> = events
         .iter()
         .map(|e| e.provider_message_id.as_str())
         .collect();
+    w.lock_provider_ids(&provider_ids).await?;
+    let messages = receipt_targets(w, &provider_ids).await?;
+    let plan = plan_receipts(events, log_ids.clone(), messages);
+    let unmatched: Vec<KeptRow> = events
+        .iter()
+        .zip(&plan.outcomes)
+        .filter(|(_, o)| **o == EventOutcome::UnknownMessage)
+        .filter_map(|(e, _)| {
+            let key = (e.provider.to_owned(), e.dedupe_key.clone());
+            log_ids.get(&key).map(|id| KeptRow::of(e, *id))
+        })
+        .collect();
+    if !unmatched.is_empty() {
+        w.keep_unmatched(&unmatched).await?;
+    }
+    write_plan(w, &plan, &log_rows).await?;
+    Ok(plan.outcomes)
+}
+
+/// The outcome write's hook: applies the receipts kept for these provider ids (just recorded
+/// on their messages, in the writer's transaction) as if they arrived now, and settles their
+/// log rows. Returns how many were applied.
+pub(crate) async fn apply_kept_receipts<W: ReceiptWriter>(
+    w: &mut W,
+    provider_ids: &[&str],
+) -> StoreResult<usize> {
+    if provider_ids.is_empty() {
+        return Ok(0);
+    }
+    w.lock_provider_ids(provider_ids).await?;
+    let kept = w.take_kept(provider_ids).await?;
+    if kept.is_empty() {
+        return Ok(0);
+    }
+    let mut events = Vec::with_capacity(kept.len());
+    let mut log_ids = HashMap::new();
+    for row in &kept {
+        if let Some(event) = row.event() {
+            log_ids.insert(
+                (event.provider.to_owned(), event.dedupe_key.clone()),
+                row.log_id,
+            );
+            events.push(event);
+        }
+    }
+    let ids: Vec<&str> = events
+        .iter()
+        .map(|e| e.provider_message_id.as_str())
+        .collect();
+    let messages = receipt_targets(w, &ids).await?;
+    let plan = plan_receipts(&events, log_ids, messages);
+    write_plan(w, &plan, &[]).await?;
+    Ok(events.len())
+}
+
+/// The outbound messages with these provider ids and their statuses (the first message of
+/// a provider id wins; a status this version does not know is left alone).
+async fn receipt_targets<W: ReceiptWriter>(
+    w: &mut W,
+    provider_ids: &[&str],
+) -> StoreResult<HashMap<String, (Uuid, MessageStatus)>> {
     let mut messages: HashMap<String, (Uuid, MessageStatus)> = HashMap::new();
-    for target in w.outbound_messages(&provider_ids).await? {
+    for target in w.outbound_messages(provider_ids).await? {
         if let Some(status) = MessageStatus::parse(&target.status) {
             messages
                 .entry(target.provider_message_id)
                 .or_insert((target.id, status));
         }
     }
-    let plan = plan_receipts(events, log_ids, messages);
+    Ok(messages)
+}
+
+/// Writes what `plan_receipts` decided; `log_rows` are the events' rows (for replays).
+async fn write_plan<W: ReceiptWriter>(
+    w: &mut W,
+    plan: &ReceiptPlan,
+    log_rows: &[LogRow],
+) -> StoreResult<()> {
     if !plan.duplicates.is_empty() {
         let replays: Vec<LogRow> = plan
             .duplicates
             .iter()
-            .map(|i| log_rows[*i].clone())
+            .filter_map(|i| log_rows.get(*i).cloned())
             .collect();
-        w.log_duplicates(&replays).await?;
+        if !replays.is_empty() {
+            w.log_duplicates(&replays).await?;
+        }
     }
     if !plan.status_changes.is_empty() {
         w.change_statuses(&plan.status_changes).await?;
@@ -313,7 +487,7 @@ pub(crate) async fn write_receipts<W: ReceiptWriter>(
     if !plan.log_results.is_empty() {
         w.settle_log_rows(&plan.log_results).await?;
     }
-    Ok(plan.outcomes)
+    Ok(())
 }
 
 /// Decides, in order, what each event does. `log_ids` maps (provider, dedupe key) to the log
@@ -459,6 +633,7 @@ mod tests {
         changes: Vec<StatusChange>,
         settled: Vec<LogResult>,
         message: Option<Uuid>,
+        kept: Vec<KeptRow>,
         committed: bool,
     }
 
@@ -487,6 +662,13 @@ mod tests {
         async fn log_duplicates(&mut self, rows: &[LogRow]) -> StoreResult<()> {
             self.duplicates.extend_from_slice(rows);
             Ok(())
+        }
+        async fn keep_unmatched(&mut self, rows: &[KeptRow]) -> StoreResult<()> {
+            self.kept.extend_from_slice(rows);
+            Ok(())
+        }
+        async fn take_kept(&mut self, _: &[&str]) -> StoreResult<Vec<KeptRow>> {
+            Ok(std::mem::take(&mut self.kept))
         }
         async fn change_statuses(&mut self, changes: &[StatusChange]) -> StoreResult<()> {
             self.changes.extend_from_slice(changes);
@@ -533,6 +715,39 @@ mod tests {
         let settled: Vec<_> = w.settled.iter().map(|r| (r.log_id, r.outcome)).collect();
         assert_eq!(settled, [(2, Applied), (3, UnknownMessage)]);
         assert_eq!(w.settled[0].message_id, Some(id));
+        // The receipt for SM2 (no message knows it) is kept with its log row.
+        assert_eq!(w.kept.len(), 1);
+        assert_eq!(
+            (w.kept[0].provider_message_id.as_str(), w.kept[0].log_id),
+            ("SM2", 3)
+        );
+    }
+
+    #[tokio::test]
+    async fn kept_receipts_apply_when_their_message_is_known_and_settle_their_log_rows() {
+        let id = Uuid::now_v7();
+        let mut w = Recorder {
+            message: Some(id),
+            ..Default::default()
+        };
+        w.kept = vec![
+            KeptRow::of(&event("s", "SM1", Some(MessageStatus::Sent)), 10),
+            KeptRow::of(&event("d", "SM1", Some(MessageStatus::Delivered)), 11),
+        ];
+        let read_back = w.kept[1].event().map(|e| (e.dedupe_key, e.target));
+        assert_eq!(
+            read_back,
+            Some(("d".to_owned(), Some(MessageStatus::Delivered)))
+        );
+        let applied = apply_kept_receipts(&mut w, &["SM1"]).await.unwrap();
+        assert_eq!(applied, 2);
+        use EventOutcome::*;
+        let settled: Vec<_> = w.settled.iter().map(|r| (r.log_id, r.outcome)).collect();
+        assert_eq!(settled, [(10, Recorded), (11, Applied)]);
+        assert_eq!(w.changes.len(), 1);
+        assert_eq!(w.changes[0].status, MessageStatus::Delivered);
+        assert!(w.duplicates.is_empty());
+        assert_eq!(apply_kept_receipts(&mut w, &[]).await.unwrap(), 0);
     }
 
     #[tokio::test]

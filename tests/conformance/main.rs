@@ -8,8 +8,10 @@ mod scratch;
 
 #[macro_use]
 mod backends;
+mod early_receipts;
 mod events;
 mod queue;
+mod sqlite_vacuum;
 mod store;
 mod store_features;
 mod store_schedule;

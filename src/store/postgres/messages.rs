@@ -343,7 +343,7 @@ impl MessageStore for PgStore {
             planned.iter().map(|r| r.next_attempt_at).collect();
         let num_segments: Vec<Option<i32>> = planned.iter().map(|r| r.num_segments).collect();
         let attempted: Vec<bool> = planned.iter().map(|r| r.attempted).collect();
-        let mut tx = self.pool.begin().await.map_err(super::classify)?;
+        let mut tx = self.pool.begin().await.map_err(classify)?;
         let applied = sqlx::query(
             "with input as (
                  select * from unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[],
@@ -397,7 +397,14 @@ impl MessageStore for PgStore {
         .all(&mut *tx, rows::id)
         .await?;
         super::events::record_events(&mut tx, &applied).await?;
-        tx.commit().await.map_err(super::classify)?;
+        // Receipts that arrived before these provider ids were recorded apply now.
+        let recorded: Vec<&str> = planned
+            .iter()
+            .filter(|r| applied.contains(&r.id))
+            .filter_map(|r| r.provider_message_id.as_deref())
+            .collect();
+        super::webhooks::apply_early_receipts(&mut tx, &recorded).await?;
+        tx.commit().await.map_err(classify)?;
         Ok(applied)
     }
 

@@ -2,43 +2,75 @@
 //! statement over its rows as one JSON array (`jsonb_array_elements`).
 
 use async_trait::async_trait;
-use sqlx::{Postgres, Transaction};
+use sqlx::{PgConnection, Postgres, Transaction};
+use time::OffsetDateTime;
 
 use super::{PgStore, classify};
 use crate::store::query::Listing;
 use crate::store::rows::{self, DELIVERY_COLUMNS, Fetch};
 use crate::store::webhooks::{
-    ClaimedLogRow, LogRow, ReceiptTarget, ReceiptWriter, apply_receipts, json_rows,
+    ClaimedLogRow, KeptRow, LogRow, ReceiptTarget, ReceiptWriter, apply_receipts, json_rows,
 };
 use crate::store::{
     EventOutcome, HistoryEntry, LogResult, Page, ProviderEvent, StatusChange, StoreResult,
     WebhookDelivery, WebhookLogEntry, WebhookStore,
 };
 
-/// A batch of receipts being written in one transaction.
-struct PgReceipts(Transaction<'static, Postgres>);
+/// A batch of receipts being written in one transaction: its own (`Transaction`), or the
+/// outcome write's, borrowed for the early receipts it applies (`&mut Transaction`).
+pub(super) struct PgReceipts<T>(pub(super) T);
 
-impl PgReceipts {
+/// The transaction a receipt writer runs in; `finish` commits one the writer owns.
+#[async_trait]
+pub(super) trait ReceiptTx: Send {
+    fn conn(&mut self) -> &mut PgConnection;
+    async fn finish(self) -> StoreResult<()>;
+}
+
+#[async_trait]
+impl ReceiptTx for Transaction<'static, Postgres> {
+    fn conn(&mut self) -> &mut PgConnection {
+        self
+    }
+    async fn finish(self) -> StoreResult<()> {
+        self.commit().await.map_err(classify)
+    }
+}
+
+#[async_trait]
+impl ReceiptTx for &mut Transaction<'static, Postgres> {
+    fn conn(&mut self) -> &mut PgConnection {
+        self
+    }
+    /// The outcome write commits its own transaction.
+    async fn finish(self) -> StoreResult<()> {
+        Ok(())
+    }
+}
+
+impl<T: ReceiptTx> PgReceipts<T> {
     /// Runs a statement whose `$1` is the JSON rows.
     async fn execute(&mut self, sql: &'static str, rows: String) -> StoreResult<()> {
-        sqlx::query(sql).bind(rows).run(&mut *self.0).await?;
+        sqlx::query(sql).bind(rows).run(self.0.conn()).await?;
         Ok(())
     }
 }
 
 #[async_trait]
-impl ReceiptWriter for PgReceipts {
+impl<T: ReceiptTx> ReceiptWriter for PgReceipts<T> {
     async fn claim_log_rows(&mut self, rows: &[LogRow]) -> StoreResult<Vec<ClaimedLogRow>> {
         sqlx::query(
             "insert into webhook_deliveries (provider, kind, dedupe_key, verified, outcome, detail)
              select value ->> 0, 'receipt', value ->> 1, true, 'pending', (value ->> 2)::jsonb
              from jsonb_array_elements($1::jsonb) with ordinality as t(value, n)
              order by n
-             on conflict (provider, dedupe_key) where dedupe_key is not null and outcome <> 'duplicate' do nothing
+             on conflict (provider, dedupe_key) where dedupe_key is not null and outcome <> 'duplicate'
+             do update set outcome = 'pending'
+                 where webhook_deliveries.outcome = 'unknown_message'
              returning id, provider, dedupe_key",
         )
         .bind(json_rows(rows))
-        .all(&mut *self.0, rows::claimed_log_row)
+        .all(self.0.conn(), rows::claimed_log_row)
         .await
     }
 
@@ -53,8 +85,49 @@ impl ReceiptWriter for PgReceipts {
              for update",
         )
         .bind(provider_ids)
-        .all(&mut *self.0, rows::receipt_target)
+        .all(self.0.conn(), rows::receipt_target)
         .await
+    }
+
+    /// Transaction-scoped advisory locks on the ids' hashes, taken in one order (no
+    /// deadlock between two batches).
+    async fn lock_provider_ids(&mut self, provider_ids: &[&str]) -> StoreResult<()> {
+        let mut ids: Vec<&str> = provider_ids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        sqlx::query(
+            "select count(pg_advisory_xact_lock(k)) from (
+                 select distinct hashtextextended(p, 0) as k from unnest($1::text[]) as p order by 1
+             ) as s",
+        )
+        .bind(&ids)
+        .run(self.0.conn())
+        .await?;
+        Ok(())
+    }
+
+    async fn keep_unmatched(&mut self, rows: &[KeptRow]) -> StoreResult<()> {
+        self.execute(
+            "insert into unmatched_receipts (provider, provider_message_id, dedupe_key, log_id, event)
+             select value ->> 0, value ->> 1, value ->> 2, (value ->> 3)::int8, value ->> 4
+             from jsonb_array_elements($1::jsonb) with ordinality as t(value, n)
+             order by n
+             on conflict (provider, dedupe_key) do nothing",
+            json_rows(rows),
+        )
+        .await
+    }
+
+    async fn take_kept(&mut self, provider_ids: &[&str]) -> StoreResult<Vec<KeptRow>> {
+        let mut kept = sqlx::query(
+            "delete from unmatched_receipts where provider_message_id = any($1)
+             returning id, provider, provider_message_id, dedupe_key, log_id, event",
+        )
+        .bind(provider_ids)
+        .all(self.0.conn(), rows::kept_receipt)
+        .await?;
+        kept.sort_by_key(|(id, _)| *id);
+        Ok(kept.into_iter().map(|(_, row)| row).collect())
     }
 
     async fn log_duplicates(&mut self, rows: &[LogRow]) -> StoreResult<()> {
@@ -84,7 +157,7 @@ impl ReceiptWriter for PgReceipts {
             json_rows(changes),
         )
         .await?;
-        super::events::record_events(&mut self.0, &ids).await
+        super::events::record_events(self.0.conn(), &ids).await
     }
 
     async fn add_history(&mut self, entries: &[HistoryEntry]) -> StoreResult<()> {
@@ -112,12 +185,21 @@ impl ReceiptWriter for PgReceipts {
     }
 
     async fn commit(self) -> StoreResult<()> {
-        self.0.commit().await.map_err(classify)
+        self.0.finish().await
     }
 }
 
+/// The outcome write's hook (in its transaction): applies the early receipts kept for the
+/// provider ids it just recorded.
+pub(super) async fn apply_early_receipts(
+    tx: &mut Transaction<'static, Postgres>,
+    provider_ids: &[&str],
+) -> StoreResult<usize> {
+    crate::store::webhooks::apply_kept_receipts(&mut PgReceipts(tx), provider_ids).await
+}
+
 impl PgStore {
-    async fn receipts(&self) -> StoreResult<PgReceipts> {
+    async fn receipts(&self) -> StoreResult<PgReceipts<Transaction<'static, Postgres>>> {
         Ok(PgReceipts(self.pool.begin().await.map_err(classify)?))
     }
 }
@@ -129,6 +211,15 @@ impl WebhookStore for PgStore {
         events: &[ProviderEvent],
     ) -> StoreResult<Vec<EventOutcome>> {
         apply_receipts(self.receipts(), events).await
+    }
+
+    async fn purge_unmatched_receipts(&self, before: OffsetDateTime) -> StoreResult<u64> {
+        let done = sqlx::query("delete from unmatched_receipts where received_at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(done.rows_affected())
     }
 
     async fn log_webhook(&self, entry: &WebhookLogEntry) -> StoreResult<()> {

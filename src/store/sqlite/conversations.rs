@@ -1,6 +1,7 @@
 //! Conversations on SQLite. Counters are written by the batched message insert (see
 //! `messages.rs`); here they are only read, and zeroed when a conversation is marked read.
-//! Search uses the FTS5 index `message_text` (see the migration 20261128160000).
+//! Search uses the FTS5 index `message_text`, keyed on each message's stable search key in
+//! `message_search_keys` (see the migrations 20261128160000 and 20261202140000).
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -246,7 +247,9 @@ impl ConversationStore for SqliteStore {
                  select m.conversation_id as id,
                         sum(0.05 + 0.05 * t.score / (1.0 + t.score)) as rank,
                         count(*) as hits
-                 from matches t join messages m on m.rowid = t.rowid
+                 from matches t
+                 join message_search_keys k on k.key = t.rowid
+                 join messages m on m.id = k.message_id
                  group by m.conversation_id
              ),
              participant_hits as (

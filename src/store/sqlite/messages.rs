@@ -434,6 +434,13 @@ impl MessageStore for SqliteStore {
         }
         insert_events(&mut tx, "status_changed", &events, &now).await?;
         super::events::record_events(&mut tx, &applied).await?;
+        // Receipts that arrived before these provider ids were recorded apply now.
+        let recorded: Vec<&str> = planned
+            .iter()
+            .filter(|r| applied.contains(&r.id))
+            .filter_map(|r| r.provider_message_id.as_deref())
+            .collect();
+        super::webhooks::apply_early_receipts(&mut tx, &now, &recorded).await?;
         tx.commit().await.map_err(classify)?;
         Ok(applied)
     }

@@ -2,37 +2,67 @@
 //! statement over a JSON array parameter (`json_each`).
 
 use async_trait::async_trait;
-use sqlx::{Sqlite, Transaction};
+use sqlx::{Sqlite, SqliteConnection, Transaction};
 use time::OffsetDateTime;
 
 use super::{SqliteStore, classify, ts};
 use crate::store::query::Listing;
 use crate::store::rows::{self, DELIVERY_COLUMNS, Fetch};
 use crate::store::webhooks::{
-    ClaimedLogRow, LogRow, ReceiptTarget, ReceiptWriter, apply_receipts, json_rows,
+    ClaimedLogRow, KeptRow, LogRow, ReceiptTarget, ReceiptWriter, apply_receipts, json_rows,
 };
 use crate::store::{
     EventOutcome, HistoryEntry, LogResult, Page, ProviderEvent, StatusChange, StoreResult,
     WebhookDelivery, WebhookLogEntry, WebhookStore,
 };
 
-/// A batch of receipts being written under the write lock, all at one time.
-struct SqliteReceipts {
-    tx: Transaction<'static, Sqlite>,
-    now: String,
+/// A batch of receipts being written under the write lock, all at one time: in its own
+/// transaction (`Transaction`), or in the outcome write's, borrowed for the early receipts it
+/// applies (`&mut Transaction`).
+pub(super) struct SqliteReceipts<T> {
+    pub(super) tx: T,
+    pub(super) now: String,
 }
 
-impl SqliteReceipts {
+/// The transaction a receipt writer runs in; `finish` commits one the writer owns.
+#[async_trait]
+pub(super) trait ReceiptTx: Send {
+    fn conn(&mut self) -> &mut SqliteConnection;
+    async fn finish(self) -> StoreResult<()>;
+}
+
+#[async_trait]
+impl ReceiptTx for Transaction<'static, Sqlite> {
+    fn conn(&mut self) -> &mut SqliteConnection {
+        self
+    }
+    async fn finish(self) -> StoreResult<()> {
+        self.commit().await.map_err(classify)
+    }
+}
+
+#[async_trait]
+impl ReceiptTx for &mut Transaction<'static, Sqlite> {
+    fn conn(&mut self) -> &mut SqliteConnection {
+        self
+    }
+    /// The outcome write commits its own transaction.
+    async fn finish(self) -> StoreResult<()> {
+        Ok(())
+    }
+}
+
+impl<T: ReceiptTx> SqliteReceipts<T> {
     /// Runs a statement whose `?1` is the JSON rows and `?2` the batch's time.
     async fn execute(&mut self, sql: &'static str, rows: String) -> StoreResult<()> {
         let query = sqlx::query(sql).bind(rows).bind(self.now.clone());
-        query.run(&mut *self.tx).await?;
+        query.run(self.tx.conn()).await?;
         Ok(())
     }
 }
 
 #[async_trait]
-impl ReceiptWriter for SqliteReceipts {
+impl<T: ReceiptTx> ReceiptWriter for SqliteReceipts<T> {
     /// A key already logged, or earlier in this batch (`order by key`), is a replay.
     async fn claim_log_rows(&mut self, rows: &[LogRow]) -> StoreResult<Vec<ClaimedLogRow>> {
         let now = self.now.clone();
@@ -41,12 +71,13 @@ impl ReceiptWriter for SqliteReceipts {
              select value ->> 0, 'receipt', value ->> 1, 1, 'pending', value ->> 2, ?2
              from json_each(?1) where true
              order by key
-             on conflict (provider, dedupe_key) where dedupe_key is not null and outcome <> 'duplicate' do nothing
+             on conflict (provider, dedupe_key) where dedupe_key is not null and outcome <> 'duplicate'
+             do update set outcome = 'pending' where webhook_deliveries.outcome = 'unknown_message'
              returning id, provider, dedupe_key",
         )
         .bind(json_rows(rows))
         .bind(now)
-        .all(&mut *self.tx, rows::claimed_log_row)
+        .all(self.tx.conn(), rows::claimed_log_row)
         .await
     }
 
@@ -60,8 +91,33 @@ impl ReceiptWriter for SqliteReceipts {
              order by id",
         )
         .bind(serde_json::json!(provider_ids).to_string())
-        .all(&mut *self.tx, rows::receipt_target)
+        .all(self.tx.conn(), rows::receipt_target)
         .await
+    }
+
+    async fn keep_unmatched(&mut self, rows: &[KeptRow]) -> StoreResult<()> {
+        self.execute(
+            "insert into unmatched_receipts (provider, provider_message_id, dedupe_key, log_id, event, received_at)
+             select value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, ?2
+             from json_each(?1) where true
+             order by key
+             on conflict (provider, dedupe_key) do nothing",
+            json_rows(rows),
+        )
+        .await
+    }
+
+    async fn take_kept(&mut self, provider_ids: &[&str]) -> StoreResult<Vec<KeptRow>> {
+        let mut kept = sqlx::query(
+            "delete from unmatched_receipts
+             where provider_message_id in (select value from json_each(?1))
+             returning id, provider, provider_message_id, dedupe_key, log_id, event",
+        )
+        .bind(serde_json::json!(provider_ids).to_string())
+        .all(self.tx.conn(), rows::kept_receipt)
+        .await?;
+        kept.sort_by_key(|(id, _)| *id);
+        Ok(kept.into_iter().map(|(_, row)| row).collect())
     }
 
     async fn log_duplicates(&mut self, rows: &[LogRow]) -> StoreResult<()> {
@@ -91,7 +147,7 @@ impl ReceiptWriter for SqliteReceipts {
             json_rows(changes),
         )
         .await?;
-        super::events::record_events(&mut self.tx, &ids).await
+        super::events::record_events(self.tx.conn(), &ids).await
     }
 
     async fn add_history(&mut self, entries: &[HistoryEntry]) -> StoreResult<()> {
@@ -112,19 +168,33 @@ impl ReceiptWriter for SqliteReceipts {
              where webhook_deliveries.id = u.id",
         )
         .bind(json_rows(results))
-        .run(&mut *self.tx)
+        .run(self.tx.conn())
         .await?;
         Ok(())
     }
 
     async fn commit(self) -> StoreResult<()> {
-        self.tx.commit().await.map_err(classify)
+        self.tx.finish().await
     }
+}
+
+/// The outcome write's hook (in its transaction, at its time `now`): applies the early
+/// receipts kept for the provider ids it just recorded.
+pub(super) async fn apply_early_receipts(
+    tx: &mut Transaction<'static, Sqlite>,
+    now: &str,
+    provider_ids: &[&str],
+) -> StoreResult<usize> {
+    let mut writer = SqliteReceipts {
+        tx,
+        now: now.to_owned(),
+    };
+    crate::store::webhooks::apply_kept_receipts(&mut writer, provider_ids).await
 }
 
 impl SqliteStore {
     /// The write lock is held from the first statement: the batch is decided alone.
-    async fn receipts(&self) -> StoreResult<SqliteReceipts> {
+    async fn receipts(&self) -> StoreResult<SqliteReceipts<Transaction<'static, Sqlite>>> {
         let now = ts(OffsetDateTime::now_utc())?;
         let tx = self.begin_write().await?;
         Ok(SqliteReceipts { tx, now })
@@ -138,6 +208,18 @@ impl WebhookStore for SqliteStore {
         events: &[ProviderEvent],
     ) -> StoreResult<Vec<EventOutcome>> {
         apply_receipts(self.receipts(), events).await
+    }
+
+    async fn purge_unmatched_receipts(&self, before: OffsetDateTime) -> StoreResult<u64> {
+        let before = ts(before)?;
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query("delete from unmatched_receipts where received_at < ?1")
+            .bind(before)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        Ok(done.rows_affected())
     }
 
     async fn log_webhook(&self, entry: &WebhookLogEntry) -> StoreResult<()> {

@@ -56,6 +56,11 @@ pub struct FakeProvidersArgs {
     /// Do not post status callbacks
     #[arg(long)]
     pub no_callbacks: bool,
+    /// Post a send's status callbacks (`sent`, `delivered`) and wait for the service's
+    /// answers before answering the create call itself: every receipt arrives before the
+    /// worker can have recorded the sid (Twilio can call back within milliseconds)
+    #[arg(long, env = "FAKE_PROVIDERS_CALLBACKS_BEFORE_ANSWER")]
+    pub callbacks_before_answer: bool,
     /// Where callbacks go when a send names no StatusCallback (the service's public URL)
     #[arg(long, env = "PUBLIC_BASE_URL")]
     pub public_base_url: Option<String>,
@@ -77,6 +82,7 @@ impl FakeProvidersArgs {
             rate_500: 0.0,
             callback_delay_ms: 0,
             no_callbacks: true,
+            callbacks_before_answer: false,
             public_base_url: None,
             twilio_auth_token: None,
         }
@@ -368,12 +374,13 @@ async fn twilio_send(
                 .map(|b| format!("{}{STATUS_CALLBACK_PATH}", b.trim_end_matches('/')))
         });
         if let Some(url) = url {
+            let early = fake.0.args.callbacks_before_answer;
             let fake = fake.clone();
             let (to, from) = (
                 field("To").unwrap_or_default(),
                 field("From").unwrap_or_default(),
             );
-            tokio::spawn(async move {
+            let callbacks = async move {
                 for status in ["sent", "delivered"] {
                     tokio::time::sleep(Duration::from_millis(fake.0.args.callback_delay_ms)).await;
                     let params: Vec<(String, String)> = [
@@ -406,7 +413,12 @@ async fn twilio_send(
                     );
                     fake.post_callback(url.clone(), status, req, body).await;
                 }
-            });
+            };
+            if early {
+                callbacks.await;
+            } else {
+                tokio::spawn(callbacks);
+            }
         }
     }
     resp
