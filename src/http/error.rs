@@ -67,6 +67,8 @@ error_codes! {
     IdempotencyConflict => CONFLICT, "idempotency_conflict";
     /// A retry of a message that is not failed.
     NotFailed => CONFLICT, "not_failed";
+    /// A status correction the message lifecycle does not allow.
+    InvalidTransition => CONFLICT, "invalid_transition";
     PayloadTooLarge => PAYLOAD_TOO_LARGE, "payload_too_large";
     UnsupportedMediaType => UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type";
     /// Well-formed JSON of the wrong shape, or a value a rule refuses; names the field.
@@ -212,6 +214,10 @@ impl From<ServiceError> for ApiError {
             },
             ServiceError::NotFailed { .. } => Self::Conflict {
                 code: ErrorCode::NotFailed,
+                message: e.to_string(),
+            },
+            ServiceError::InvalidTransition(_) => Self::Conflict {
+                code: ErrorCode::InvalidTransition,
                 message: e.to_string(),
             },
             ServiceError::Rejected { rejection, .. } => Self::Forbidden {

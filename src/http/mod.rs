@@ -15,6 +15,7 @@ pub mod ratelimit;
 mod retry;
 pub mod security;
 pub mod server;
+mod status;
 mod webhooks;
 
 use std::sync::Arc;
@@ -80,6 +81,7 @@ pub fn router(state: AppState) -> Router {
         .merge(conversations::router())
         .merge(legacy::router())
         .merge(retry::router())
+        .merge(status::router())
         .route(
             "/metrics",
             axum::routing::get(crate::observability::metrics_text),

@@ -18,6 +18,7 @@
 //! Nothing here knows HTTP; errors are [`ServiceError`]s.
 
 pub mod conversations;
+pub mod correct_status;
 pub mod deliver_now;
 pub mod inbound_email;
 pub mod ingest;
@@ -31,7 +32,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use uuid::Uuid;
 
 use crate::config::Settings;
-use crate::domain::{MessageStatus, ValidationError};
+use crate::domain::{MessageStatus, TransitionError, ValidationError};
 use crate::queue::Queue;
 use crate::store::{Store, StoreError};
 use crate::worker::Deliverer;
@@ -85,6 +86,9 @@ pub enum ServiceError {
     IdempotencyConflict { existing: Uuid },
     #[error("the message is {status}; only a failed message can be retried")]
     NotFailed { status: MessageStatus },
+    /// A status change the lifecycle does not allow (an operator's correction).
+    #[error(transparent)]
+    InvalidTransition(#[from] TransitionError),
     #[error("webhook refused: {reason}")]
     Rejected {
         rejection: Rejection,

@@ -7,6 +7,7 @@
 mod api_keys;
 mod batch;
 mod conversations;
+mod corrections;
 mod dead_letters;
 mod lifecycle;
 mod messages;
@@ -18,6 +19,7 @@ mod webhooks;
 
 pub use api_keys::ApiKeyStore;
 pub use conversations::{ConversationFilter, ConversationStore, SearchHit, SortOrder};
+pub use corrections::{Correction, CorrectionStore};
 pub use dead_letters::DeadLetterStore;
 pub use messages::MessageStore;
 pub use webhooks::{
@@ -145,6 +147,7 @@ pub trait Store:
     MessageStore
     + ConversationStore
     + DeadLetterStore
+    + CorrectionStore
     + ApiKeyStore
     + WebhookStore
     + Send

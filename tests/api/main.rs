@@ -31,6 +31,7 @@ mod rate_limit;
 mod scratch;
 mod segments;
 mod send;
+mod status_correction;
 mod validation;
 #[path = "../common/wait.rs"]
 mod wait;
