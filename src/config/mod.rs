@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
+mod docs;
 pub mod providers;
 mod security;
 pub mod webhooks;
@@ -150,6 +151,8 @@ pub struct Settings {
     pub metrics_sample_interval: Duration,
     pub security: SecuritySettings,
     pub webhooks: WebhookSettings,
+    /// Serve `GET /openapi.json` and `GET /docs` (`API_DOCS_ENABLED`).
+    pub api_docs: bool,
 }
 
 /// A bad configuration value; the message names the variable.
@@ -417,6 +420,7 @@ impl Settings {
             metrics_sample_interval: env.seconds("METRICS_SAMPLE_INTERVAL", 5.0)?,
             security,
             webhooks,
+            api_docs: docs::api_docs_enabled(env, environment)?,
         })
     }
 }

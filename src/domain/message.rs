@@ -43,7 +43,7 @@ impl ValidationError {
 macro_rules! string_enum {
     ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
         #[serde(rename_all = "snake_case")]
         pub enum $name { $($variant),+ }
 
@@ -152,14 +152,14 @@ impl MessageStatus {
 }
 
 /// A provider or delivery error kept on a message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorInfo {
     pub code: String,
     pub message: String,
 }
 
 /// A stored message, as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Message {
     pub id: Uuid,
     pub conversation_id: Uuid,
@@ -205,7 +205,7 @@ pub struct Message {
 }
 
 /// How an sms/mms body travels: its encoding and the number of segments it takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct SmsSize {
     pub segments: u32,
     pub encoding: SmsEncoding,
@@ -234,7 +234,7 @@ impl Message {
 }
 
 /// One entry of a message's audit trail.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct MessageEvent {
     pub id: i64,
     pub message_id: Uuid,

@@ -11,6 +11,7 @@ pub mod extract;
 mod health;
 mod legacy;
 mod messages;
+pub mod openapi;
 pub mod ratelimit;
 mod retry;
 pub mod security;
@@ -87,6 +88,7 @@ pub fn router(state: AppState) -> Router {
             axum::routing::get(crate::observability::metrics_text),
         )
         .merge(webhooks::router())
+        .merge(openapi::router(state.settings.api_docs))
         .fallback(|| async { ApiError::NotFound { resource: "route" } })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
