@@ -144,9 +144,13 @@ pub fn router(enabled: bool) -> axum::Router<AppState> {
     }
     axum::Router::new()
         .route("/openapi.json", get(document))
+        // No online validator badge: the page makes no request beyond this service.
         .merge(
-            utoipa_swagger_ui::SwaggerUi::new(DOCS_PATH)
-                .config(utoipa_swagger_ui::Config::from(DOCUMENT_PATH).try_it_out_enabled(true)),
+            utoipa_swagger_ui::SwaggerUi::new(DOCS_PATH).config(
+                utoipa_swagger_ui::Config::from(DOCUMENT_PATH)
+                    .try_it_out_enabled(true)
+                    .validator_url("none"),
+            ),
         )
 }
 

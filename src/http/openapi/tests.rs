@@ -78,7 +78,10 @@ fn served_routes() -> BTreeSet<(String, String)> {
     );
     let mut routes = BTreeSet::new();
     // This file's own examples are not routes.
-    for file in files.iter().filter(|f| !f.ends_with("http/openapi/tests.rs")) {
+    for file in files
+        .iter()
+        .filter(|f| !f.ends_with("http/openapi/tests.rs"))
+    {
         let text = std::fs::read_to_string(file).expect("read a source file");
         for (method, path) in routes_in(&text) {
             let path = match path.strip_suffix('/') {
