@@ -201,7 +201,20 @@ pub struct Message {
     /// `segments` and `encoding` of an sms/mms body, counted from the body it was accepted
     /// with; absent for email. Set by [`Message::sized`].
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = SmsSizeFields)]
     pub size: Option<SmsSize>,
+}
+
+/// The schema of [`Message::size`] flattened into a message: both fields or neither.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct SmsSizeFields {
+    /// Segments of an sms/mms body; absent for email.
+    #[schema(nullable = false)]
+    segments: Option<u32>,
+    /// `GSM-7` or `UCS-2`; absent for email.
+    #[schema(nullable = false)]
+    encoding: Option<SmsEncoding>,
 }
 
 /// How an sms/mms body travels: its encoding and the number of segments it takes.
