@@ -42,7 +42,7 @@ pub fn router() -> Router<AppState> {
 #[schema(as = NewConversation)]
 pub struct CreateRequest {
     /// Exactly two addresses of one family: E.164 phone numbers or email addresses.
-    #[schema(required = true, min_items = 2, max_items = 2)]
+    #[schema(value_type = Vec<super::openapi::AddressText>, min_items = 2, max_items = 2)]
     participants: Option<Vec<String>>,
     /// `phone` (or `sms`, `mms`) or `email`; taken from the addresses when absent.
     #[schema(pattern = "^(phone|sms|mms|email)$")]

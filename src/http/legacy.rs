@@ -89,9 +89,9 @@ fn phone_type(raw: Option<&str>, attachments: &[String]) -> Result<MessageType, 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[schema(as = LegacySendRequest)]
 pub struct SendRequest {
-    #[schema(required = true)]
+    #[schema(value_type = super::openapi::AddressText)]
     from: Option<String>,
-    #[schema(required = true)]
+    #[schema(value_type = super::openapi::AddressText)]
     to: Option<String>,
     /// `sms` or `mms` on `/api/messages/sms` (from the attachments when absent); ignored
     /// for email.
@@ -185,7 +185,9 @@ async fn send(
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct SmsWebhook {
+    #[schema(value_type = super::openapi::AddressText)]
     from: Option<String>,
+    #[schema(value_type = super::openapi::AddressText)]
     to: Option<String>,
     #[serde(rename = "type")]
     kind: Option<String>,
@@ -226,7 +228,9 @@ async fn webhook_sms(
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct EmailWebhook {
+    #[schema(value_type = super::openapi::AddressText)]
     from: Option<String>,
+    #[schema(value_type = super::openapi::AddressText)]
     to: Option<String>,
     xillio_id: Option<String>,
     body: Option<String>,

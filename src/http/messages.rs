@@ -33,12 +33,14 @@ pub fn router() -> Router<AppState> {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[schema(as = SendMessage)]
 pub struct SendRequest {
-    #[schema(required = true, example = "+15551234567")]
+    #[schema(value_type = super::openapi::AddressText)]
     from: Option<String>,
-    #[schema(required = true, example = "+15559876543")]
+    #[schema(value_type = super::openapi::AddressText)]
     to: Option<String>,
+    /// Inferred from `to` when absent: an email address means email, a phone number sms
+    /// (mms when there are attachments).
     #[serde(rename = "type")]
-    #[schema(required = true, value_type = MessageType)]
+    #[schema(value_type = Option<MessageType>)]
     kind: Option<String>,
     /// Required for sms and email; an mms needs a body or attachments.
     #[schema(max_length = 1000000, example = "Hello!")]

@@ -93,6 +93,17 @@ pub fn document_json() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
+/// A participant's address as the API shows it: an E.164 phone number (sms, mms) or an email
+/// address (email). Other spellings of a phone number (spaces, dashes) are normalised.
+#[derive(ToSchema)]
+#[schema(
+    as = Address,
+    pattern = r"^(\+[1-9][0-9]{7,14}|[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})$",
+    example = "+15551234567"
+)]
+#[allow(dead_code)] // the schema of addresses in requests
+pub struct AddressText(String);
+
 /// `limit` and `offset` of a paged list (`super::extract::Pagination`).
 #[derive(utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
