@@ -10,6 +10,7 @@ mod scratch;
 mod backends;
 mod queue;
 mod store;
+mod store_corrections;
 mod store_features;
 #[path = "../common/wait.rs"]
 mod wait;
