@@ -199,7 +199,7 @@ pub struct Message {
     #[serde(with = "time::serde::rfc3339::option")]
     pub read_at: Option<OffsetDateTime>,
     /// `segments` and `encoding` of an sms/mms body, counted from the body it was accepted
-    /// with; absent for email. Set by [`Message::sized`].
+    /// with; absent for email. Set by `Message::sized`.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = SmsSizeFields)]
     pub size: Option<SmsSize>,

@@ -70,17 +70,38 @@ fn now() -> String {
         .unwrap_or_default()
 }
 
-#[utoipa::path(get, path = "/health", tag = "operations", summary = "The process answers (rate limited like any endpoint)", responses((status = 200, body = HealthStatus)))]
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "operations",
+    summary = "The process answers (rate limited like any endpoint)",
+    responses((status = 200, body = HealthStatus)),
+)]
 async fn health() -> Json<Value> {
     Json(json!({ "status": "healthy", "timestamp": now() }))
 }
 
-#[utoipa::path(get, path = "/live", tag = "operations", summary = "Liveness: the process is alive (never rate limited, asks no dependency)", responses((status = 200, body = HealthStatus)))]
+#[utoipa::path(
+    get,
+    path = "/live",
+    tag = "operations",
+    summary = "Liveness: the process is alive (never rate limited, asks no dependency)",
+    responses((status = 200, body = HealthStatus)),
+)]
 async fn live() -> Json<Value> {
     Json(json!({ "status": "alive", "timestamp": now() }))
 }
 
-#[utoipa::path(get, path = "/startup", tag = "operations", summary = "Start-up probe: 503 until migrations are applied and start-up is done", responses((status = 200, body = HealthStatus), (status = 503, description = "Still starting", body = HealthStatus)))]
+#[utoipa::path(
+    get,
+    path = "/startup",
+    tag = "operations",
+    summary = "Start-up probe: 503 until migrations are applied and start-up is done",
+    responses(
+        (status = 200, body = HealthStatus),
+        (status = 503, description = "Still starting", body = HealthStatus),
+    ),
+)]
 async fn startup(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     if state.startup.is_done() {
         (
@@ -133,7 +154,16 @@ async fn check_all(state: &AppState) -> (bool, bool, Value) {
     (db_up, queue_up, json!({ "database": db, "queue": q }))
 }
 
-#[utoipa::path(get, path = "/ready", tag = "operations", summary = "Readiness: every dependency is up", responses((status = 200, body = Readiness), (status = 503, description = "A dependency is down; `details.dependency` names it and `details.checks` has every check", body = super::openapi::ErrorBody)))]
+#[utoipa::path(
+    get,
+    path = "/ready",
+    tag = "operations",
+    summary = "Readiness: every dependency is up",
+    responses(
+        (status = 200, body = Readiness),
+        (status = 503, description = "A dependency is down; `details.dependency` names it and `details.checks` has every check", body = super::openapi::ErrorBody),
+    ),
+)]
 async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let (db_up, queue_up, checks) = check_all(&state).await;
     if !db_up {
@@ -159,7 +189,13 @@ async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
 }
 
 /// Always 200: the body says what is up and what is down (`status` is `ok` or `degraded`).
-#[utoipa::path(get, path = "/dependencies", tag = "operations", summary = "Each dependency's state and latency (always 200)", responses((status = 200, body = Readiness)))]
+#[utoipa::path(
+    get,
+    path = "/dependencies",
+    tag = "operations",
+    summary = "Each dependency's state and latency (always 200)",
+    responses((status = 200, body = Readiness)),
+)]
 async fn dependencies(State(state): State<AppState>) -> Json<Value> {
     let (db_up, queue_up, checks) = check_all(&state).await;
     let status = if db_up && queue_up { "ok" } else { "degraded" };
