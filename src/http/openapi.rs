@@ -25,9 +25,6 @@ use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 
 use super::AppState;
 use super::error::ErrorCode;
-use crate::domain::{
-    MAX_ATTACHMENT_URL_CHARS, MAX_ATTACHMENTS, MAX_EMAIL_BODY_BYTES, MAX_SUBJECT_CHARS,
-};
 
 /// Where the document is served; the docs page reads it from there.
 pub const DOCUMENT_PATH: &str = "/openapi.json";
@@ -363,14 +360,6 @@ impl Modify for Conventions {
         }
     }
 }
-
-/// The limits the document states, checked against the constants the rules use.
-pub const DOCUMENTED_LIMITS: [(&str, usize); 4] = [
-    ("subject", MAX_SUBJECT_CHARS),
-    ("body", MAX_EMAIL_BODY_BYTES),
-    ("attachments", MAX_ATTACHMENTS),
-    ("attachments[]", MAX_ATTACHMENT_URL_CHARS),
-];
 
 #[cfg(test)]
 mod tests;

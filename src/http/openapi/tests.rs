@@ -5,6 +5,17 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use super::*;
+use crate::domain::{
+    MAX_ATTACHMENT_URL_CHARS, MAX_ATTACHMENTS, MAX_EMAIL_BODY_BYTES, MAX_SUBJECT_CHARS,
+};
+
+/// The limits the document states for a send, and the constants the rules use.
+const DOCUMENTED_LIMITS: [(&str, usize); 4] = [
+    ("subject", MAX_SUBJECT_CHARS),
+    ("body", MAX_EMAIL_BODY_BYTES),
+    ("attachments", MAX_ATTACHMENTS),
+    ("attachments[]", MAX_ATTACHMENT_URL_CHARS),
+];
 
 const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
 
