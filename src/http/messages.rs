@@ -77,7 +77,12 @@ pub struct AttachmentUrl(String);
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried request safe: the same key with the same request answers the first message (200); with another request, 409 `idempotency_conflict`")),
     request_body = SendRequest,
     responses(
-        (status = 201, description = "Accepted and queued", body = Message),
+        (status = 201, description = "Accepted and queued", body = Message, links(
+            ("GetMessage" = (operation_id = "get_message", parameters(("id" = "$response.body#/id")), description = "The message")),
+            ("MessageEvents" = (operation_id = "list_message_events", parameters(("id" = "$response.body#/id")), description = "Its audit trail")),
+            ("CorrectStatus" = (operation_id = "correct_message_status", parameters(("id" = "$response.body#/id")), description = "Correct its status")),
+            ("Retry" = (operation_id = "retry_message", parameters(("id" = "$response.body#/id")), description = "Retry it once failed")),
+        )),
         (status = 200, description = "A repeat of an earlier request with the same Idempotency-Key: the first message", body = Message),
         (status = 409, description = "`idempotency_conflict`: the key was used for a different request", body = super::openapi::ErrorBody),
     ),
