@@ -9,6 +9,10 @@
 //! cargo run --release --example bench -- --url http://localhost:8080 --concurrency 64 --duration 10
 //! ```
 //!
+//! `--scheduled N` first stores N messages scheduled 30 days ahead (through the same
+//! endpoint, with `send_at`), so that a run with it and one without show whether a large
+//! schedule slows the send path or the worker.
+//!
 //! `scripts/bench.sh` starts a scratch API and worker and runs this against them.
 
 use std::collections::BTreeMap;
@@ -45,6 +49,9 @@ struct Args {
     /// Longest wait for the backlog to drain after the send phase, in seconds
     #[arg(long, default_value_t = 120.0)]
     drain_timeout: f64,
+    /// Before the run, store this many messages scheduled 30 days ahead
+    #[arg(long, default_value_t = 0)]
+    scheduled: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -172,6 +179,52 @@ async fn sender(
     tally
 }
 
+/// Stores `n` sms scheduled 30 days ahead, `concurrency` requests at a time; returns how
+/// many were accepted.
+async fn preload_scheduled(
+    client: &reqwest::Client,
+    send_url: &str,
+    n: u64,
+    concurrency: u32,
+) -> Result<u64, String> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let send_at = (time::OffsetDateTime::now_utc() + time::Duration::days(30))
+        .format(&time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("formatting send_at: {e}"))?;
+    let next = Arc::new(AtomicU64::new(0));
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (client, url, next, send_at) = (
+                client.clone(),
+                send_url.to_owned(),
+                next.clone(),
+                send_at.clone(),
+            );
+            tokio::spawn(async move {
+                let mut accepted = 0u64;
+                while next.fetch_add(1, Ordering::Relaxed) < n {
+                    let mut body = payload(Mix::Sms, 0, 0);
+                    body["send_at"] = Value::from(send_at.as_str());
+                    if let Ok(r) = client.post(&url).json(&body).send().await
+                        && r.status().as_u16() == 201
+                    {
+                        accepted += 1;
+                    }
+                }
+                accepted
+            })
+        })
+        .collect();
+    let mut accepted = 0;
+    for task in tasks {
+        accepted += task
+            .await
+            .map_err(|e| format!("a preload task failed: {e}"))?;
+    }
+    Ok(accepted)
+}
+
 /// `total` of the message list filtered by one status.
 async fn count(client: &reqwest::Client, base: &str, status: &str) -> Result<u64, String> {
     let url = format!("{base}/api/v1/messages?status={status}&limit=1");
@@ -255,10 +308,19 @@ async fn run(args: Args) -> Result<ExitCode, String> {
     if backlog_before > 0 {
         println!("note             {backlog_before} messages were already waiting before the run");
     }
-    println!();
-
     // Send phase.
     let send_url = format!("{base}/api/v1/messages/send");
+    if args.scheduled > 0 {
+        let started = Instant::now();
+        let stored =
+            preload_scheduled(&client, &send_url, args.scheduled, args.concurrency).await?;
+        let waiting = count(&client, &base, "scheduled").await?;
+        println!(
+            "scheduled        {stored} stored 30 days ahead in {:.1} s ({waiting} waiting in all)",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    println!();
     let first_send = Instant::now();
     let deadline = first_send + duration;
     let tasks: Vec<_> = (0..args.concurrency)

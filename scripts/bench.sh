@@ -8,7 +8,8 @@
 #   --embedded       the single-process mode instead: API and worker in one process on a
 #                    scratch SQLite file with the in-process queue (no PostgreSQL, no Redis)
 #   bench options    passed to the load client: --concurrency N, --duration SECS,
-#                    --mix sms|mixed, --drain-timeout SECS, --url URL (with --external)
+#                    --mix sms|mixed, --drain-timeout SECS, --url URL (with --external),
+#                    --scheduled N (first store N messages scheduled 30 days ahead)
 #
 #   BENCH_PORT                port of the scratch API (default 18088)
 #   MOCK_PROVIDER_LATENCY_MS  simulated provider latency (default 20)

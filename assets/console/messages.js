@@ -4,7 +4,7 @@ import { get, post, query } from "./api.js";
 import { h, replace, safeLink, statusChip, time, field, select, errorBox } from "./dom.js";
 
 const PAGE = 50;
-const STATUSES = ["pending", "sending", "retry", "sent", "delivered", "failed", "received"];
+const STATUSES = ["pending", "sending", "retry", "sent", "delivered", "failed", "received", "scheduled", "canceled"];
 const state = { status: "", type: "", direction: "", since: "", until: "", offset: 0 };
 
 /** A datetime-local value as a Date, or null. */

@@ -12,11 +12,14 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
+mod compliance;
 mod docs;
 pub mod providers;
+mod schedule;
 mod security;
 pub mod webhooks;
 
+pub use compliance::ComplianceSettings;
 pub use providers::{MockProviderSettings, ProviderSettings};
 pub use security::{
     HostPattern, IpNet, RateLimitSettings, SecuritySettings, canonical as canonical_ip,
@@ -113,6 +116,8 @@ pub struct QueueSettings {
     pub sweep_age: Duration,
     /// How long a blocking stream read waits before looping.
     pub block: Duration,
+    /// How often the scheduler promotes due scheduled messages (`SCHEDULER_INTERVAL_MS`).
+    pub scheduler_interval: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -151,6 +156,8 @@ pub struct Settings {
     pub metrics_sample_interval: Duration,
     pub security: SecuritySettings,
     pub webhooks: WebhookSettings,
+    /// Opt-out keywords' replies and SMS sizing.
+    pub compliance: ComplianceSettings,
     /// Serve `GET /openapi.json` and `GET /docs` (`API_DOCS_ENABLED`).
     pub api_docs: bool,
 }
@@ -376,6 +383,7 @@ impl Settings {
             sweep_interval: env.seconds("QUEUE_SWEEP_INTERVAL", 10.0)?,
             sweep_age: env.seconds("QUEUE_SWEEP_AGE", 30.0)?,
             block: env.seconds("QUEUE_BLOCK", 1.0)?,
+            scheduler_interval: schedule::scheduler_interval(env)?,
         };
         if queue.visibility_timeout.is_zero() {
             return Err(ConfigError(
@@ -420,6 +428,7 @@ impl Settings {
             metrics_sample_interval: env.seconds("METRICS_SAMPLE_INTERVAL", 5.0)?,
             security,
             webhooks,
+            compliance: ComplianceSettings::from_env(env)?,
             api_docs: docs::api_docs_enabled(env, environment)?,
         })
     }

@@ -76,7 +76,8 @@ string_enum!(
 );
 string_enum!(
     /// Where a message is in its life. Outbound: `pending → sending → sent → delivered`,
-    /// with `sending → retry → sending` and `→ failed`. Inbound messages are `received`.
+    /// with `sending → retry → sending` and `→ failed`; a scheduled send waits in
+    /// `scheduled` until `pending` (or `canceled`). Inbound messages are `received`.
     MessageStatus {
         Pending => "pending",
         Sending => "sending",
@@ -85,6 +86,8 @@ string_enum!(
         Delivered => "delivered",
         Failed => "failed",
         Received => "received",
+        Scheduled => "scheduled",
+        Canceled => "canceled",
     }
 );
 
@@ -119,6 +122,8 @@ impl MessageStatus {
                 | (Sent, Delivered | Failed)
                 // A manual retry or dead-letter redrive puts a failed message back in line.
                 | (Failed, Pending)
+                // A scheduled send falls due, or is canceled before it does.
+                | (Scheduled, Pending | Canceled)
         )
     }
 
@@ -146,7 +151,7 @@ impl MessageStatus {
     pub fn is_resting(self) -> bool {
         matches!(
             self,
-            Self::Sent | Self::Delivered | Self::Failed | Self::Received
+            Self::Sent | Self::Delivered | Self::Failed | Self::Received | Self::Canceled
         )
     }
 }
@@ -198,6 +203,12 @@ pub struct Message {
     /// When an inbound message was marked read (`POST /conversations/{id}/read`).
     #[serde(with = "time::serde::rfc3339::option")]
     pub read_at: Option<OffsetDateTime>,
+    /// When a scheduled send falls due; absent for a message sent at once.
+    #[serde(
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub send_at: Option<OffsetDateTime>,
     /// `segments` and `encoding` of an sms/mms body, counted from the body it was accepted
     /// with; absent for email. Set by `Message::sized`.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
@@ -291,6 +302,8 @@ pub struct NewMessage {
     pub provider: Option<String>,
     pub provider_message_id: Option<String>,
     pub provider_timestamp: Option<OffsetDateTime>,
+    /// A scheduled send's due time (the message is then `scheduled`, not `pending`).
+    pub send_at: Option<OffsetDateTime>,
     pub created_at: OffsetDateTime,
 }
 
@@ -372,6 +385,7 @@ impl NewMessage {
             provider: None,
             provider_message_id: None,
             provider_timestamp: None,
+            send_at: None,
             created_at: now_micros(),
         })
     }
@@ -423,6 +437,7 @@ impl NewMessage {
             provider: Some(content.provider),
             provider_message_id: Some(provider_message_id.to_owned()),
             provider_timestamp: content.provider_timestamp,
+            send_at: None,
             created_at: now_micros(),
         })
     }

@@ -3,8 +3,10 @@
 
 mod address;
 mod api_key;
+pub mod compliance;
 mod conversation;
 mod message;
+pub mod schedule;
 pub mod segments;
 
 pub use address::{Address, ChannelFamily, EmailAddress, PhoneNumber, mask as address_mask};

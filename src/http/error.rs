@@ -67,12 +67,16 @@ error_codes! {
     IdempotencyConflict => CONFLICT, "idempotency_conflict";
     /// A retry of a message that is not failed.
     NotFailed => CONFLICT, "not_failed";
+    /// A cancel of a message that is no longer scheduled.
+    NotCancelable => CONFLICT, "not_cancelable";
     /// A status correction the message lifecycle does not allow.
     InvalidTransition => CONFLICT, "invalid_transition";
     PayloadTooLarge => PAYLOAD_TOO_LARGE, "payload_too_large";
     UnsupportedMediaType => UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type";
     /// Well-formed JSON of the wrong shape, or a value a rule refuses; names the field.
     ValidationError => UNPROCESSABLE_ENTITY, "validation_error";
+    /// A send to an address on the suppression list (opted out, bounced, ...).
+    RecipientSuppressed => UNPROCESSABLE_ENTITY, "recipient_suppressed";
     /// The rate limiter's refusal, spelled as the operations guide shows it.
     RateLimited => TOO_MANY_REQUESTS, "Rate limit exceeded";
     InternalError => INTERNAL_SERVER_ERROR, "internal_error";
@@ -98,6 +102,13 @@ pub enum ApiError {
     Forbidden { code: &'static str, message: String },
     #[error("{resource} not found")]
     NotFound { resource: &'static str },
+    /// A well-formed request a rule refuses with its own code and details.
+    #[error("{message}")]
+    Refused {
+        code: ErrorCode,
+        message: String,
+        details: Value,
+    },
     #[error("{message}")]
     Conflict { code: ErrorCode, message: String },
     #[error("this method is not allowed on this route")]
@@ -138,7 +149,7 @@ impl ApiError {
                 known.unwrap_or(ErrorCode::InvalidSignature)
             }
             Self::NotFound { .. } => ErrorCode::NotFound,
-            Self::Conflict { code, .. } => *code,
+            Self::Conflict { code, .. } | Self::Refused { code, .. } => *code,
             Self::MethodNotAllowed => ErrorCode::MethodNotAllowed,
             Self::RateLimited => ErrorCode::RateLimited,
             Self::Unavailable { .. } => ErrorCode::ServiceUnavailable,
@@ -155,6 +166,7 @@ impl ApiError {
         Some(match self {
             Self::Validation(v) => json!({ "field": v.field, "reason": v.reason }),
             Self::NotFound { resource } => json!({ "resource": resource }),
+            Self::Refused { details, .. } => details.clone(),
             Self::Unavailable {
                 dependency,
                 details,
@@ -212,8 +224,17 @@ impl From<ServiceError> for ApiError {
                 code: ErrorCode::IdempotencyConflict,
                 message: e.to_string(),
             },
+            ServiceError::Suppressed(s) => Self::Refused {
+                code: ErrorCode::RecipientSuppressed,
+                message: "the recipient is on the suppression list".into(),
+                details: json!({ "field": "to", "reason": s.reason, "since": s.since.format(&time::format_description::well_known::Rfc3339).ok() }),
+            },
             ServiceError::NotFailed { .. } => Self::Conflict {
                 code: ErrorCode::NotFailed,
+                message: e.to_string(),
+            },
+            ServiceError::NotCancelable { .. } => Self::Conflict {
+                code: ErrorCode::NotCancelable,
                 message: e.to_string(),
             },
             ServiceError::InvalidTransition(_) => Self::Conflict {

@@ -2,6 +2,7 @@
 //! against it. Same store, same queue and same validation as v1; only the shapes differ.
 
 use axum::extract::{FromRequestParts, State};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -103,6 +104,8 @@ pub struct SendRequest {
     attachments: Option<Vec<String>>,
     /// ISO 8601 date-time; without an offset it is UTC.
     timestamp: Option<String>,
+    /// RFC 3339 with an offset: schedule the message instead of sending it now.
+    send_at: Option<String>,
 }
 
 #[utoipa::path(
@@ -117,7 +120,7 @@ pub struct SendRequest {
 async fn send_sms(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<SendRequest>,
-) -> Result<Json<Accepted>, ApiError> {
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let kind = phone_type(
         req.kind.as_deref(),
         req.attachments.as_deref().unwrap_or_default(),
@@ -137,7 +140,7 @@ async fn send_sms(
 async fn send_email(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<SendRequest>,
-) -> Result<Json<Accepted>, ApiError> {
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     send(state, MessageType::Email, req).await
 }
 
@@ -151,15 +154,21 @@ struct Accepted {
     #[serde(rename = "type")]
     kind: MessageType,
     provider: String,
+    /// A scheduled send's due time (answered 201, as the v1 API does).
+    #[serde(
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    send_at: Option<OffsetDateTime>,
 }
 
 /// Stores and queues an outbound message exactly as `POST /api/v1/messages/send` does,
-/// answering 200 in the original shape.
+/// answering 200 in the original shape (201 when it is scheduled).
 async fn send(
     state: AppState,
     kind: MessageType,
     req: SendRequest,
-) -> Result<Json<Accepted>, ApiError> {
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let request = service::send::SendRequest {
         content: OutboundContent {
             from: req.from,
@@ -170,17 +179,24 @@ async fn send(
             ..OutboundContent::default()
         },
         provider_timestamp: timestamp(req.timestamp.as_deref())?,
+        send_at: req.send_at,
         ..service::send::SendRequest::default()
     };
     let sent = service::send::send(state.services(), request).await?;
     let stored = sent.message();
-    Ok(Json(Accepted {
+    let code = match stored.send_at {
+        Some(_) => StatusCode::CREATED,
+        None => StatusCode::OK,
+    };
+    let accepted = Accepted {
         status: "success",
         message_id: stored.id,
         conversation_id: stored.conversation_id,
         kind: stored.kind,
         provider: service::send::provider_name(state.services(), stored),
-    }))
+        send_at: stored.send_at,
+    };
+    Ok((code, Json(accepted)))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

@@ -58,6 +58,8 @@ pub struct SendRequest {
     /// Same as the `Idempotency-Key` header (the header wins).
     #[schema(max_length = 255)]
     idempotency_key: Option<String>,
+    /// RFC 3339 with an offset: schedule the message instead of sending it now.
+    send_at: Option<String>,
 }
 
 /// A public http(s) URL.
@@ -107,6 +109,7 @@ async fn send(
             .map(|v| v.as_bytes().to_vec()),
         key_field: req.idempotency_key,
         provider_timestamp: None,
+        send_at: req.send_at,
     };
     Ok(
         match service::send::send(state.services(), request).await? {
@@ -196,7 +199,11 @@ impl TryFrom<ListQuery> for MessageFilter {
                 "status",
                 q.status.as_deref(),
                 MessageStatus::parse,
-                "pending, sending, retry, sent, delivered, failed, received",
+                &MessageStatus::ALL
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             )?,
             direction: parse_filter(
                 "direction",

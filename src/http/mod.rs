@@ -14,9 +14,11 @@ mod messages;
 pub mod openapi;
 pub mod ratelimit;
 mod retry;
+mod schedule;
 pub mod security;
 pub mod server;
 mod status;
+mod suppressions;
 mod webhooks;
 
 use std::sync::Arc;
@@ -82,6 +84,8 @@ pub fn router(state: AppState) -> Router {
         .merge(conversations::router())
         .merge(legacy::router())
         .merge(retry::router())
+        .merge(suppressions::router())
+        .merge(schedule::router())
         .merge(status::router())
         .route(
             "/metrics",

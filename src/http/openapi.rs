@@ -46,6 +46,10 @@ pub const DOCS_PATH: &str = "/docs";
         super::messages::get_one,
         super::messages::events,
         super::retry::retry,
+        super::schedule::cancel,
+        super::suppressions::list,
+        super::suppressions::add,
+        super::suppressions::remove,
         super::status::correct,
         super::conversations::create,
         super::conversations::list,
@@ -78,6 +82,7 @@ pub const DOCS_PATH: &str = "/docs";
     tags(
         (name = "messages", description = "Sending messages and following them"),
         (name = "conversations", description = "Conversations: a pair of participants in one channel"),
+        (name = "suppressions", description = "Addresses never sent to: opt-outs, bounces, complaints, manual entries"),
         (name = "provider webhooks", description = "Callbacks from Twilio and SendGrid, verified by their signatures"),
         (name = "original API", description = "The original service's endpoints under /api, kept for its clients"),
         (name = "operations", description = "Health probes, metrics and this document"),

@@ -42,6 +42,7 @@ pub const QUEUE_DELAYED: &str = "queue_delayed";
 pub const QUEUE_DEAD_LETTER: &str = "queue_dead_letter_size";
 pub const QUEUE_RECLAIMED: &str = "queue_reclaimed_total";
 pub const SWEEPER_REQUEUED: &str = "sweeper_requeued_total";
+pub const SCHEDULED_PROMOTED: &str = "scheduled_promoted_total";
 pub const WEBHOOK_DELIVERIES: &str = "webhook_deliveries_total";
 pub const DB_POOL_CONNECTIONS: &str = "db_pool_connections";
 pub const DB_POOL_MAX: &str = "db_pool_max_connections";
@@ -147,6 +148,10 @@ fn describe() {
         "Stranded messages the sweeper put back on the queue"
     );
     describe_counter!(
+        SCHEDULED_PROMOTED,
+        "Scheduled messages that fell due and were moved to pending"
+    );
+    describe_counter!(
         WEBHOOK_DELIVERIES,
         "Provider webhooks received, by provider and outcome"
     );
@@ -167,6 +172,7 @@ fn describe() {
     counter!(RATE_LIMIT_HITS).absolute(0);
     counter!(QUEUE_RECLAIMED).absolute(0);
     counter!(SWEEPER_REQUEUED).absolute(0);
+    counter!(SCHEDULED_PROMOTED).absolute(0);
     counter!(LOG_WRITE_ERRORS).absolute(0);
     gauge!(API_REQUESTS_IN_FLIGHT).set(0.0);
 }
@@ -299,6 +305,10 @@ pub fn reclaimed(count: usize) {
 
 pub fn swept(count: usize) {
     counter!(SWEEPER_REQUEUED).increment(count as u64);
+}
+
+pub fn scheduled_promoted(count: usize) {
+    counter!(SCHEDULED_PROMOTED).increment(count as u64);
 }
 
 /// For the webhook handlers: `outcome` is a short fixed word (`accepted`, `duplicate`,

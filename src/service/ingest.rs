@@ -16,7 +16,7 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use tracing::{error, info, warn};
 
 use super::{Context, ServiceError};
-use crate::domain::{Direction, Message, NewMessage, address_mask};
+use crate::domain::{Direction, Message, MessageStatus, NewMessage, address_mask};
 use crate::queue::Queue;
 use crate::store::{Inserted, Store, StoreError};
 
@@ -49,7 +49,7 @@ const ENQUEUE_TIMEOUT: Duration = Duration::from_secs(1);
 /// After an enqueue failure, skip Redis for this long so requests do not each wait a timeout.
 const ENQUEUE_BACKOFF_MS: i64 = 1000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum IngestError {
     #[error("the database is unavailable")]
     Unavailable,
@@ -57,6 +57,8 @@ pub enum IngestError {
     ShuttingDown,
     #[error("storing the message failed")]
     Failed,
+    #[error("the recipient is suppressed")]
+    Suppressed(crate::domain::compliance::Suppression),
 }
 
 struct Job {
@@ -143,6 +145,11 @@ impl Writer {
     }
 
     async fn write(&self, jobs: &mut Vec<Job>) {
+        // Suppressed recipients are refused before anything is stored: one lookup per batch.
+        self.refuse_suppressed(jobs).await;
+        if jobs.is_empty() {
+            return;
+        }
         let messages: Vec<NewMessage> = jobs.iter().map(|j| j.message.clone()).collect();
         let result = self.store.insert_messages(&messages).await;
         let results = match result {
@@ -163,7 +170,7 @@ impl Writer {
                 };
                 error!(error = %format!("{:#}", anyhow::Error::from(e)), batch = jobs.len(), "storing a batch of messages failed");
                 for job in jobs.drain(..) {
-                    let _ = job.reply.send(Err(reply));
+                    let _ = job.reply.send(Err(reply.clone()));
                 }
                 return;
             }
@@ -173,8 +180,14 @@ impl Writer {
             let created: Vec<&Message> = results
                 .iter()
                 .filter_map(|r| match r {
-                    // Received messages are stored, never delivered.
-                    Inserted::Created(m) if m.direction == Direction::Outbound => Some(m),
+                    // Received messages are stored, never delivered; scheduled ones are
+                    // enqueued by the scheduler when due.
+                    Inserted::Created(m)
+                        if m.direction == Direction::Outbound
+                            && m.status != MessageStatus::Scheduled =>
+                    {
+                        Some(m)
+                    }
                     Inserted::Created(_) | Inserted::Existing { .. } => None,
                 })
                 .collect();
@@ -209,6 +222,37 @@ impl Writer {
             .swap(now_ms() + ENQUEUE_BACKOFF_MS, Ordering::Relaxed);
         if previous == 0 {
             warn!(error = %error, count = messages.len(), "could not enqueue messages; they stay pending and the sweeper will enqueue them");
+        }
+    }
+
+    /// Answers the jobs whose recipient is on the suppression list (or all of them, if the
+    /// list cannot be read) and leaves the others in `jobs`.
+    async fn refuse_suppressed(&self, jobs: &mut Vec<Job>) {
+        let batch: Vec<&NewMessage> = jobs.iter().map(|j| &j.message).collect();
+        let found = match super::compliance::suppressed_recipients(self.store.as_ref(), &batch)
+            .await
+        {
+            Ok(found) => found,
+            Err(e) => {
+                let reply = match &e {
+                    StoreError::Unavailable(_) => IngestError::Unavailable,
+                    StoreError::Other(_) => IngestError::Failed,
+                };
+                error!(error = %format!("{:#}", anyhow::Error::from(e)), batch = jobs.len(), "looking up suppressed recipients failed");
+                for job in jobs.drain(..) {
+                    let _ = job.reply.send(Err(reply.clone()));
+                }
+                return;
+            }
+        };
+        for (job, suppression) in std::mem::take(jobs).into_iter().zip(found) {
+            match suppression {
+                Some(s) => {
+                    info!(to = %address_mask(&s.address), reason = s.reason.as_str(), "Send refused: recipient suppressed");
+                    let _ = job.reply.send(Err(IngestError::Suppressed(s)));
+                }
+                None => jobs.push(job),
+            }
         }
     }
 }

@@ -7,6 +7,7 @@
 //! - [`send`]: an outbound message, its idempotency key and request fingerprint;
 //! - [`receive`]: an inbound message from the original webhook API or a provider;
 //! - [`deliver_now`]: synchronous mode, claim, send and settle within the request;
+//! - [`schedule`]: canceling a scheduled send before it is due;
 //! - [`redrive`]: failed messages back in the queue (retry endpoint and `dlq redrive`);
 //! - [`webhook_intake`]: provider callbacks, verified, then applied as receipts or inbound
 //!   messages; refused calls logged in one place;
@@ -17,6 +18,7 @@
 //!
 //! Nothing here knows HTTP; errors are [`ServiceError`]s.
 
+pub mod compliance;
 pub mod conversations;
 pub mod correct_status;
 pub mod deliver_now;
@@ -25,6 +27,7 @@ pub mod ingest;
 pub mod messages;
 pub mod receive;
 pub mod redrive;
+pub mod schedule;
 pub mod send;
 pub mod webhook_intake;
 
@@ -84,8 +87,12 @@ pub enum ServiceError {
     NotFound { resource: &'static str },
     #[error("the Idempotency-Key was already used for a different request (message {existing})")]
     IdempotencyConflict { existing: Uuid },
+    #[error("the recipient {} is on the suppression list ({})", crate::domain::address_mask(&.0.address), .0.reason.as_str())]
+    Suppressed(crate::domain::compliance::Suppression),
     #[error("the message is {status}; only a failed message can be retried")]
     NotFailed { status: MessageStatus },
+    #[error("the message is {status}; only a scheduled message can be canceled")]
+    NotCancelable { status: MessageStatus },
     /// A status change the lifecycle does not allow (an operator's correction).
     #[error(transparent)]
     InvalidTransition(#[from] TransitionError),
@@ -157,6 +164,7 @@ impl From<IngestError> for ServiceError {
         match e {
             IngestError::Unavailable => Self::database_unavailable(),
             IngestError::ShuttingDown => Self::shutting_down(),
+            IngestError::Suppressed(s) => Self::Suppressed(s),
             IngestError::Failed => Self::Internal(anyhow::anyhow!(
                 "storing the message failed (cause logged by the writer)"
             )),

@@ -6,7 +6,7 @@
 
 use uuid::Uuid;
 
-use super::{Context, ServiceError, ingest};
+use super::{Context, ServiceError, compliance, ingest};
 use crate::domain::{InboundContent, NewMessage, ValidationError};
 use crate::store::Inserted;
 
@@ -39,10 +39,13 @@ pub async fn receive(
 /// Stores an already validated inbound message.
 pub async fn store(ctx: Context<'_>, message: NewMessage) -> Result<Received, ServiceError> {
     Ok(match ingest::submit(ctx, message).await? {
-        Inserted::Created(m) => Received {
-            message_id: m.id,
-            duplicate: false,
-        },
+        Inserted::Created(m) => {
+            compliance::confirm_keyword(ctx, &m).await;
+            Received {
+                message_id: m.id,
+                duplicate: false,
+            }
+        }
         Inserted::Existing { message, .. } => Received {
             message_id: message.id,
             duplicate: true,

@@ -7,8 +7,9 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use super::{Context, ServiceError, deliver_now, ingest};
-use crate::domain::{Message, NewMessage, OutboundContent};
+use super::{Context, ServiceError, compliance, deliver_now, ingest};
+use crate::domain::schedule::parse_send_at;
+use crate::domain::{Message, MessageStatus, NewMessage, OutboundContent};
 use crate::store::Inserted;
 
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
@@ -22,6 +23,8 @@ pub struct SendRequest {
     pub key_field: Option<String>,
     /// When the client says the message was written (the original API).
     pub provider_timestamp: Option<OffsetDateTime>,
+    /// `send_at`: schedule the message instead of sending it now.
+    pub send_at: Option<String>,
 }
 
 /// The answer to a send.
@@ -46,14 +49,20 @@ impl Sent {
 pub async fn send(ctx: Context<'_>, request: SendRequest) -> Result<Sent, ServiceError> {
     let key = idempotency_key(request.key_header.as_deref(), request.key_field)?;
     let mut message = NewMessage::outbound(request.content)?;
+    compliance::prepare_outbound(ctx.settings, &mut message)?;
     message.provider_timestamp = request.provider_timestamp;
+    if let Some(raw) = request.send_at.as_deref() {
+        message = message.scheduled(parse_send_at(raw, OffsetDateTime::now_utc())?);
+    }
     if key.is_some() {
         message.request_hash = Some(request_hash(&message));
         message.idempotency_key = key;
     }
     let hash = message.request_hash.clone();
     match ingest::submit(ctx, message).await? {
-        Inserted::Created(created) if ctx.settings.sync_message_processing => {
+        Inserted::Created(created)
+            if ctx.settings.sync_message_processing && created.status == MessageStatus::Pending =>
+        {
             Ok(Sent::Created(deliver_now::deliver_now(ctx, created).await?))
         }
         Inserted::Created(created) => Ok(Sent::Created(created)),
@@ -110,7 +119,7 @@ pub fn idempotency_key(
 
 /// Fingerprint of what was asked, so a reused key with a different request is caught.
 fn request_hash(m: &NewMessage) -> String {
-    let canonical = json!([
+    let mut canonical = json!([
         m.kind.as_str(),
         m.from.as_str(),
         m.to.as_str(),
@@ -119,6 +128,10 @@ fn request_hash(m: &NewMessage) -> String {
         m.attachments,
         m.metadata
     ]);
+    // Only when scheduled, so that the fingerprints of other requests stay as they were.
+    if let (Some(at), Some(parts)) = (m.send_at, canonical.as_array_mut()) {
+        parts.push(json!(at.unix_timestamp_nanos().to_string()));
+    }
     let digest = Sha256::digest(canonical.to_string().as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }

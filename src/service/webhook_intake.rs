@@ -178,6 +178,7 @@ pub async fn sendgrid_events(
     let (events, skipped) =
         sendgrid::parse_events(&value).map_err(|reason| ServiceError::invalid("body", reason))?;
     let outcomes = apply(ctx, &events).await?;
+    super::compliance::from_sendgrid_events(ctx, &value).await?;
     let count = |o: EventOutcome| outcomes.iter().filter(|x| **x == o).count();
     let summary = EventSummary {
         received: events.len() + skipped,

@@ -148,6 +148,7 @@ pub(crate) fn created_message(m: &NewMessage, conversation_id: Uuid) -> Message 
         next_attempt_at: None,
         provider_timestamp: m.provider_timestamp.map(truncate_to_micros),
         read_at: None,
+        send_at: m.send_at.map(truncate_to_micros),
         size: None,
     }
     .sized()

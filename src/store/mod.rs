@@ -14,7 +14,9 @@ mod messages;
 pub mod postgres;
 mod query;
 mod rows;
+mod schedule;
 pub mod sqlite;
+mod suppressions;
 mod webhooks;
 
 pub use api_keys::ApiKeyStore;
@@ -22,6 +24,8 @@ pub use conversations::{ConversationFilter, ConversationStore, SearchHit, SortOr
 pub use corrections::{Correction, CorrectionStore};
 pub use dead_letters::DeadLetterStore;
 pub use messages::MessageStore;
+pub use schedule::ScheduleStore;
+pub use suppressions::{Suppressed, SuppressionFilter, SuppressionStore, suppressions_of};
 pub use webhooks::{
     EventOutcome, HistoryEntry, LogResult, ProviderEvent, ReceiptPlan, StatusChange,
     WebhookDelivery, WebhookLogEntry, WebhookStore, plan_receipts,
@@ -150,6 +154,8 @@ pub trait Store:
     + CorrectionStore
     + ApiKeyStore
     + WebhookStore
+    + SuppressionStore
+    + ScheduleStore
     + Send
     + Sync
     + 'static

@@ -83,7 +83,7 @@ pub(crate) fn total<R: StoredRow>(row: &R) -> anyhow::Result<i64> {
 pub(crate) const MESSAGE_COLUMNS: &str = "id, conversation_id, direction, type, from_address, to_address, body, subject, \
      attachments, status, provider, provider_message_id, num_segments, retry_count, error_code, error_message, metadata, \
      idempotency_key, created_at, updated_at, sent_at, delivered_at, failed_at, next_attempt_at, \
-     provider_timestamp, read_at";
+     provider_timestamp, read_at, send_at";
 
 pub(crate) fn message<R: StoredRow>(row: &R) -> anyhow::Result<Message> {
     let error_code: Option<String> = row.get("error_code")?;
@@ -118,6 +118,7 @@ pub(crate) fn message<R: StoredRow>(row: &R) -> anyhow::Result<Message> {
         next_attempt_at: row.opt_instant("next_attempt_at")?,
         provider_timestamp: row.opt_instant("provider_timestamp")?,
         read_at: row.opt_instant("read_at")?,
+        send_at: row.opt_instant("send_at")?,
         size: None,
     }
     .sized())

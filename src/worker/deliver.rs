@@ -10,6 +10,7 @@ use tracing::{debug, error, info, warn};
 use uuid::Uuid;
 
 use super::backoff::retry_delay;
+use super::suppression;
 use crate::config::QueueSettings;
 use crate::domain::{ErrorInfo, Message, address_mask};
 use crate::observability;
@@ -28,8 +29,14 @@ pub struct Deliverer {
 
 impl Deliverer {
     /// Sends every claimed message (concurrently) and returns what happened to each.
+    /// A message whose recipient is suppressed is not sent (one list lookup per batch).
     pub async fn send_all(&self, messages: &[Message]) -> Vec<Outcome> {
-        join_all(messages.iter().map(|m| self.send_one(m))).await
+        let mut held = suppression::held_back(self.store.as_ref(), messages).await;
+        let sending = messages.iter().filter(|m| !held.contains_key(&m.id));
+        let mut outcomes = join_all(sending.map(|m| self.send_one(m))).await;
+        suppression::learn_from_refusals(self.store.as_ref(), messages, &outcomes).await;
+        outcomes.extend(messages.iter().filter_map(|m| held.remove(&m.id)));
+        outcomes
     }
 
     #[tracing::instrument(skip_all, fields(message_id = %message.id, r#type = %message.kind))]

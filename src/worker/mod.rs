@@ -4,6 +4,8 @@
 
 mod backoff;
 mod deliver;
+pub mod scheduler;
+pub mod suppression;
 
 pub use backoff::retry_delay;
 pub use deliver::Deliverer;
@@ -57,6 +59,7 @@ impl Worker {
     pub async fn run(self, shutdown: CancellationToken, grace: Duration) -> anyhow::Result<()> {
         info!(consumer = %self.consumer, "Starting message processor...");
         let housekeeping = tokio::spawn(self.clone().housekeeping(shutdown.clone()));
+        tokio::spawn(scheduler::run(self.deliverer.clone(), shutdown.clone()));
         let settings = self.deliverer.settings.clone();
         let mut in_flight = JoinSet::new();
         let mut failures = 0u32;

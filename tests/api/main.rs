@@ -28,11 +28,14 @@ mod providers_smtp;
 mod providers_twilio;
 mod queue_entries;
 mod rate_limit;
+mod schedule;
 #[path = "../common/scratch.rs"]
 mod scratch;
 mod segments;
 mod send;
+mod sms_sizing;
 mod status_correction;
+mod suppressions;
 mod validation;
 #[path = "../common/wait.rs"]
 mod wait;

@@ -24,7 +24,12 @@ async fn get_json(client: &reqwest::Client, url: String) -> Option<Value> {
 }
 
 /// The message once it has `status`, read through the API at `base`.
-async fn wait_for_status(client: &reqwest::Client, base: &str, id: &str, status: &str) -> Value {
+pub(crate) async fn wait_for_status(
+    client: &reqwest::Client,
+    base: &str,
+    id: &str,
+    status: &str,
+) -> Value {
     crate::wait::until(
         &format!("the message to be {status}"),
         PATIENCE,

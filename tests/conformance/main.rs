@@ -12,5 +12,7 @@ mod queue;
 mod store;
 mod store_corrections;
 mod store_features;
+mod store_schedule;
+mod store_suppressions;
 #[path = "../common/wait.rs"]
 mod wait;

@@ -38,6 +38,7 @@ struct MessageColumns {
     provider: Vec<Option<String>>,
     provider_message_id: Vec<Option<String>>,
     provider_timestamp: Vec<Option<OffsetDateTime>>,
+    send_at: Vec<Option<OffsetDateTime>>,
     created_at: Vec<OffsetDateTime>,
 }
 
@@ -60,6 +61,7 @@ impl MessageColumns {
         self.provider.push(m.provider.clone());
         self.provider_message_id.push(m.provider_message_id.clone());
         self.provider_timestamp.push(m.provider_timestamp);
+        self.send_at.push(m.send_at);
         self.created_at.push(m.created_at);
         Ok(())
     }
@@ -150,16 +152,16 @@ impl PgStore {
                 "insert into messages
                      (id, conversation_id, direction, type, from_address, to_address, body, subject,
                       attachments, status, metadata, idempotency_key, request_hash, provider,
-                      provider_message_id, provider_timestamp, created_at, updated_at)
+                      provider_message_id, provider_timestamp, send_at, created_at, updated_at)
                  select id, conversation_id, direction, type, from_address, to_address, body, subject,
                         attachments::jsonb, status, metadata::jsonb, idempotency_key, request_hash, provider,
-                        provider_message_id, provider_timestamp, created_at, created_at
+                        provider_message_id, provider_timestamp, send_at, created_at, created_at
                  from unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
                              $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
-                             $14::text[], $15::text[], $16::timestamptz[], $17::timestamptz[])
+                             $14::text[], $15::text[], $16::timestamptz[], $17::timestamptz[], $18::timestamptz[])
                      as t(id, conversation_id, direction, type, from_address, to_address, body, subject,
                           attachments, status, metadata, idempotency_key, request_hash, provider,
-                          provider_message_id, provider_timestamp, created_at)
+                          provider_message_id, provider_timestamp, created_at, send_at)
                  -- No target: both the idempotency key and the inbound provider id are unique.
                  on conflict do nothing",
             )
@@ -180,6 +182,7 @@ impl PgStore {
             .bind(&columns.provider_message_id)
             .bind(&columns.provider_timestamp)
             .bind(&columns.created_at)
+            .bind(&columns.send_at)
             .run(&mut *tx)
             .await?;
             if inserted != columns.id.len() as u64 {
@@ -198,6 +201,9 @@ impl PgStore {
             .run(&mut *tx)
             .await?;
         }
+        // Opt-out and opt-in keywords take effect with the message that carries them.
+        let keywords = crate::store::suppressions::keyword_changes(batch, &plan.fresh);
+        super::suppressions::apply_keywords(&mut tx, &keywords).await?;
         tx.commit().await.map_err(classify)?;
 
         let results = plan.results(batch, &existing, &conversation_of)?;

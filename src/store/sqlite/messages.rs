@@ -46,6 +46,7 @@ fn message_input(m: &NewMessage, conversation_id: Uuid) -> anyhow::Result<Value>
         "provider": m.provider,
         "provider_message_id": m.provider_message_id,
         "provider_timestamp": m.provider_timestamp.map(ts).transpose()?,
+        "send_at": m.send_at.map(ts).transpose()?,
         "created_at": ts(m.created_at)?,
     }))
 }
@@ -168,14 +169,14 @@ impl SqliteStore {
                 "insert into messages
                      (id, conversation_id, direction, type, from_address, to_address, body, subject,
                       attachments, status, metadata, idempotency_key, request_hash, provider,
-                      provider_message_id, provider_timestamp, created_at, updated_at)
+                      provider_message_id, provider_timestamp, send_at, created_at, updated_at)
                  select value ->> 'id', value ->> 'conversation_id', value ->> 'direction',
                         value ->> 'type', value ->> 'from_address', value ->> 'to_address',
                         value ->> 'body', value ->> 'subject', value ->> 'attachments',
                         value ->> 'status', value ->> 'metadata', value ->> 'idempotency_key',
                         value ->> 'request_hash', value ->> 'provider',
                         value ->> 'provider_message_id', value ->> 'provider_timestamp',
-                        value ->> 'created_at', value ->> 'created_at'
+                        value ->> 'send_at', value ->> 'created_at', value ->> 'created_at'
                  from json_each(?1) order by key",
             )
             .bind(&input)
@@ -190,6 +191,9 @@ impl SqliteStore {
             .run(&mut *tx)
             .await?;
         }
+        // Opt-out and opt-in keywords take effect with the message that carries them.
+        let keywords = crate::store::suppressions::keyword_changes(batch, &plan.fresh);
+        super::suppressions::apply_keywords(&mut tx, &keywords, &now).await?;
         tx.commit().await.map_err(classify)?;
 
         plan.results(batch, &existing, &conversation_of)

@@ -20,6 +20,8 @@ mod conversations;
 mod corrections;
 mod dead_letters;
 mod messages;
+mod schedule;
+mod suppressions;
 mod webhooks;
 
 use std::fs::File;
