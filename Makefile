@@ -23,7 +23,7 @@ CARGO_PROFILE_FLAGS := $(if $(filter release,$(PROFILE)),--release,$(if $(filter
 RUN_ENV := PORT=$(PORT) PROFILE=$(PROFILE)
 
 .PHONY: help build services run run-bg worker dev stop status logs restart-app migrate \
-        db-reset test test-flow test-prometheus test-rate-limit bench fmt lint docker-up docker-down docker-logs
+        db-reset test test-contract test-flow test-prometheus test-rate-limit bench fmt lint docker-up docker-down docker-logs
 
 help: ## List the targets
 	@echo "Usage: make <target> [PORT=8080] [PROFILE=release] [API_URL=...] [ARGS=...] [FORCE=1]"
@@ -75,7 +75,7 @@ db-reset: build ## Drop every table and re-run migrations (asks first unless FOR
 	fi
 	$(BIN) db-reset
 
-test: ## Run all tests: format and clippy checks, services, cargo test --all-targets, the HTTP suite again embedded, the flow, Prometheus and docs checks
+test: ## Run all tests: format and clippy checks, services, cargo test --all-targets, the HTTP suite again embedded, the flow, Prometheus, docs and API contract checks
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 	scripts/services.sh
@@ -84,7 +84,11 @@ test: ## Run all tests: format and clippy checks, services, cargo test --all-tar
 	scripts/test-flow.sh --start
 	scripts/test-prometheus.sh
 	scripts/check-docs.sh
+	scripts/test-contract.sh
 	scripts/test-browser.sh
+
+test-contract: ## Validate /openapi.json and run schemathesis over every operation (scratch service, both backends)
+	scripts/test-contract.sh
 
 test-flow: ## Check send -> queue -> worker -> sent against a running service at API_URL
 	API_URL=$(API_URL) scripts/test-flow.sh

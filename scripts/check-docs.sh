@@ -67,6 +67,8 @@ KNOWN_TOOLS = {
     "lsof", "mkdir", "open", "pg_isready", "pip", "promtool", "ps", "psql", "redis-cli",
     "rm", "sed", "seq", "sleep", "sqlite3", "ss", "sudo", "systemctl", "tail", "tee", "unset",
     "watch", "wc", "xargs",
+    # Client generators the README shows for /openapi.json.
+    "openapi-generator-cli", "openapi-python-client",
 }
 # Words that only prefix the real command.
 PREFIXES = {"sudo", "env", "time", "nohup", "exec", "watch"}

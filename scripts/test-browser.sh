@@ -10,8 +10,10 @@
 # download is never used: the test launches /usr/bin/chromium. If Chromium cannot be
 # installed the script says so and fails.
 #
-# Then it builds the debug binary and runs tests/browser/test_console.py: one PASS:/FAIL:
-# line per check, screenshots of every page under target/browser/<backend>/.
+# Then it builds the debug binary and runs tests/browser/test_console.py and
+# tests/browser/test_docs.py (the API docs page at /docs): one PASS:/FAIL: line per check,
+# screenshots of every page under target/browser/<backend>/. BROWSER_TESTS=console or
+# BROWSER_TESTS=docs runs only one of them.
 # Environment: CHROMIUM (default /usr/bin/chromium), TEST_DATABASE_URL (an admin URL on the
 # PostgreSQL server, default postgres://messaging_user:messaging_password@127.0.0.1:5432/postgres,
 # or POSTGRES_USER/POSTGRES_PASSWORD/PG_HOST/PG_PORT), TEST_REDIS_URL (default
@@ -25,7 +27,7 @@ BACKENDS=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --backend) BACKENDS+=("${2:?--backend needs postgres or embedded}"); shift 2 ;;
-    -h | --help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "usage: scripts/test-browser.sh [--backend postgres|embedded]..." >&2; exit 2 ;;
   esac
 done
@@ -68,5 +70,14 @@ cargo build --quiet || die "cargo build failed"
 ARGS=()
 for b in "${BACKENDS[@]}"; do ARGS+=(--backend "$b"); done
 [ "${KEEP_LOGS:-0}" = 1 ] && ARGS+=(--keep-logs)
-exec "$PY" "$ROOT/tests/browser/test_console.py" --binary "$ROOT/target/debug/messaging-service" \
-  --chromium "$CHROMIUM" --out "$ROOT/target/browser" "${ARGS[@]}"
+rc=0
+if [ "${BROWSER_TESTS:-console docs}" != docs ]; then
+  "$PY" "$ROOT/tests/browser/test_console.py" --binary "$ROOT/target/debug/messaging-service" \
+    --chromium "$CHROMIUM" --out "$ROOT/target/browser" "${ARGS[@]}" || rc=1
+fi
+# The API docs page (/docs): rendered from assets in the binary, no request elsewhere.
+if [ "${BROWSER_TESTS:-console docs}" != console ]; then
+  "$PY" "$ROOT/tests/browser/test_docs.py" --binary "$ROOT/target/debug/messaging-service" \
+    --chromium "$CHROMIUM" --out "$ROOT/target/browser" "${ARGS[@]}" || rc=1
+fi
+exit $rc

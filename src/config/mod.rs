@@ -15,6 +15,7 @@ use secrecy::{ExposeSecret, SecretString};
 pub mod attachments;
 mod compliance;
 pub mod delivery;
+mod docs;
 pub mod events;
 pub mod providers;
 pub mod receipts;
@@ -165,6 +166,8 @@ pub struct Settings {
     pub compliance: ComplianceSettings,
     pub events: events::EventSettings,
     pub delivery: delivery::DeliverySettings,
+    /// Serve `GET /openapi.json` and `GET /docs` (`API_DOCS_ENABLED`).
+    pub api_docs: bool,
 }
 
 /// A bad configuration value; the message names the variable.
@@ -438,6 +441,7 @@ impl Settings {
             compliance: ComplianceSettings::from_env(env)?,
             events: events::EventSettings::from_env(env, environment)?,
             delivery: delivery::DeliverySettings::from_env(env)?,
+            api_docs: docs::api_docs_enabled(env, environment)?,
         })
     }
 }

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::address::{Address, ChannelFamily, EmailAddress, PhoneNumber};
 
 /// Why an address is on the suppression list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SuppressionReason {
     /// The recipient replied with an opt-out keyword.
@@ -139,9 +139,11 @@ impl SuppressedAddress {
 }
 
 /// One entry of the suppression list.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Suppression {
     pub address: String,
+    /// `phone` or `email`.
+    #[schema(value_type = String, pattern = "^(phone|email)$")]
     pub channel: ChannelFamily,
     pub reason: SuppressionReason,
     #[serde(with = "time::serde::rfc3339")]

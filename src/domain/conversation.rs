@@ -14,7 +14,7 @@ pub const MAX_TITLE_CHARS: usize = 200;
 pub const MAX_SEARCH_QUERY_CHARS: usize = 200;
 
 /// Whether a conversation is in use. An archived one re-opens when an inbound message arrives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ConversationStatus {
     Active,
@@ -42,9 +42,11 @@ impl ConversationStatus {
 }
 
 /// A stored conversation, as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Conversation {
     pub id: Uuid,
+    /// `phone` (sms and mms) or `email`.
+    #[schema(value_type = String, pattern = "^(phone|email)$")]
     pub channel: ChannelFamily,
     /// The two addresses, in their stored (sorted) order.
     pub participants: [String; 2],
@@ -238,7 +240,7 @@ impl SearchQuery {
 }
 
 /// Totals of one conversation.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ConversationStatistics {
     pub conversation_id: Uuid,
     pub total_messages: i64,

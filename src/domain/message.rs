@@ -43,7 +43,7 @@ impl ValidationError {
 macro_rules! string_enum {
     ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
         #[serde(rename_all = "snake_case")]
         pub enum $name { $($variant),+ }
 
@@ -157,14 +157,14 @@ impl MessageStatus {
 }
 
 /// A provider or delivery error kept on a message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorInfo {
     pub code: String,
     pub message: String,
 }
 
 /// A stored message, as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Message {
     pub id: Uuid,
     pub conversation_id: Uuid,
@@ -213,13 +213,26 @@ pub struct Message {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status_callback: Option<String>,
     /// `segments` and `encoding` of an sms/mms body, counted from the body it was accepted
-    /// with; absent for email. Set by [`Message::sized`].
+    /// with; absent for email. Set by `Message::sized`.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = SmsSizeFields)]
     pub size: Option<SmsSize>,
 }
 
+/// The schema of [`Message::size`] flattened into a message: both fields or neither.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct SmsSizeFields {
+    /// Segments of an sms/mms body; absent for email.
+    #[schema(nullable = false)]
+    segments: Option<u32>,
+    /// `GSM-7` or `UCS-2`; absent for email.
+    #[schema(nullable = false)]
+    encoding: Option<SmsEncoding>,
+}
+
 /// How an sms/mms body travels: its encoding and the number of segments it takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct SmsSize {
     pub segments: u32,
     pub encoding: SmsEncoding,
@@ -248,7 +261,7 @@ impl Message {
 }
 
 /// One entry of a message's audit trail.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct MessageEvent {
     pub id: i64,
     pub message_id: Uuid,

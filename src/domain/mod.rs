@@ -13,10 +13,14 @@ pub mod segments;
 pub use address::{Address, ChannelFamily, EmailAddress, PhoneNumber, mask as address_mask};
 pub use api_key::{ApiKey, KEY_PREFIX, MAX_KEY_LEN, NewApiKey, hash_key};
 pub use conversation::{
-    Conversation, ConversationPatch, ConversationStatistics, ConversationStatus, NewConversation,
-    SearchQuery, parse_address, parse_channel,
+    Conversation, ConversationPatch, ConversationStatistics, ConversationStatus,
+    MAX_SEARCH_QUERY_CHARS, MAX_TITLE_CHARS, NewConversation, SearchQuery, parse_address,
+    parse_channel,
 };
 pub use message::{
     Direction, ErrorInfo, InboundContent, Message, MessageEvent, MessageStatus, MessageType,
     NewMessage, OutboundContent, SmsSize, TransitionError, ValidationError,
+};
+pub use message::{
+    MAX_ATTACHMENT_URL_CHARS, MAX_ATTACHMENTS, MAX_EMAIL_BODY_BYTES, MAX_SUBJECT_CHARS,
 };

@@ -19,7 +19,7 @@ const GSM_MULTI: usize = 153;
 const UCS2_SINGLE: usize = 70;
 const UCS2_MULTI: usize = 67;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub enum SmsEncoding {
     #[serde(rename = "GSM-7")]
     Gsm7,

@@ -37,16 +37,38 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/conversations/{id}/statistics", get(statistics))
 }
 
-#[derive(Debug, Deserialize)]
+/// A conversation to open (or find, if the pair already talks in this channel family).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = NewConversation)]
 pub struct CreateRequest {
+    /// Exactly two addresses of one family: E.164 phone numbers or email addresses.
+    #[schema(value_type = Vec<super::openapi::AddressText>, min_items = 2, max_items = 2)]
     participants: Option<Vec<String>>,
+    /// `phone` (or `sms`, `mms`) or `email`; taken from the addresses when absent.
+    #[schema(pattern = "^(phone|sms|mms|email)$")]
     channel: Option<String>,
+    /// One line.
+    #[schema(max_length = 200)]
     title: Option<String>,
+    /// A JSON object.
+    #[schema(value_type = Option<Object>)]
     metadata: Option<Value>,
 }
 
 /// 201 with a new conversation; 200 with the existing one when the pair already has one
 /// on that channel (creating is idempotent).
+#[utoipa::path(
+    post,
+    path = "/api/v1/conversations",
+    operation_id = "create_conversation",
+    tag = "conversations",
+    summary = "Open a conversation (also served at /api/v1/conversations/)",
+    request_body = CreateRequest,
+    responses(
+        (status = 201, description = "Opened", body = Conversation),
+        (status = 200, description = "The pair already had a conversation in this channel: that one", body = Conversation),
+    ),
+)]
 async fn create(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<CreateRequest>,
@@ -66,10 +88,15 @@ async fn create(
     Ok((status, Json(conversation)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    #[param(value_type = Option<ConversationStatus>)]
     status: Option<String>,
+    /// `phone` or `email`.
+    #[param(pattern = "^(phone|email)$")]
     channel: Option<String>,
+    /// A phone number or email address taking part.
     participant: Option<String>,
 }
 
@@ -99,7 +126,7 @@ impl TryFrom<ListQuery> for ConversationFilter {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct ConversationPage {
     conversations: Vec<Conversation>,
     total: i64,
@@ -107,6 +134,15 @@ struct ConversationPage {
     offset: i64,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/conversations",
+    operation_id = "list_conversations",
+    tag = "conversations",
+    summary = "Conversations, most recent first (also served at /api/v1/conversations/)",
+    params(ListQuery, super::openapi::PageParams),
+    responses((status = 200, body = ConversationPage)),
+)]
 async fn list(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
@@ -122,14 +158,19 @@ async fn list(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct GetQuery {
+    /// Include the latest messages.
+    #[param(value_type = Option<bool>)]
     include_messages: Option<String>,
+    /// How many messages to include (default 20).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
     limit: Option<String>,
 }
 
 /// A conversation with what a route adds to it, in one serializer: its fields first.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct With<T: Serialize> {
     #[serde(flatten)]
     conversation: Conversation,
@@ -137,12 +178,24 @@ struct With<T: Serialize> {
     extra: T,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct IncludedMessages {
     #[serde(skip_serializing_if = "Option::is_none")]
     messages: Option<Vec<Message>>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/conversations/{id}",
+    operation_id = "get_conversation",
+    tag = "conversations",
+    summary = "One conversation",
+    params(("id" = Uuid, Path, description = "The conversation's id"), GetQuery),
+    responses(
+        (status = 200, body = With<IncludedMessages>),
+        (status = 404, description = "No such conversation", body = super::openapi::ErrorBody),
+    ),
+)]
 async fn get_one(
     State(state): State<AppState>,
     IdPath(id): IdPath,
@@ -168,12 +221,15 @@ async fn get_one(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct MessagesQuery {
+    /// `asc` (oldest first, the default) or `desc`.
+    #[param(pattern = "^(asc|desc)$")]
     order: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct ConversationMessages {
     conversation_id: Uuid,
     messages: Vec<Message>,
@@ -183,6 +239,18 @@ struct ConversationMessages {
 }
 
 /// Oldest first unless `order=desc`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/conversations/{id}/messages",
+    operation_id = "list_conversation_messages",
+    tag = "conversations",
+    summary = "A conversation's messages",
+    params(("id" = Uuid, Path, description = "The conversation's id"), MessagesQuery, super::openapi::PageParams),
+    responses(
+        (status = 200, body = ConversationMessages),
+        (status = 404, description = "No such conversation", body = super::openapi::ErrorBody),
+    ),
+)]
 async fn messages(
     State(state): State<AppState>,
     IdPath(id): IdPath,
@@ -209,14 +277,34 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
     Value::deserialize(d).map(Some)
 }
 
-#[derive(Debug, Deserialize)]
+/// What to change; absent fields are kept.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = ConversationChanges)]
 pub struct PatchRequest {
+    /// One line, or null to remove it.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, max_length = 200)]
     title: Option<Value>,
+    #[schema(value_type = Option<ConversationStatus>)]
     status: Option<String>,
+    /// A JSON object; replaces the stored one.
+    #[schema(value_type = Option<Object>)]
     metadata: Option<Value>,
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/v1/conversations/{id}",
+    operation_id = "update_conversation",
+    tag = "conversations",
+    summary = "Change a conversation's title, status or metadata",
+    params(("id" = Uuid, Path, description = "The conversation's id")),
+    request_body = PatchRequest,
+    responses(
+        (status = 200, body = Conversation),
+        (status = 404, description = "No such conversation", body = super::openapi::ErrorBody),
+    ),
+)]
 async fn update(
     State(state): State<AppState>,
     IdPath(id): IdPath,
@@ -226,17 +314,41 @@ async fn update(
     Ok(Json(service::update(state.services(), id, &patch).await?))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/conversations/{id}",
+    operation_id = "delete_conversation",
+    tag = "conversations",
+    summary = "Delete a conversation and its messages",
+    params(("id" = Uuid, Path, description = "The conversation's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such conversation", body = super::openapi::ErrorBody),
+    ),
+)]
 async fn remove(State(state): State<AppState>, IdPath(id): IdPath) -> Result<StatusCode, ApiError> {
     service::delete(state.services(), id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct MarkedRead {
     marked_read: u64,
 }
 
 /// The conversation (now `unread_count: 0`) and `marked_read`, the messages just marked.
+#[utoipa::path(
+    post,
+    path = "/api/v1/conversations/{id}/read",
+    operation_id = "mark_conversation_read",
+    tag = "conversations",
+    summary = "Mark a conversation's inbound messages read",
+    params(("id" = Uuid, Path, description = "The conversation's id")),
+    responses(
+        (status = 200, description = "The conversation and how many messages were marked", body = With<MarkedRead>),
+        (status = 404, description = "No such conversation", body = super::openapi::ErrorBody),
+    ),
+)]
 async fn mark_read(
     State(state): State<AppState>,
     IdPath(id): IdPath,
@@ -248,19 +360,24 @@ async fn mark_read(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+/// A full-text search over message bodies and subjects.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = ConversationSearch)]
 pub struct SearchRequest {
+    #[schema(required = true, min_length = 1, max_length = 200)]
     query: Option<String>,
+    /// Most conversations returned (default 20).
+    #[schema(minimum = 1, maximum = 100)]
     limit: Option<i64>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct Ranked {
     rank: f64,
     matching_messages: i64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct SearchResults {
     query: String,
     conversations: Vec<With<Ranked>>,
@@ -269,6 +386,15 @@ struct SearchResults {
 }
 
 /// Best match first; every hit carries its `rank` and `matching_messages`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/conversations/search",
+    operation_id = "search_conversations",
+    tag = "conversations",
+    summary = "Search conversations by their messages' text",
+    request_body = SearchRequest,
+    responses((status = 200, body = SearchResults)),
+)]
 async fn search(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<SearchRequest>,
@@ -295,6 +421,18 @@ async fn search(
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/conversations/{id}/statistics",
+    operation_id = "get_conversation_statistics",
+    tag = "conversations",
+    summary = "A conversation's totals",
+    params(("id" = Uuid, Path, description = "The conversation's id")),
+    responses(
+        (status = 200, body = ConversationStatistics),
+        (status = 404, description = "No such conversation", body = super::openapi::ErrorBody),
+    ),
+)]
 async fn statistics(
     State(state): State<AppState>,
     IdPath(id): IdPath,

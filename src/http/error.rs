@@ -69,6 +69,8 @@ error_codes! {
     NotFailed => CONFLICT, "not_failed";
     /// A cancel of a message that is no longer scheduled.
     NotCancelable => CONFLICT, "not_cancelable";
+    /// A status correction the message lifecycle does not allow.
+    InvalidTransition => CONFLICT, "invalid_transition";
     PayloadTooLarge => PAYLOAD_TOO_LARGE, "payload_too_large";
     UnsupportedMediaType => UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type";
     /// Well-formed JSON of the wrong shape, or a value a rule refuses; names the field.
@@ -233,6 +235,10 @@ impl From<ServiceError> for ApiError {
             },
             ServiceError::NotCancelable { .. } => Self::Conflict {
                 code: ErrorCode::NotCancelable,
+                message: e.to_string(),
+            },
+            ServiceError::InvalidTransition(_) => Self::Conflict {
+                code: ErrorCode::InvalidTransition,
                 message: e.to_string(),
             },
             ServiceError::Rejected { rejection, .. } => Self::Forbidden {

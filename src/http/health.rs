@@ -73,14 +73,38 @@ fn now() -> String {
         .unwrap_or_default()
 }
 
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "operations",
+    summary = "The process answers (rate limited like any endpoint)",
+    responses((status = 200, body = HealthStatus)),
+)]
 async fn health() -> Json<Value> {
     Json(json!({ "status": "healthy", "timestamp": now() }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/live",
+    tag = "operations",
+    summary = "Liveness: the process is alive (never rate limited, asks no dependency)",
+    responses((status = 200, body = HealthStatus)),
+)]
 async fn live() -> Json<Value> {
     Json(json!({ "status": "alive", "timestamp": now() }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/startup",
+    tag = "operations",
+    summary = "Start-up probe: 503 until migrations are applied and start-up is done",
+    responses(
+        (status = 200, body = HealthStatus),
+        (status = 503, description = "Still starting", body = HealthStatus),
+    ),
+)]
 async fn startup(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     if state.startup.is_done() {
         (
@@ -137,6 +161,16 @@ async fn check_all(state: &AppState) -> (bool, bool, Value) {
 /// not answer is reported (`"redis": "degraded"` and `dependency_up{dependency="redis"} 0`),
 /// not refused: sends are committed to the database first and the sweeper queues them once
 /// Redis is back, so a load balancer must keep sending traffic here.
+#[utoipa::path(
+    get,
+    path = "/ready",
+    tag = "operations",
+    summary = "Readiness: this instance can accept messages (the database answers)",
+    responses(
+        (status = 200, body = Readiness),
+        (status = 503, description = "The database is down; `details.dependency` names it and `details.checks` has every check (Redis trouble is reported as `degraded` with a 200)", body = super::openapi::ErrorBody),
+    ),
+)]
 async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let (db_up, queue_up, checks) = check_all(&state).await;
     let redis = state.queue.backend() == "redis";
@@ -165,10 +199,60 @@ async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
 }
 
 /// Always 200: the body says what is up and what is down (`status` is `ok` or `degraded`).
+#[utoipa::path(
+    get,
+    path = "/dependencies",
+    tag = "operations",
+    summary = "Each dependency's state and latency (always 200)",
+    responses((status = 200, body = Readiness)),
+)]
 async fn dependencies(State(state): State<AppState>) -> Json<Value> {
     let (db_up, queue_up, checks) = check_all(&state).await;
     let status = if db_up && queue_up { "ok" } else { "degraded" };
     Json(json!({ "status": status, "timestamp": now(), "checks": checks }))
+}
+
+/// The body of `/health`, `/live` and `/startup` (schema of their JSON).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct HealthStatus {
+    /// `healthy`, `alive`, `started` or `starting`.
+    status: String,
+    #[schema(format = DateTime)]
+    timestamp: String,
+}
+
+/// The body of `/ready` and `/dependencies`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct Readiness {
+    /// `ready` (`/ready`); `ok` or `degraded` (`/dependencies`).
+    status: String,
+    #[schema(format = DateTime)]
+    timestamp: String,
+    checks: Checks,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct Checks {
+    database: DependencyCheck,
+    queue: DependencyCheck,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct DependencyCheck {
+    /// `up` or `down`.
+    #[schema(pattern = "^(up|down)$")]
+    status: String,
+    /// `postgres`, `sqlite`, `redis` or `in-process`.
+    backend: String,
+    #[schema(minimum = 0)]
+    latency_ms: u64,
+    /// Present when down (`unreachable`; connection details are never shown).
+    #[schema(nullable = false)]
+    error: Option<String>,
 }
 
 #[cfg(test)]

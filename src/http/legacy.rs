@@ -7,7 +7,6 @@ use axum::http::request::Parts;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
@@ -88,20 +87,37 @@ fn phone_type(raw: Option<&str>, attachments: &[String]) -> Result<MessageType, 
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = LegacySendRequest)]
 pub struct SendRequest {
+    #[schema(value_type = super::openapi::AddressText)]
     from: Option<String>,
+    #[schema(value_type = super::openapi::AddressText)]
     to: Option<String>,
+    /// `sms` or `mms` on `/api/messages/sms` (from the attachments when absent); ignored
+    /// for email.
     #[serde(rename = "type")]
     kind: Option<String>,
+    #[schema(max_length = 1000000)]
     body: Option<String>,
+    #[schema(max_items = 10)]
     attachments: Option<Vec<String>>,
+    /// ISO 8601 date-time; without an offset it is UTC.
     timestamp: Option<String>,
     /// RFC 3339 with an offset: schedule the message instead of sending it now.
     send_at: Option<String>,
     status_callback: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/messages/sms",
+    operation_id = "legacy_send_sms",
+    tag = "original API",
+    summary = "Send an SMS or MMS (original shape)",
+    request_body = SendRequest,
+    responses((status = 200, description = "Accepted and queued", body = Accepted)),
+)]
 async fn send_sms(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<SendRequest>,
@@ -113,6 +129,15 @@ async fn send_sms(
     send(state, kind, req).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/messages/email",
+    operation_id = "legacy_send_email",
+    tag = "original API",
+    summary = "Send an email (original shape)",
+    request_body = SendRequest,
+    responses((status = 200, description = "Accepted and queued", body = Accepted)),
+)]
 async fn send_email(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<SendRequest>,
@@ -121,7 +146,8 @@ async fn send_email(
 }
 
 /// The original answer to a send.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = LegacyAccepted)]
 struct Accepted {
     status: &'static str,
     message_id: Uuid,
@@ -175,9 +201,11 @@ async fn send(
     Ok((code, Json(accepted)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct SmsWebhook {
+    #[schema(value_type = super::openapi::AddressText)]
     from: Option<String>,
+    #[schema(value_type = super::openapi::AddressText)]
     to: Option<String>,
     #[serde(rename = "type")]
     kind: Option<String>,
@@ -187,10 +215,19 @@ pub struct SmsWebhook {
     timestamp: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/webhooks/sms",
+    operation_id = "legacy_sms_webhook",
+    tag = "original API",
+    summary = "Receive an inbound SMS or MMS (original webhook)",
+    request_body = SmsWebhook,
+    responses((status = 200, description = "Stored (a replay of the same provider id stores nothing)", body = Processed)),
+)]
 async fn webhook_sms(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<SmsWebhook>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Processed>, ApiError> {
     let attachments = req.attachments.unwrap_or_default();
     let content = InboundContent {
         kind: phone_type(req.kind.as_deref(), &attachments)?,
@@ -207,9 +244,11 @@ async fn webhook_sms(
     receive(state, content, "messaging_provider_id").await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct EmailWebhook {
+    #[schema(value_type = super::openapi::AddressText)]
     from: Option<String>,
+    #[schema(value_type = super::openapi::AddressText)]
     to: Option<String>,
     xillio_id: Option<String>,
     body: Option<String>,
@@ -217,10 +256,19 @@ pub struct EmailWebhook {
     timestamp: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/webhooks/email",
+    operation_id = "legacy_email_webhook",
+    tag = "original API",
+    summary = "Receive an inbound email (original webhook)",
+    request_body = EmailWebhook,
+    responses((status = 200, description = "Stored (a replay of the same provider id stores nothing)", body = Processed)),
+)]
 async fn webhook_email(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<EmailWebhook>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Processed>, ApiError> {
     let content = InboundContent {
         kind: MessageType::Email,
         from: req.from,
@@ -242,16 +290,27 @@ async fn receive(
     state: AppState,
     content: InboundContent,
     id_field: &'static str,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Processed>, ApiError> {
     service::receive::receive(state.services(), content, id_field).await?;
-    Ok(Json(
-        json!({"status": "success", "message": "Webhook processed"}),
-    ))
+    Ok(Json(Processed {
+        status: "success",
+        message: "Webhook processed",
+    }))
+}
+
+/// The original answer to a webhook.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = WebhookProcessed)]
+struct Processed {
+    #[schema(example = "success")]
+    status: &'static str,
+    #[schema(example = "Webhook processed")]
+    message: &'static str,
 }
 
 /// The original shape of a conversation. `participant_from`/`participant_to` are the
 /// stored (sorted) pair; `channel_type` is `sms` for the phone family.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct LegacyConversation {
     id: Uuid,
     participant_from: String,
@@ -284,12 +343,22 @@ impl From<Conversation> for LegacyConversation {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = LegacyConversations)]
 struct Conversations {
     conversations: Vec<LegacyConversation>,
     total: i64,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/conversations",
+    operation_id = "legacy_list_conversations",
+    tag = "original API",
+    summary = "Conversations (original shape; also served at /api/conversations/)",
+    params(super::openapi::PageParams),
+    responses((status = 200, body = Conversations)),
+)]
 async fn conversations(
     State(state): State<AppState>,
     Pagination(page): Pagination,
@@ -303,7 +372,8 @@ async fn conversations(
     }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = LegacyMessages)]
 struct Messages {
     messages: Vec<Message>,
     total: i64,
@@ -311,6 +381,18 @@ struct Messages {
 }
 
 /// Oldest first, like a chat transcript.
+#[utoipa::path(
+    get,
+    path = "/api/conversations/{id}/messages",
+    operation_id = "legacy_list_conversation_messages",
+    tag = "original API",
+    summary = "A conversation's messages, oldest first (original shape)",
+    params(("id" = String, Path, description = "The conversation's id; anything that is not a known id is a 404"), super::openapi::PageParams),
+    responses(
+        (status = 200, body = Messages),
+        (status = 404, description = "No such conversation", body = super::openapi::ErrorBody),
+    ),
+)]
 async fn messages(
     State(state): State<AppState>,
     LegacyId(id): LegacyId,

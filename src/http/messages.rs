@@ -28,24 +28,68 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/messages/{id}/events", get(events))
 }
 
-#[derive(Debug, Deserialize)]
+/// A message to send. `from`/`to` are E.164 phone numbers (`sms`, `mms`) or email
+/// addresses (`email`); limits as stated (an sms/mms body is at most 1600 characters).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = SendMessage)]
 pub struct SendRequest {
+    #[schema(value_type = super::openapi::AddressText)]
     from: Option<String>,
+    #[schema(value_type = super::openapi::AddressText)]
     to: Option<String>,
+    /// Inferred from `to` when absent: an email address means email, a phone number sms
+    /// (mms when there are attachments).
     #[serde(rename = "type")]
+    #[schema(value_type = Option<MessageType>)]
     kind: Option<String>,
+    /// Required for sms and email; an mms needs a body or attachments.
+    #[schema(max_length = 1000000, example = "Hello!")]
     body: Option<String>,
+    /// Email only.
+    #[schema(max_length = 998)]
     subject: Option<String>,
+    /// Public http(s) URLs of media (mms) or files (email).
+    #[schema(max_items = 10, value_type = Option<Vec<AttachmentUrl>>)]
     attachments: Option<Vec<String>>,
+    /// The client's own references, kept with the message (a JSON object, at most 16 KB,
+    /// nested at most 8 deep).
+    #[schema(value_type = Option<Object>)]
     metadata: Option<Value>,
+    /// Same as the `Idempotency-Key` header (the header wins).
+    #[schema(max_length = 255)]
     idempotency_key: Option<String>,
     /// RFC 3339 with an offset: schedule the message instead of sending it now.
     send_at: Option<String>,
     status_callback: Option<String>,
 }
 
+/// A public http(s) URL.
+#[derive(utoipa::ToSchema)]
+#[schema(pattern = "^https?://", max_length = 2048)]
+#[allow(dead_code)]
+pub struct AttachmentUrl(String);
+
 /// 201 with the new message; 200 with the first one when the request repeats an
 /// `Idempotency-Key`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/messages/send",
+    operation_id = "send_message",
+    tag = "messages",
+    summary = "Send a message",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried request safe: the same key with the same request answers the first message (200); with another request, 409 `idempotency_conflict`")),
+    request_body = SendRequest,
+    responses(
+        (status = 201, description = "Accepted and queued", body = Message, links(
+            ("GetMessage" = (operation_id = "get_message", parameters(("id" = "$response.body#/id")), description = "The message")),
+            ("MessageEvents" = (operation_id = "list_message_events", parameters(("id" = "$response.body#/id")), description = "Its audit trail")),
+            ("CorrectStatus" = (operation_id = "correct_message_status", parameters(("id" = "$response.body#/id")), description = "Correct its status")),
+            ("Retry" = (operation_id = "retry_message", parameters(("id" = "$response.body#/id")), description = "Retry it once failed")),
+        )),
+        (status = 200, description = "A repeat of an earlier request with the same Idempotency-Key: the first message", body = Message),
+        (status = 409, description = "`idempotency_conflict`: the key was used for a different request", body = super::openapi::ErrorBody),
+    ),
+)]
 async fn send(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -77,6 +121,18 @@ async fn send(
     )
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/messages/{id}",
+    operation_id = "get_message",
+    tag = "messages",
+    summary = "One message",
+    params(("id" = Uuid, Path, description = "The message's id")),
+    responses(
+        (status = 200, body = Message),
+        (status = 404, description = "No such message", body = super::openapi::ErrorBody),
+    ),
+)]
 async fn get_one(
     State(state): State<AppState>,
     IdPath(id): IdPath,
@@ -84,12 +140,25 @@ async fn get_one(
     Ok(Json(service::messages::get(state.services(), id).await?))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = MessageEvents)]
 struct Events {
     message_id: Uuid,
     events: Vec<MessageEvent>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/messages/{id}/events",
+    operation_id = "list_message_events",
+    tag = "messages",
+    summary = "A message's audit trail, oldest first",
+    params(("id" = Uuid, Path, description = "The message's id")),
+    responses(
+        (status = 200, body = Events),
+        (status = 404, description = "No such message", body = super::openapi::ErrorBody),
+    ),
+)]
 async fn events(
     State(state): State<AppState>,
     IdPath(id): IdPath,
@@ -101,12 +170,17 @@ async fn events(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    #[param(value_type = Option<Uuid>)]
     conversation_id: Option<String>,
+    #[param(value_type = Option<MessageStatus>)]
     status: Option<String>,
+    #[param(value_type = Option<Direction>)]
     direction: Option<String>,
     #[serde(rename = "type")]
+    #[param(value_type = Option<MessageType>)]
     kind: Option<String>,
 }
 
@@ -162,7 +236,7 @@ fn parse_filter<T>(
 }
 
 /// A page of messages, as `GET /api/v1/messages` answers it.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct MessagePage {
     pub messages: Vec<Message>,
     pub total: i64,
@@ -170,6 +244,15 @@ pub struct MessagePage {
     pub offset: i64,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/messages",
+    operation_id = "list_messages",
+    tag = "messages",
+    summary = "Messages, newest first (also served at /api/v1/messages/)",
+    params(ListQuery, super::openapi::PageParams),
+    responses((status = 200, body = MessagePage)),
+)]
 async fn list(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,

@@ -13,11 +13,13 @@ mod health;
 mod inbound_auth;
 mod legacy;
 mod messages;
+pub mod openapi;
 pub mod ratelimit;
 mod retry;
 mod schedule;
 pub mod security;
 pub mod server;
+mod status;
 mod suppressions;
 mod webhooks;
 
@@ -86,12 +88,14 @@ pub fn router(state: AppState) -> Router {
         .merge(retry::router())
         .merge(suppressions::router())
         .merge(schedule::router())
+        .merge(status::router())
         .route(
             "/metrics",
             axum::routing::get(crate::observability::metrics_text),
         )
         .merge(webhooks::router())
         .merge(endpoints::router())
+        .merge(openapi::router(state.settings.api_docs))
         .fallback(|| async { ApiError::NotFound { resource: "route" } })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)

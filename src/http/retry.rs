@@ -15,6 +15,19 @@ pub fn router() -> Router<AppState> {
 }
 
 /// 200 with the message, now `pending`; 409 unless it was `failed`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/messages/{id}/retry",
+    operation_id = "retry_message",
+    tag = "messages",
+    summary = "Put a failed message back in line",
+    params(("id" = uuid::Uuid, Path, description = "The message's id")),
+    responses(
+        (status = 200, description = "The message, now pending and queued", body = Message),
+        (status = 404, description = "No such message", body = super::openapi::ErrorBody),
+        (status = 409, description = "`not_failed`: only a failed message can be retried", body = super::openapi::ErrorBody),
+    ),
+)]
 async fn retry(
     State(state): State<AppState>,
     IdPath(id): IdPath,

@@ -15,6 +15,19 @@ pub fn router() -> Router<AppState> {
 }
 
 /// 200 with the message, now `canceled`; 409 `not_cancelable` unless it was `scheduled`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/messages/{id}/cancel",
+    operation_id = "cancel_message",
+    tag = "messages",
+    summary = "Cancel a scheduled send before it is due",
+    params(("id" = uuid::Uuid, Path, description = "The message's id")),
+    responses(
+        (status = 200, description = "The message, now canceled", body = Message),
+        (status = 404, description = "No such message", body = super::openapi::ErrorBody),
+        (status = 409, description = "`not_cancelable`: the message is no longer scheduled", body = super::openapi::ErrorBody),
+    ),
+)]
 async fn cancel(
     State(state): State<AppState>,
     IdPath(id): IdPath,

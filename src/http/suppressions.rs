@@ -21,10 +21,15 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/suppressions/{address}", delete(remove))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// `phone` or `email`.
+    #[param(pattern = "^(phone|email)$")]
     channel: Option<String>,
+    #[param(value_type = Option<SuppressionReason>)]
     reason: Option<String>,
+    /// One address (any formatting).
     address: Option<String>,
 }
 
@@ -62,7 +67,7 @@ impl TryFrom<ListQuery> for SuppressionFilter {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct SuppressionPage {
     suppressions: Vec<Suppression>,
     total: i64,
@@ -70,6 +75,15 @@ struct SuppressionPage {
     offset: i64,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/suppressions",
+    operation_id = "list_suppressions",
+    tag = "suppressions",
+    summary = "The suppression list",
+    params(ListQuery, super::openapi::PageParams),
+    responses((status = 200, body = SuppressionPage)),
+)]
 async fn list(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
@@ -85,13 +99,30 @@ async fn list(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+/// An address to suppress.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = NewSuppression)]
 pub struct AddRequest {
+    #[schema(value_type = super::openapi::AddressText)]
     address: Option<String>,
+    /// `manual` when absent.
+    #[schema(value_type = Option<SuppressionReason>)]
     reason: Option<String>,
 }
 
 /// 201 with the new entry; 200 with the existing one if the address is already listed.
+#[utoipa::path(
+    post,
+    path = "/api/v1/suppressions",
+    operation_id = "add_suppression",
+    tag = "suppressions",
+    summary = "Add an address to the suppression list",
+    request_body = AddRequest,
+    responses(
+        (status = 201, description = "Added", body = Suppression),
+        (status = 200, description = "Already listed: the existing entry", body = Suppression),
+    ),
+)]
 async fn add(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<AddRequest>,
@@ -110,6 +141,18 @@ async fn add(
 
 /// 204 once lifted; 404 if the address was not on the list. The address is URL-encoded
 /// (`%2B15551234567`, `jane%40example.com`).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/suppressions/{address}",
+    operation_id = "remove_suppression",
+    tag = "suppressions",
+    summary = "Lift a suppression",
+    params(("address" = String, Path, description = "The address, URL-encoded (`%2B15551234567`, `jane%40example.com`)")),
+    responses(
+        (status = 204, description = "Lifted"),
+        (status = 404, description = "The address was not listed", body = super::openapi::ErrorBody),
+    ),
+)]
 async fn remove(
     State(state): State<AppState>,
     address: Result<Path<String>, PathRejection>,

@@ -54,6 +54,22 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// Status callbacks and inbound messages; answered with empty TwiML.
+#[utoipa::path(
+    post,
+    path = "/api/v1/webhooks/twilio",
+    operation_id = "twilio_webhook",
+    tag = "provider webhooks",
+    summary = "Twilio status callbacks and inbound SMS/MMS",
+    description = "Twilio's form post: a status callback (`MessageSid`, `MessageStatus`, `ErrorCode`) \
+                   moves the message forward; an inbound message (`From`, `To`, `Body`, `NumMedia`, \
+                   `MediaUrl0`…) is stored. Replays are recognised and answered the same.",
+    request_body(content = TwilioForm, content_type = "application/x-www-form-urlencoded"),
+    security(("twilio_signature" = [])),
+    responses(
+        (status = 200, description = "Accepted (an empty TwiML answer)", content_type = "text/xml", body = String),
+        (status = 403, description = "`invalid_signature`: the signature is missing or wrong", body = super::openapi::ErrorBody),
+    ),
+)]
 async fn twilio_webhook(
     State(state): State<AppState>,
     OriginalUri(uri): OriginalUri,
@@ -70,13 +86,63 @@ async fn twilio_webhook(
     Ok((StatusCode::OK, [(CONTENT_TYPE, "text/xml")], TWIML_EMPTY).into_response())
 }
 
-#[derive(Serialize)]
+/// The form fields of a Twilio callback (names as Twilio sends them).
+#[derive(utoipa::ToSchema)]
+#[schema(as = TwilioCallback)]
+#[allow(dead_code)] // a schema of the form the intake reads
+struct TwilioForm {
+    #[schema(rename = "MessageSid")]
+    message_sid: Option<String>,
+    #[schema(rename = "MessageStatus")]
+    message_status: Option<String>,
+    #[schema(rename = "ErrorCode")]
+    error_code: Option<String>,
+    #[schema(rename = "From")]
+    from: Option<String>,
+    #[schema(rename = "To")]
+    to: Option<String>,
+    #[schema(rename = "Body")]
+    body: Option<String>,
+    #[schema(rename = "NumMedia")]
+    num_media: Option<String>,
+}
+
+/// What a SendGrid post did: an inbound email stored, or a post of events applied.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // the schema of both answers
+enum SendgridAnswer {
+    Received(Received),
+    Events(webhook_intake::EventSummary),
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = InboundEmailReceived)]
 struct Received {
     status: &'static str,
     message_id: Uuid,
 }
 
 /// The Event Webhook (JSON) or Inbound Parse (multipart), told apart by content type.
+#[utoipa::path(
+    post,
+    path = "/api/v1/webhooks/sendgrid",
+    operation_id = "sendgrid_webhook",
+    tag = "provider webhooks",
+    summary = "SendGrid Event Webhook (JSON) and Inbound Parse (multipart)",
+    description = "`application/json`: an array of Event Webhook events (`sg_message_id`, `event`, \
+                   `timestamp`…), signed (sendgrid_signature). `multipart/form-data`: an Inbound Parse \
+                   post of one email (up to 32 MB), protected by WEBHOOK_SECRET (basic auth or `?token=`).",
+    request_body(content(
+        (Vec<Object> = "application/json"),
+        (Object = "multipart/form-data"),
+    )),
+    security(("sendgrid_signature" = []), ("inbound_parse_basic" = []), ("inbound_parse_token" = [])),
+    responses(
+        (status = 200, description = "Events applied (counts), or the inbound email stored", body = SendgridAnswer),
+        (status = 403, description = "`invalid_signature` or `invalid_secret`", body = super::openapi::ErrorBody),
+    ),
+)]
 async fn sendgrid_webhook(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<Vec<(String, String)>>,
@@ -152,12 +218,16 @@ async fn read_form(request: Request) -> Result<InboundEmailForm, ServiceError> {
     Ok(form)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct DeliveriesQuery {
+    /// `twilio` or `sendgrid`.
+    #[param(pattern = "^(twilio|sendgrid)$")]
     provider: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = WebhookDeliveries)]
 struct Deliveries {
     deliveries: Vec<WebhookDelivery>,
     total: i64,
@@ -165,6 +235,15 @@ struct Deliveries {
     offset: i64,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/webhook-deliveries",
+    operation_id = "list_webhook_deliveries",
+    tag = "provider webhooks",
+    summary = "The log of provider callbacks, newest first",
+    params(DeliveriesQuery, super::openapi::PageParams),
+    responses((status = 200, body = Deliveries)),
+)]
 async fn deliveries(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<DeliveriesQuery>,

@@ -419,6 +419,12 @@ pub async fn serve_worker_metrics(
 }
 
 /// `GET /metrics` in the Prometheus text format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain", body = String)),
+)]
 pub async fn metrics_text() -> impl axum::response::IntoResponse {
     (
         [(

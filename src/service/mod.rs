@@ -21,6 +21,7 @@
 pub mod attachment_urls;
 pub mod compliance;
 pub mod conversations;
+pub mod correct_status;
 pub mod deliver_now;
 pub mod inbound_email;
 pub mod ingest;
@@ -36,7 +37,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use uuid::Uuid;
 
 use crate::config::Settings;
-use crate::domain::{MessageStatus, ValidationError};
+use crate::domain::{MessageStatus, TransitionError, ValidationError};
 use crate::queue::Queue;
 use crate::store::{Store, StoreError};
 use crate::worker::Deliverer;
@@ -94,6 +95,9 @@ pub enum ServiceError {
     NotFailed { status: MessageStatus },
     #[error("the message is {status}; only a scheduled message can be canceled")]
     NotCancelable { status: MessageStatus },
+    /// A status change the lifecycle does not allow (an operator's correction).
+    #[error(transparent)]
+    InvalidTransition(#[from] TransitionError),
     #[error("webhook refused: {reason}")]
     Rejected {
         rejection: Rejection,

@@ -127,7 +127,7 @@ pub struct SendgridEventsCall<'a> {
 }
 
 /// What a post of events did, event by event.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct EventSummary {
     pub received: usize,
     pub applied: usize,

@@ -7,6 +7,7 @@
 mod api_keys;
 mod batch;
 mod conversations;
+mod corrections;
 mod dead_letters;
 mod lifecycle;
 mod messages;
@@ -21,6 +22,7 @@ mod webhooks;
 
 pub use api_keys::ApiKeyStore;
 pub use conversations::{ConversationFilter, ConversationStore, SearchHit, SortOrder};
+pub use corrections::{Correction, CorrectionStore};
 pub use dead_letters::DeadLetterStore;
 pub use messages::MessageStore;
 pub use outbox::EventStore;
@@ -183,6 +185,7 @@ pub trait Store:
     MessageStore
     + ConversationStore
     + DeadLetterStore
+    + CorrectionStore
     + ApiKeyStore
     + WebhookStore
     + SuppressionStore

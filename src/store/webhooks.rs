@@ -67,7 +67,7 @@ pub struct WebhookLogEntry {
 }
 
 /// A row of the delivery log, as operators see it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct WebhookDelivery {
     pub id: i64,
     pub provider: String,

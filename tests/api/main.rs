@@ -2,6 +2,7 @@
 //! Each test gets its own database and Redis key prefix, so they run in parallel.
 //! `TEST_BACKEND=embedded` runs the same suite on a SQLite file and the in-process queue.
 
+mod api_docs;
 mod api_keys;
 mod console;
 mod conversations;
@@ -40,6 +41,7 @@ mod scratch;
 mod segments;
 mod send;
 mod sms_sizing;
+mod status_correction;
 mod suppressions;
 mod unauthenticated;
 mod validation;

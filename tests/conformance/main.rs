@@ -13,6 +13,7 @@ mod events;
 mod queue;
 mod sqlite_vacuum;
 mod store;
+mod store_corrections;
 mod store_features;
 mod store_schedule;
 mod store_suppressions;

@@ -4,6 +4,7 @@
 
 mod api_keys;
 mod conversations;
+mod corrections;
 mod dead_letters;
 mod events;
 mod messages;
