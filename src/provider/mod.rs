@@ -80,6 +80,16 @@ pub trait Provider: Send + Sync + 'static {
     }
 }
 
+/// What is left of a reconcile wait that began with the earlier claim (`since`), if any.
+pub fn reconcile_wait_left(
+    since: time::OffsetDateTime,
+    wait: std::time::Duration,
+    now: time::OffsetDateTime,
+) -> Option<std::time::Duration> {
+    let left = since + wait - now;
+    (left > time::Duration::ZERO).then(|| left.unsigned_abs())
+}
+
 /// The provider used for each message type.
 #[derive(Clone)]
 pub struct Providers {

@@ -337,6 +337,14 @@ pub(crate) trait ReceiptWriter: Send {
     async fn outbound_messages(&mut self, provider_ids: &[&str])
     -> StoreResult<Vec<ReceiptTarget>>;
 
+    /// Records as `sent` (provider `sendgrid`, the given provider id, a `status_changed`
+    /// line and its outbound event) each named outbound email that has no provider id yet
+    /// and a status `adoptable_statuses` lists; returns the provider ids recorded.
+    async fn adopt_sends(
+        &mut self,
+        adoptions: &[super::sendgrid_reconcile::Adoption],
+    ) -> StoreResult<Vec<String>>;
+
     /// Logs replays, with outcome `duplicate`.
     async fn log_duplicates(&mut self, rows: &[LogRow]) -> StoreResult<()>;
 
@@ -391,7 +399,14 @@ pub(crate) async fn write_receipts<W: ReceiptWriter>(
         .map(|e| e.provider_message_id.as_str())
         .collect();
     w.lock_provider_ids(&provider_ids).await?;
-    let messages = receipt_targets(w, &provider_ids).await?;
+    let mut messages = receipt_targets(w, &provider_ids).await?;
+    // SendGrid events that prove an unrecorded send record it first.
+    if !super::sendgrid_reconcile::adopt(w, events, &messages)
+        .await?
+        .is_empty()
+    {
+        messages = receipt_targets(w, &provider_ids).await?;
+    }
     let plan = plan_receipts(events, log_ids.clone(), messages);
     let unmatched: Vec<KeptRow> = events
         .iter()
@@ -658,6 +673,12 @@ mod tests {
                 target("SM1", Uuid::now_v7(), "sent"),
                 target("SM2", Uuid::now_v7(), "not a status"),
             ])
+        }
+        async fn adopt_sends(
+            &mut self,
+            _: &[crate::store::sendgrid_reconcile::Adoption],
+        ) -> StoreResult<Vec<String>> {
+            Ok(Vec::new())
         }
         async fn log_duplicates(&mut self, rows: &[LogRow]) -> StoreResult<()> {
             self.duplicates.extend_from_slice(rows);
