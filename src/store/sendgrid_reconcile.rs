@@ -5,7 +5,7 @@
 //! the receipt path records that message as `sent` with the provider id, in its own
 //! transaction, and then applies the event as usual.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use serde_json::Value;
 use uuid::Uuid;
@@ -44,14 +44,16 @@ pub(crate) fn adoptable_statuses() -> Vec<&'static str> {
 /// The message type an event may adopt.
 pub(crate) const ADOPTABLE_TYPE: MessageType = MessageType::Email;
 
-/// The matching rule: SendGrid events whose provider id no message carries (`known`) and
-/// that name one of our ids; each message and each provider id once, the first event wins.
-pub(crate) fn adoptions(events: &[ProviderEvent], known: &HashSet<&str>) -> Vec<Adoption> {
+/// The matching rule's event side: SendGrid events that name one of our ids; each message
+/// and each provider id once, the first event wins. The message side (an outbound email
+/// without a provider id, in an adoptable status, and no message with this provider id) is
+/// the writer's statement guard ([`ReceiptWriter::adopt_sends`]).
+pub(crate) fn adoptions(events: &[ProviderEvent]) -> Vec<Adoption> {
     let mut messages = HashSet::new();
     let mut provider_ids = HashSet::new();
     events
         .iter()
-        .filter(|e| e.provider == PROVIDER && !known.contains(e.provider_message_id.as_str()))
+        .filter(|e| e.provider == PROVIDER)
         .filter_map(|e| {
             let id = e.detail.get("message_id")?.as_str()?;
             let message_id = Uuid::parse_str(id).ok()?;
@@ -66,16 +68,14 @@ pub(crate) fn adoptions(events: &[ProviderEvent], known: &HashSet<&str>) -> Vec<
         .collect()
 }
 
-/// The receipt path's hook, after it read the messages its events name (`known`): records
-/// the messages the events prove sent, then applies the receipts kept for their provider
-/// ids (early receipts that came without our id). Returns the provider ids recorded.
+/// The receipt path's hook, before it reads the messages its events name: records the
+/// messages the events prove sent, then applies the receipts kept for their provider ids
+/// (early receipts that came without our id). Returns the provider ids recorded.
 pub(crate) async fn adopt<W: ReceiptWriter>(
     w: &mut W,
     events: &[ProviderEvent],
-    known: &HashMap<String, (Uuid, MessageStatus)>,
 ) -> StoreResult<Vec<String>> {
-    let known: HashSet<&str> = known.keys().map(String::as_str).collect();
-    let wanted = adoptions(events, &known);
+    let wanted = adoptions(events);
     if wanted.is_empty() {
         return Ok(Vec::new());
     }
@@ -116,12 +116,10 @@ mod tests {
     }
 
     #[test]
-    fn only_unknown_sendgrid_ids_naming_one_of_our_messages_are_adopted() {
+    fn only_sendgrid_events_naming_one_of_our_messages_are_adopted_once() {
         let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
         let (a_s, b_s) = (a.to_string(), b.to_string());
         let events = [
-            // Known provider id: applied as usual, never adopted.
-            event("sendgrid", "known", Some(&a_s)),
             // Twilio events are matched by sid only.
             event("twilio", "SM1", Some(&a_s)),
             // No id of ours, or not an id: kept as an early receipt as before.
@@ -134,9 +132,8 @@ mod tests {
             event("sendgrid", "sg-a2", Some(&a_s)),
             event("sendgrid", "sg-b", Some(&b_s)),
         ];
-        let known = HashSet::from(["known"]);
         assert_eq!(
-            adoptions(&events, &known),
+            adoptions(&events),
             [
                 Adoption {
                     message_id: a,

@@ -339,7 +339,8 @@ pub(crate) trait ReceiptWriter: Send {
 
     /// Records as `sent` (provider `sendgrid`, the given provider id, a `status_changed`
     /// line and its outbound event) each named outbound email that has no provider id yet
-    /// and a status `adoptable_statuses` lists; returns the provider ids recorded.
+    /// and a status `adoptable_statuses` lists, when no outbound message carries that
+    /// provider id already; returns the provider ids recorded.
     async fn adopt_sends(
         &mut self,
         adoptions: &[super::sendgrid_reconcile::Adoption],
@@ -398,15 +399,11 @@ pub(crate) async fn write_receipts<W: ReceiptWriter>(
         .iter()
         .map(|e| e.provider_message_id.as_str())
         .collect();
+    // SendGrid events that prove an unrecorded send record it first (row locks before the
+    // provider-id locks, in the outcome write's order).
+    super::sendgrid_reconcile::adopt(w, events).await?;
     w.lock_provider_ids(&provider_ids).await?;
-    let mut messages = receipt_targets(w, &provider_ids).await?;
-    // SendGrid events that prove an unrecorded send record it first.
-    if !super::sendgrid_reconcile::adopt(w, events, &messages)
-        .await?
-        .is_empty()
-    {
-        messages = receipt_targets(w, &provider_ids).await?;
-    }
+    let messages = receipt_targets(w, &provider_ids).await?;
     let plan = plan_receipts(events, log_ids.clone(), messages);
     let unmatched: Vec<KeptRow> = events
         .iter()

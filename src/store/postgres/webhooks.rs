@@ -140,6 +140,8 @@ impl<T: ReceiptTx> ReceiptWriter for PgReceipts<T> {
                        from jsonb_array_elements($1::jsonb)) as u on m.id = u.id
                  where m.direction = 'outbound' and m.type = $2
                    and m.provider_message_id is null and m.status = any($3)
+                   and not exists (select 1 from messages k
+                                   where k.provider_message_id = u.pmid and k.direction = 'outbound')
                  order by m.id
                  for update of m
              ),

@@ -129,6 +129,8 @@ impl<T: ReceiptTx> ReceiptWriter for SqliteReceipts<T> {
              where m.direction = 'outbound' and m.type = ?2
                and m.provider_message_id is null
                and m.status in (select value from json_each(?3))
+               and not exists (select 1 from messages k
+                               where k.provider_message_id = u.value ->> 1 and k.direction = 'outbound')
              order by m.id",
         )
         .bind(json_rows(adoptions))
