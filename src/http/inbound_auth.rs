@@ -67,6 +67,10 @@ mod tests {
             ("SECRET_KEY", "a-test-secret-that-is-not-the-default"),
             ("ALLOWED_HOSTS", "127.0.0.1"),
             ("ALLOW_MOCK_PROVIDERS", "true"),
+            (
+                "STATUS_CALLBACK_SECRET",
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwMfKQ9r8G",
+            ),
         ];
         if let Some(s) = secret {
             pairs.push(("WEBHOOK_SECRET", s));
