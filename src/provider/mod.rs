@@ -116,3 +116,25 @@ impl Providers {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reconcile_wait_counts_from_the_earlier_claim() {
+        let since = time::macros::datetime!(2026-12-02 10:00:00 UTC);
+        let wait = std::time::Duration::from_secs(120);
+        let at = |secs| since + time::Duration::seconds(secs);
+        assert_eq!(
+            reconcile_wait_left(since, wait, at(30)),
+            Some(std::time::Duration::from_secs(90))
+        );
+        assert_eq!(reconcile_wait_left(since, wait, at(120)), None);
+        assert_eq!(reconcile_wait_left(since, wait, at(500)), None);
+        assert_eq!(
+            reconcile_wait_left(since, std::time::Duration::ZERO, since),
+            None
+        );
+    }
+}
