@@ -237,3 +237,97 @@ async fn an_event_naming_a_message_that_already_has_a_provider_id_is_applied_as_
     assert_eq!(m["provider_message_id"], SG_ID);
     assert!(reconciled_line(&app.events(&id).await).is_none());
 }
+
+/// End to end with the fake SendGrid (`tools/fake-providers`): it accepts the dead worker's
+/// request and posts SendGrid's events back to the service (unsigned, so signature checks are
+/// off here), custom args as top-level keys, as SendGrid does.
+#[tokio::test]
+async fn the_fake_sendgrid_s_own_events_record_the_dead_worker_s_send() {
+    let fake_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let fake_base = format!("http://127.0.0.1:{fake_port}");
+    let app = sendgrid_app(
+        &fake_base,
+        &[
+            ("WEBHOOK_VERIFY_SIGNATURES", "false"),
+            ("PACING_ENABLED", "false"),
+            ("QUEUE_VISIBILITY_TIMEOUT", "0.3"),
+            ("SENDGRID_RECONCILE_WAIT", "60"),
+        ],
+    )
+    .await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    fake_providers::start(
+        fake_providers::FakeProvidersArgs {
+            port: fake_port,
+            callback_delay_ms: 300,
+            no_callbacks: false,
+            public_base_url: Some(app.url("")),
+            ..fake_providers::FakeProvidersArgs::in_process()
+        },
+        stop.clone(),
+    )
+    .await
+    .expect("start the fake providers");
+    let _stop = stop.drop_guard();
+
+    let created = app
+        .send(&json!({"from": "news@example.com", "to": "ann@example.org", "subject": "Hi", "body": "Hello"}))
+        .await;
+    let id = created["id"].as_str().expect("an id").to_owned();
+    app.components
+        .queue
+        .fetch("doomed-worker", 10, Duration::ZERO)
+        .await
+        .expect("fetch");
+    let claim = app
+        .components
+        .store
+        .claim(&[id.parse().expect("uuid")], Duration::from_millis(300))
+        .await
+        .expect("claim");
+    assert_eq!(claim.messages.len(), 1);
+    // The dead worker's request, as the adapter sends it (our id in `custom_args`).
+    let resp = reqwest::Client::new()
+        .post(format!("{fake_base}/v3/mail/send"))
+        .bearer_auth("SG.test-key")
+        .json(&json!({
+            "personalizations": [{"to": [{"email": "ann@example.org"}], "custom_args": {"message_id": id}}],
+            "from": {"email": "news@example.com"}, "subject": "Hi",
+            "content": [{"type": "text/plain", "value": "Hello"}],
+            "custom_args": {"message_id": id},
+        }))
+        .send()
+        .await
+        .expect("the dead worker's send");
+    assert_eq!(resp.status(), 202);
+
+    // Meanwhile the claim expires and the re-send waits; the fake's events arrive.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let m = loop {
+        app.worker.reclaim_once().await.expect("reclaim");
+        app.worker.process_once().await.expect("worker step");
+        let m = app.message(&id).await;
+        if m["status"] == "delivered" {
+            break m;
+        }
+        assert!(Instant::now() < deadline, "never delivered: {m}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(m["provider"], "sendgrid");
+    assert!(reconciled_line(&app.events(&id).await).is_some());
+    let log: Value = reqwest::get(format!("{fake_base}/_fake/requests"))
+        .await
+        .expect("the fake's log")
+        .json()
+        .await
+        .expect("json");
+    let sends: Vec<&Value> = log["requests"]
+        .as_array()
+        .map(|r| r.iter().filter(|r| r["path"] == "/v3/mail/send").collect())
+        .unwrap_or_default();
+    assert_eq!(sends.len(), 1, "one send at the fake: {log}");
+    assert_eq!(m["provider_message_id"], sends[0]["id"]);
+}
