@@ -58,13 +58,9 @@ async fn app_on(server: &MockServer, wait: &str) -> TestApp {
     .await
 }
 
-/// A worker reads and claims the email, then dies; `sent_before_dying`: SendGrid accepted
-/// it first (the dead worker's request, as SendGrid received it).
-async fn a_worker_dies_holding(
-    app: &TestApp,
-    server: &MockServer,
-    sent_before_dying: bool,
-) -> String {
+/// A worker reads and claims the email, then dies; `sent_to`: the SendGrid it sent the
+/// email to first (its request as the adapter makes it, our id in `custom_args`).
+async fn a_worker_dies_holding(app: &TestApp, sent_to: Option<&str>) -> String {
     let created = app
         .send(&json!({"from": "news@example.com", "to": "ann@example.org", "subject": "Hi", "body": "Hello"}))
         .await;
@@ -83,10 +79,16 @@ async fn a_worker_dies_holding(
         .await
         .expect("claim");
     assert_eq!(claim.messages.len(), 1);
-    if sent_before_dying {
+    if let Some(base) = sent_to {
         let resp = reqwest::Client::new()
-            .post(format!("{}/v3/mail/send", server.uri()))
-            .json(&json!({"custom_args": {"message_id": id}}))
+            .post(format!("{base}/v3/mail/send"))
+            .bearer_auth("SG.test-key")
+            .json(&json!({
+                "personalizations": [{"to": [{"email": "ann@example.org"}], "custom_args": {"message_id": id}}],
+                "from": {"email": "news@example.com"}, "subject": "Hi",
+                "content": [{"type": "text/plain", "value": "Hello"}],
+                "custom_args": {"message_id": id},
+            }))
             .send()
             .await
             .expect("the dead worker's send");
@@ -126,7 +128,7 @@ fn reconciled_line(events: &[Value]) -> Option<&Value> {
 async fn an_event_records_the_send_of_a_dead_worker_while_the_re_send_waits() {
     let server = fake_sendgrid().await;
     let app = app_on(&server, "60").await;
-    let id = a_worker_dies_holding(&app, &server, true).await;
+    let id = a_worker_dies_holding(&app, Some(&server.uri())).await;
 
     // The claim expires: the re-send waits for SendGrid's events, without spending an attempt.
     let deferred = reclaim_until_deferred(&app, &id).await;
@@ -177,7 +179,7 @@ async fn an_event_records_the_send_of_a_dead_worker_while_the_re_send_waits() {
 async fn an_event_that_beats_the_reclaim_records_the_send_and_nothing_is_claimed_again() {
     let server = fake_sendgrid().await;
     let app = app_on(&server, "60").await;
-    let id = a_worker_dies_holding(&app, &server, true).await;
+    let id = a_worker_dies_holding(&app, Some(&server.uri())).await;
     // The event arrives while the dead worker's claim still says `sending`.
     let resp = app
         .sendgrid_events(&json!([event(&id, "delivered", "ev-1")]))
@@ -203,7 +205,7 @@ async fn an_event_that_beats_the_reclaim_records_the_send_and_nothing_is_claimed
 async fn without_events_the_email_is_sent_once_after_the_wait() {
     let server = fake_sendgrid().await;
     let app = app_on(&server, "1").await;
-    let id = a_worker_dies_holding(&app, &server, false).await;
+    let id = a_worker_dies_holding(&app, None).await;
     let started = Instant::now();
     let deferred = reclaim_until_deferred(&app, &id).await;
     assert_eq!(deferred["error"]["code"], "reconcile", "{deferred}");
@@ -273,36 +275,7 @@ async fn the_fake_sendgrid_s_own_events_record_the_dead_worker_s_send() {
     .expect("start the fake providers");
     let _stop = stop.drop_guard();
 
-    let created = app
-        .send(&json!({"from": "news@example.com", "to": "ann@example.org", "subject": "Hi", "body": "Hello"}))
-        .await;
-    let id = created["id"].as_str().expect("an id").to_owned();
-    app.components
-        .queue
-        .fetch("doomed-worker", 10, Duration::ZERO)
-        .await
-        .expect("fetch");
-    let claim = app
-        .components
-        .store
-        .claim(&[id.parse().expect("uuid")], Duration::from_millis(300))
-        .await
-        .expect("claim");
-    assert_eq!(claim.messages.len(), 1);
-    // The dead worker's request, as the adapter sends it (our id in `custom_args`).
-    let resp = reqwest::Client::new()
-        .post(format!("{fake_base}/v3/mail/send"))
-        .bearer_auth("SG.test-key")
-        .json(&json!({
-            "personalizations": [{"to": [{"email": "ann@example.org"}], "custom_args": {"message_id": id}}],
-            "from": {"email": "news@example.com"}, "subject": "Hi",
-            "content": [{"type": "text/plain", "value": "Hello"}],
-            "custom_args": {"message_id": id},
-        }))
-        .send()
-        .await
-        .expect("the dead worker's send");
-    assert_eq!(resp.status(), 202);
+    let id = a_worker_dies_holding(&app, Some(&fake_base)).await;
 
     // Meanwhile the claim expires and the re-send waits; the fake's events arrive.
     let deadline = Instant::now() + Duration::from_secs(15);
