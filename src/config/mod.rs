@@ -19,6 +19,7 @@ mod docs;
 pub mod events;
 pub mod providers;
 pub mod receipts;
+pub mod reconcile;
 mod schedule;
 mod security;
 pub mod webhooks;
@@ -162,6 +163,7 @@ pub struct Settings {
     pub webhooks: WebhookSettings,
     pub attachments: attachments::AttachmentSettings,
     pub receipts: receipts::ReceiptSettings,
+    pub reconcile: reconcile::ReconcileSettings,
     /// Opt-out keywords' replies and SMS sizing.
     pub compliance: ComplianceSettings,
     pub events: events::EventSettings,
@@ -438,6 +440,7 @@ impl Settings {
             webhooks,
             attachments: attachments::AttachmentSettings::from_env(env, environment)?,
             receipts: receipts::ReceiptSettings::from_env(env)?,
+            reconcile: reconcile::ReconcileSettings::from_env(env)?,
             compliance: ComplianceSettings::from_env(env)?,
             events: events::EventSettings::from_env(env, environment)?,
             delivery: delivery::DeliverySettings::from_env(env)?,

@@ -118,6 +118,8 @@ impl MessageStatus {
                 // A reclaimed message is claimed again by another worker.
                 | (Sending, Sending | Sent | Retry | Failed)
                 | (Retry, Sending | Failed)
+                // The provider's own event shows that an interrupted send was accepted.
+                | (Pending | Retry, Sent)
                 // A receipt may report a late failure (undelivered) after the send.
                 | (Sent, Delivered | Failed)
                 // A manual retry or dead-letter redrive puts a failed message back in line.

@@ -39,12 +39,15 @@ fn adapter(
             p.public_base_url.as_deref(),
             p.request_timeout,
         )?),
-        ProviderKind::Sendgrid => Arc::new(SendgridProvider::new(
-            p.sendgrid.clone().ok_or_else(|| missing("SendGrid"))?,
-            p.request_timeout,
-            p.attachment_max_bytes,
-            crate::service::attachment_urls::guard(settings),
-        )?),
+        ProviderKind::Sendgrid => Arc::new(
+            SendgridProvider::new(
+                p.sendgrid.clone().ok_or_else(|| missing("SendGrid"))?,
+                p.request_timeout,
+                p.attachment_max_bytes,
+                crate::service::attachment_urls::guard(settings),
+            )?
+            .with_reconcile_wait(settings.reconcile.sendgrid_wait),
+        ),
         ProviderKind::Smtp => Arc::new(SmtpProvider::new(
             p.smtp_url.as_ref().ok_or_else(|| missing("SMTP_URL"))?,
             p.request_timeout,

@@ -261,6 +261,8 @@ impl Provider for FailoverProvider {
                     return Ok(Some(receipt));
                 }
                 Ok(None) => {}
+                // The provider asks for time before it can tell (SendGrid's reconcile wait).
+                Err(e @ ProviderError::Deferred { .. }) => return Err(e),
                 Err(e) => {
                     warn!(message_id = %message.id, provider = member.provider.name(), error = %e, "could not ask the provider whether it already has the message");
                     return Err(e);

@@ -80,6 +80,16 @@ pub trait Provider: Send + Sync + 'static {
     }
 }
 
+/// What is left of a reconcile wait that began with the earlier claim (`since`), if any.
+pub fn reconcile_wait_left(
+    since: time::OffsetDateTime,
+    wait: std::time::Duration,
+    now: time::OffsetDateTime,
+) -> Option<std::time::Duration> {
+    let left = since + wait - now;
+    (left > time::Duration::ZERO).then(|| left.unsigned_abs())
+}
+
 /// The provider used for each message type.
 #[derive(Clone)]
 pub struct Providers {
@@ -104,5 +114,27 @@ impl Providers {
             MessageType::Mms => &self.mms,
             MessageType::Email => &self.email,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reconcile_wait_counts_from_the_earlier_claim() {
+        let since = time::macros::datetime!(2026-12-02 10:00:00 UTC);
+        let wait = std::time::Duration::from_secs(120);
+        let at = |secs| since + time::Duration::seconds(secs);
+        assert_eq!(
+            reconcile_wait_left(since, wait, at(30)),
+            Some(std::time::Duration::from_secs(90))
+        );
+        assert_eq!(reconcile_wait_left(since, wait, at(120)), None);
+        assert_eq!(reconcile_wait_left(since, wait, at(500)), None);
+        assert_eq!(
+            reconcile_wait_left(since, std::time::Duration::ZERO, since),
+            None
+        );
     }
 }

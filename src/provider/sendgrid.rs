@@ -22,6 +22,8 @@ pub struct SendgridProvider {
     /// Fetches attachment URLs, through the URL guard.
     attachments: reqwest::Client,
     attachment_max_bytes: usize,
+    /// `SENDGRID_RECONCILE_WAIT`: see [`SendgridProvider::find_sent`].
+    reconcile_wait: std::time::Duration,
 }
 
 #[derive(Deserialize)]
@@ -47,7 +49,14 @@ impl SendgridProvider {
             client: client(timeout)?,
             attachments: super::attachments::client(guard, timeout)?,
             attachment_max_bytes,
+            reconcile_wait: std::time::Duration::ZERO,
         })
+    }
+
+    /// How long after an expired claim a re-send waits for the message's events.
+    pub fn with_reconcile_wait(mut self, wait: std::time::Duration) -> Self {
+        self.reconcile_wait = wait;
+        self
     }
 
     async fn payload(&self, message: &Message) -> Result<Value, ProviderError> {
@@ -95,6 +104,27 @@ impl SendgridProvider {
 impl Provider for SendgridProvider {
     fn name(&self) -> &str {
         "sendgrid"
+    }
+
+    /// SendGrid has no cheap lookup: its events (which carry our id) record a send that was
+    /// accepted. Until `SENDGRID_RECONCILE_WAIT` has passed since the earlier claim, the
+    /// re-send is deferred (not an attempt) so they can arrive; after that it is sent.
+    async fn find_sent(
+        &self,
+        _message: &Message,
+        since: time::OffsetDateTime,
+    ) -> Result<Option<Receipt>, ProviderError> {
+        match super::reconcile_wait_left(
+            since,
+            self.reconcile_wait,
+            time::OffsetDateTime::now_utc(),
+        ) {
+            Some(left) => Err(ProviderError::Deferred {
+                reason: "waiting for SendGrid events (SENDGRID_RECONCILE_WAIT)".into(),
+                retry_after: left,
+            }),
+            None => Ok(None),
+        }
     }
 
     #[tracing::instrument(skip_all, fields(message_id = %message.id, provider = "sendgrid"))]

@@ -16,6 +16,7 @@ pub mod postgres;
 mod query;
 mod rows;
 mod schedule;
+mod sendgrid_reconcile;
 pub mod sqlite;
 mod suppressions;
 mod webhooks;

@@ -337,6 +337,15 @@ pub(crate) trait ReceiptWriter: Send {
     async fn outbound_messages(&mut self, provider_ids: &[&str])
     -> StoreResult<Vec<ReceiptTarget>>;
 
+    /// Records as `sent` (provider `sendgrid`, the given provider id, a `status_changed`
+    /// line and its outbound event) each named outbound email that has no provider id yet
+    /// and a status `adoptable_statuses` lists, when no outbound message carries that
+    /// provider id already; returns the provider ids recorded.
+    async fn adopt_sends(
+        &mut self,
+        adoptions: &[super::sendgrid_reconcile::Adoption],
+    ) -> StoreResult<Vec<String>>;
+
     /// Logs replays, with outcome `duplicate`.
     async fn log_duplicates(&mut self, rows: &[LogRow]) -> StoreResult<()>;
 
@@ -390,6 +399,9 @@ pub(crate) async fn write_receipts<W: ReceiptWriter>(
         .iter()
         .map(|e| e.provider_message_id.as_str())
         .collect();
+    // SendGrid events that prove an unrecorded send record it first (row locks before the
+    // provider-id locks, in the outcome write's order).
+    super::sendgrid_reconcile::adopt(w, events).await?;
     w.lock_provider_ids(&provider_ids).await?;
     let messages = receipt_targets(w, &provider_ids).await?;
     let plan = plan_receipts(events, log_ids.clone(), messages);
@@ -658,6 +670,12 @@ mod tests {
                 target("SM1", Uuid::now_v7(), "sent"),
                 target("SM2", Uuid::now_v7(), "not a status"),
             ])
+        }
+        async fn adopt_sends(
+            &mut self,
+            _: &[crate::store::sendgrid_reconcile::Adoption],
+        ) -> StoreResult<Vec<String>> {
+            Ok(Vec::new())
         }
         async fn log_duplicates(&mut self, rows: &[LogRow]) -> StoreResult<()> {
             self.duplicates.extend_from_slice(rows);

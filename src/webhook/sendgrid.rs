@@ -60,6 +60,8 @@ pub fn parse_events(body: &Value) -> Result<(Vec<ProviderEvent>, usize), String>
             "url",
             "type",
             "timestamp",
+            // Our id, sent as `custom_args.message_id` and echoed by every event.
+            "message_id",
         ] {
             if let Some(v) = raw.get(key) {
                 detail[key] = v.clone();

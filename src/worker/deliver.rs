@@ -128,6 +128,18 @@ impl Deliverer {
                 }
             }
             Ok(None) => self.send_one(message).await,
+            // The provider asks for time (its receipts may still show the send): not an attempt.
+            Err(ProviderError::Deferred {
+                reason,
+                retry_after,
+            }) => {
+                info!(message_id = %message.id, delay_ms = retry_after.as_millis() as u64, "Re-send deferred: {reason}");
+                Outcome::Deferred {
+                    id: message.id,
+                    reason: format!("reconcile: {reason}"),
+                    next_attempt_at: OffsetDateTime::now_utc() + retry_after,
+                }
+            }
             // Sending blind could send twice: wait and ask again, without spending a retry.
             Err(e) => Outcome::Deferred {
                 id: message.id,

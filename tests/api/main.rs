@@ -40,6 +40,7 @@ mod schedule;
 mod scratch;
 mod segments;
 mod send;
+mod sendgrid_reconcile;
 mod sms_sizing;
 mod status_correction;
 mod suppressions;

@@ -11,6 +11,7 @@ mod backends;
 mod early_receipts;
 mod events;
 mod queue;
+mod sendgrid_reconcile;
 mod sqlite_vacuum;
 mod store;
 mod store_corrections;

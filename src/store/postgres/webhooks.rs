@@ -8,6 +8,7 @@ use time::OffsetDateTime;
 use super::{PgStore, classify};
 use crate::store::query::Listing;
 use crate::store::rows::{self, DELIVERY_COLUMNS, Fetch};
+use crate::store::sendgrid_reconcile::{ADOPTABLE_TYPE, Adoption, PROVIDER, adoptable_statuses};
 use crate::store::webhooks::{
     ClaimedLogRow, KeptRow, LogRow, ReceiptTarget, ReceiptWriter, apply_receipts, json_rows,
 };
@@ -128,6 +129,49 @@ impl<T: ReceiptTx> ReceiptWriter for PgReceipts<T> {
         .await?;
         kept.sort_by_key(|(id, _)| *id);
         Ok(kept.into_iter().map(|(_, row)| row).collect())
+    }
+
+    async fn adopt_sends(&mut self, adoptions: &[Adoption]) -> StoreResult<Vec<String>> {
+        let adopted = sqlx::query(
+            "with target as (
+                 select m.id, m.status as old_status, u.pmid
+                 from messages m
+                 join (select (value ->> 0)::uuid as id, value ->> 1 as pmid
+                       from jsonb_array_elements($1::jsonb)) as u on m.id = u.id
+                 where m.direction = 'outbound' and m.type = $2
+                   and m.provider_message_id is null and m.status = any($3)
+                   and not exists (select 1 from messages k
+                                   where k.provider_message_id = u.pmid and k.direction = 'outbound')
+                 order by m.id
+                 for update of m
+             ),
+             updated as (
+                 update messages m set
+                     status = 'sent', provider = $4, provider_message_id = t.pmid,
+                     error_code = null, error_message = null, next_attempt_at = null,
+                     sent_at = now(), claimed_at = null, lease_until = null, claim_token = null,
+                     deliveries = 0, updated_at = now()
+                 from target t
+                 where m.id = t.id
+                 returning m.id, t.old_status, t.pmid
+             ),
+             history as (
+                 insert into message_events (message_id, event, from_status, to_status, detail)
+                 select id, 'status_changed', old_status, 'sent', jsonb_build_object(
+                     'provider', $4::text, 'provider_message_id', pmid, 'reconciled', true)
+                 from updated
+             )
+             select id, 'sent' as status, pmid as provider_message_id from updated",
+        )
+        .bind(json_rows(adoptions))
+        .bind(ADOPTABLE_TYPE.as_str())
+        .bind(adoptable_statuses())
+        .bind(PROVIDER)
+        .all(self.0.conn(), rows::receipt_target)
+        .await?;
+        let ids: Vec<uuid::Uuid> = adopted.iter().map(|t| t.id).collect();
+        super::events::record_events(self.0.conn(), &ids).await?;
+        Ok(adopted.into_iter().map(|t| t.provider_message_id).collect())
     }
 
     async fn log_duplicates(&mut self, rows: &[LogRow]) -> StoreResult<()> {

@@ -8,6 +8,7 @@ use time::OffsetDateTime;
 use super::{SqliteStore, classify, ts};
 use crate::store::query::Listing;
 use crate::store::rows::{self, DELIVERY_COLUMNS, Fetch};
+use crate::store::sendgrid_reconcile::{ADOPTABLE_TYPE, Adoption, PROVIDER, adoptable_statuses};
 use crate::store::webhooks::{
     ClaimedLogRow, KeptRow, LogRow, ReceiptTarget, ReceiptWriter, apply_receipts, json_rows,
 };
@@ -118,6 +119,61 @@ impl<T: ReceiptTx> ReceiptWriter for SqliteReceipts<T> {
         .await?;
         kept.sort_by_key(|(id, _)| *id);
         Ok(kept.into_iter().map(|(_, row)| row).collect())
+    }
+
+    /// Under the write lock: read the messages that qualify, then write them.
+    async fn adopt_sends(&mut self, adoptions: &[Adoption]) -> StoreResult<Vec<String>> {
+        let adopted = sqlx::query(
+            "select m.id, m.status, u.value ->> 1 as provider_message_id
+             from messages m join json_each(?1) as u on m.id = u.value ->> 0
+             where m.direction = 'outbound' and m.type = ?2
+               and m.provider_message_id is null
+               and m.status in (select value from json_each(?3))
+               and not exists (select 1 from messages k
+                               where k.provider_message_id = u.value ->> 1 and k.direction = 'outbound')
+             order by m.id",
+        )
+        .bind(json_rows(adoptions))
+        .bind(ADOPTABLE_TYPE.as_str())
+        .bind(serde_json::json!(adoptable_statuses()).to_string())
+        .all(self.tx.conn(), rows::receipt_target)
+        .await?;
+        if adopted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<serde_json::Value> = adopted
+            .iter()
+            .map(|t| serde_json::json!([t.id.to_string(), t.provider_message_id, t.status]))
+            .collect();
+        let rows = serde_json::Value::from(rows).to_string();
+        sqlx::query(
+            "update messages set
+                 status = 'sent', provider = ?3, provider_message_id = u.pmid,
+                 error_code = null, error_message = null, next_attempt_at = null,
+                 sent_at = ?2, claimed_at = null, lease_until = null, claim_token = null,
+                 deliveries = 0, updated_at = ?2
+             from (select value ->> 0 as id, value ->> 1 as pmid from json_each(?1)) as u
+             where messages.id = u.id",
+        )
+        .bind(rows.clone())
+        .bind(self.now.clone())
+        .bind(PROVIDER)
+        .run(self.tx.conn())
+        .await?;
+        sqlx::query(
+            "insert into message_events (message_id, event, from_status, to_status, detail, created_at)
+             select value ->> 0, 'status_changed', value ->> 2, 'sent',
+                    json_object('provider', ?3, 'provider_message_id', value ->> 1, 'reconciled', json('true')), ?2
+             from json_each(?1) order by key",
+        )
+        .bind(rows)
+        .bind(self.now.clone())
+        .bind(PROVIDER)
+        .run(self.tx.conn())
+        .await?;
+        let ids: Vec<uuid::Uuid> = adopted.iter().map(|t| t.id).collect();
+        super::events::record_events(self.tx.conn(), &ids).await?;
+        Ok(adopted.into_iter().map(|t| t.provider_message_id).collect())
     }
 
     async fn log_duplicates(&mut self, rows: &[LogRow]) -> StoreResult<()> {
