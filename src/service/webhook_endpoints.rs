@@ -24,7 +24,8 @@ pub const MAX_DESCRIPTION_CHARS: usize = 500;
 #[serde(deny_unknown_fields)]
 #[schema(as = NewWebhookEndpoint)]
 pub struct CreateEndpoint {
-    /// A public http(s) URL (private and loopback addresses are refused).
+    /// A public http(s) URL (private, loopback and metadata addresses are refused unless
+    /// EVENTS_ALLOW_PRIVATE_URLS).
     #[schema(value_type = String, pattern = "^https?://", example = "https://example.com/hooks/messaging")]
     pub url: Option<String>,
     /// The event types to receive; every type when absent.

@@ -330,3 +330,19 @@ fn every_event_type_is_a_webhook_with_its_signature_headers() {
         );
     }
 }
+
+#[test]
+fn both_send_bodies_document_scheduling_and_the_status_callback() {
+    let doc = value();
+    for schema in ["SendMessage", "LegacySendRequest"] {
+        let props = &doc["components"]["schemas"][schema]["properties"];
+        assert_eq!(props["send_at"]["format"], "date-time", "{schema}");
+        assert!(props["send_at"]["description"].is_string(), "{schema}");
+        assert!(
+            props["status_callback"]["description"].is_string(),
+            "{schema}"
+        );
+    }
+    let legacy = &doc["paths"]["/api/messages/sms"]["post"]["responses"];
+    assert!(legacy["201"].is_object(), "a scheduled send answers 201");
+}
