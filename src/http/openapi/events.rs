@@ -194,8 +194,10 @@ fn operation(event: EventType) -> Operation {
         )
         .response(
             "410",
-            ResponseBuilder::new()
-                .description("Gone: the endpoint is disabled and no more events are sent to it"),
+            ResponseBuilder::new().description(
+                "Gone: the endpoint is disabled and no more events are sent to it (a \
+                 status_callback is not disabled: this is retried like any other failure)",
+            ),
         )
         .response(
             "default",
