@@ -52,7 +52,7 @@ pub struct SendRequest {
     #[schema(max_items = 10, value_type = Option<Vec<AttachmentUrl>>)]
     attachments: Option<Vec<String>>,
     /// The client's own references, kept with the message (a JSON object, at most 16 KB,
-    /// nested at most 8 deep).
+    /// nested at most 8 deep, numbers within ±1e300).
     #[schema(value_type = Option<Object>)]
     metadata: Option<Value>,
     /// Same as the `Idempotency-Key` header (the header wins).

@@ -1046,3 +1046,34 @@ async fn endpoints_deleted_while_their_events_are_retried_are_gone() {
         assert_eq!(status, 404, "round {round}");
     }
 }
+
+/// The endpoint bodies refuse unknown fields (the document says `additionalProperties:
+/// false`): a 422, not a silently ignored typo.
+#[tokio::test]
+async fn unknown_fields_on_endpoint_bodies_are_422() {
+    let app = start(events_builder()).await;
+    let (status, body) = app
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/webhook-endpoints",
+            Some(json!({"url": "https://app.example.com/hooks", "event": ["message.sent"]})),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"], "validation_error", "{body}");
+    let created = app
+        .create_endpoint(json!({"url": "https://app.example.com/hooks"}))
+        .await;
+    let path = format!(
+        "/api/v1/webhook-endpoints/{}",
+        created["id"].as_str().unwrap()
+    );
+    let (status, body) = app
+        .call(
+            reqwest::Method::PATCH,
+            &path,
+            Some(json!({"enable": false})),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+}
