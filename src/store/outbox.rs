@@ -13,13 +13,12 @@ use super::rows::StoredRow;
 use super::{Page, StoreResult};
 
 /// A webhook endpoint as clients see it (never its secrets).
-/// A URL the application receives events at.
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 #[schema(as = WebhookEndpoint)]
 pub struct Endpoint {
     pub id: Uuid,
     pub url: String,
-    /// The subscribed types; `None` is every type.
+    /// The subscribed types; `null` is every type.
     #[schema(value_type = Option<Vec<crate::domain::event::EventType>>)]
     pub events: Option<Vec<String>>,
     pub description: Option<String>,
