@@ -206,6 +206,9 @@ fn validate_title(title: Option<String>) -> Result<Option<String>, ValidationErr
 fn validate_metadata(metadata: Option<Value>) -> Result<Option<Value>, ValidationError> {
     match metadata {
         None | Some(Value::Null) => Ok(None),
+        Some(v @ Value::Object(_)) if !super::json_numbers::numbers_storable(&v) => Err(
+            ValidationError::new("metadata", "numbers must be within ±1e300"),
+        ),
         Some(v @ Value::Object(_)) => Ok(Some(v)),
         Some(_) => Err(ValidationError::new("metadata", "must be a JSON object")),
     }

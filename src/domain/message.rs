@@ -570,6 +570,12 @@ fn validate_metadata(v: &Value) -> Result<(), ValidationError> {
         }
     }
     walk(v, 1).map_err(|reason| ValidationError::new("metadata", reason))?;
+    if !super::json_numbers::numbers_storable(v) {
+        return Err(ValidationError::new(
+            "metadata",
+            "numbers must be within ±1e300",
+        ));
+    }
     if v.to_string().len() > MAX_METADATA_BYTES {
         return Err(ValidationError::new(
             "metadata",

@@ -6,6 +6,7 @@ mod api_key;
 pub mod compliance;
 mod conversation;
 pub mod event;
+mod json_numbers;
 mod message;
 pub mod schedule;
 pub mod segments;

@@ -50,7 +50,7 @@ pub struct CreateRequest {
     /// One line.
     #[schema(max_length = 200)]
     title: Option<String>,
-    /// A JSON object.
+    /// A JSON object (numbers within ±1e300).
     #[schema(value_type = Option<Object>)]
     metadata: Option<Value>,
 }
@@ -287,7 +287,7 @@ pub struct PatchRequest {
     title: Option<Value>,
     #[schema(value_type = Option<ConversationStatus>)]
     status: Option<String>,
-    /// A JSON object; replaces the stored one.
+    /// A JSON object (numbers within ±1e300); replaces the stored one.
     #[schema(value_type = Option<Object>)]
     metadata: Option<Value>,
 }

@@ -104,8 +104,13 @@ pub struct SendRequest {
     attachments: Option<Vec<String>>,
     /// ISO 8601 date-time; without an offset it is UTC.
     timestamp: Option<String>,
-    /// RFC 3339 with an offset: schedule the message instead of sending it now.
+    /// RFC 3339 with an offset: schedule the message instead of sending it now (at most
+    /// 35 days ahead, not in the past); answered 201.
+    #[schema(format = DateTime, example = "2026-12-24T09:00:00Z")]
     send_at: Option<String>,
+    /// A public http(s) URL that also receives this message's status events (see
+    /// `webhooks`), signed with STATUS_CALLBACK_SECRET.
+    #[schema(pattern = "^https?://", example = "https://example.com/hooks/status")]
     status_callback: Option<String>,
 }
 
@@ -116,7 +121,10 @@ pub struct SendRequest {
     tag = "original API",
     summary = "Send an SMS or MMS (original shape)",
     request_body = SendRequest,
-    responses((status = 200, description = "Accepted and queued", body = Accepted)),
+    responses(
+        (status = 200, description = "Accepted and queued", body = Accepted),
+        (status = 201, description = "Scheduled (`send_at`)", body = Accepted),
+    ),
 )]
 async fn send_sms(
     State(state): State<AppState>,
@@ -136,7 +144,10 @@ async fn send_sms(
     tag = "original API",
     summary = "Send an email (original shape)",
     request_body = SendRequest,
-    responses((status = 200, description = "Accepted and queued", body = Accepted)),
+    responses(
+        (status = 200, description = "Accepted and queued", body = Accepted),
+        (status = 201, description = "Scheduled (`send_at`)", body = Accepted),
+    ),
 )]
 async fn send_email(
     State(state): State<AppState>,

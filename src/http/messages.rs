@@ -52,14 +52,21 @@ pub struct SendRequest {
     #[schema(max_items = 10, value_type = Option<Vec<AttachmentUrl>>)]
     attachments: Option<Vec<String>>,
     /// The client's own references, kept with the message (a JSON object, at most 16 KB,
-    /// nested at most 8 deep).
+    /// nested at most 8 deep, numbers within ±1e300).
     #[schema(value_type = Option<Object>)]
     metadata: Option<Value>,
     /// Same as the `Idempotency-Key` header (the header wins).
     #[schema(max_length = 255)]
     idempotency_key: Option<String>,
-    /// RFC 3339 with an offset: schedule the message instead of sending it now.
+    /// RFC 3339 with an offset: schedule the message instead of sending it now (at most
+    /// 35 days ahead, not in the past). It is answered with status `scheduled` and can be
+    /// canceled until it falls due.
+    #[schema(format = DateTime, example = "2026-12-24T09:00:00Z")]
     send_at: Option<String>,
+    /// A public http(s) URL that also receives this message's status events
+    /// (`message.sent`, `message.delivered`, `message.failed`, `message.canceled`; see
+    /// `webhooks`), signed with STATUS_CALLBACK_SECRET the same way.
+    #[schema(pattern = "^https?://", example = "https://example.com/hooks/status")]
     status_callback: Option<String>,
 }
 

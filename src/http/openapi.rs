@@ -25,6 +25,7 @@ use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 
 use super::AppState;
 use super::error::ErrorCode;
+use events::{EventWebhooks, MessageEventBody, TestPingBody};
 
 /// Where the document is served; the docs page reads it from there.
 pub const DOCUMENT_PATH: &str = "/openapi.json";
@@ -63,6 +64,14 @@ pub const DOCS_PATH: &str = "/docs";
         super::webhooks::twilio_webhook,
         super::webhooks::sendgrid_webhook,
         super::webhooks::deliveries,
+        super::endpoints::create,
+        super::endpoints::list,
+        super::endpoints::read,
+        super::endpoints::update,
+        super::endpoints::remove,
+        super::endpoints::rotate_secret,
+        super::endpoints::attempts,
+        super::endpoints::test,
         super::legacy::send_sms,
         super::legacy::send_email,
         super::legacy::webhook_sms,
@@ -77,12 +86,14 @@ pub const DOCS_PATH: &str = "/docs";
         crate::observability::metrics_text,
         document,
     ),
-    components(schemas(ErrorBody, ErrorCode)),
-    modifiers(&Conventions),
+    components(schemas(ErrorBody, ErrorCode, MessageEventBody, TestPingBody)),
+    modifiers(&Conventions, &EventWebhooks),
     tags(
         (name = "messages", description = "Sending messages and following them"),
         (name = "conversations", description = "Conversations: a pair of participants in one channel"),
         (name = "suppressions", description = "Addresses never sent to: opt-outs, bounces, complaints, manual entries"),
+        (name = "webhook endpoints", description = "Where the application receives events (see `webhooks`), signed per Standard Webhooks"),
+        (name = "events", description = "The events POSTed to webhook endpoints and status callbacks"),
         (name = "provider webhooks", description = "Callbacks from Twilio and SendGrid, verified by their signatures"),
         (name = "original API", description = "The original service's endpoints under /api, kept for its clients"),
         (name = "operations", description = "Health probes, metrics and this document"),
@@ -365,6 +376,8 @@ impl Modify for Conventions {
         }
     }
 }
+
+mod events;
 
 #[cfg(test)]
 mod tests;

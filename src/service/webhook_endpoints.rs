@@ -17,26 +17,43 @@ use crate::store::outbox::{AttemptRecord, Endpoint, EndpointPatch, NewEndpoint};
 
 /// How long a rotated-out secret keeps signing alongside the new one.
 pub const ROTATION_OVERLAP: time::Duration = time::Duration::hours(24);
-const MAX_DESCRIPTION_CHARS: usize = 500;
+pub const MAX_DESCRIPTION_CHARS: usize = 500;
 
-#[derive(Debug, Deserialize)]
+/// A URL to receive events at.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = NewWebhookEndpoint)]
 pub struct CreateEndpoint {
+    /// A public http(s) URL (private, loopback and metadata addresses are refused unless
+    /// EVENTS_ALLOW_PRIVATE_URLS).
+    #[schema(value_type = String, pattern = "^https?://", example = "https://example.com/hooks/messaging")]
     pub url: Option<String>,
+    /// The event types to receive; every type when absent.
+    #[schema(value_type = Option<Vec<crate::domain::event::EventType>>, min_items = 1)]
     pub events: Option<Vec<String>>,
+    #[schema(max_length = 500)]
     pub description: Option<String>,
 }
 
 /// PATCH body: an absent field is unchanged; `null` clears `events` (every type) or
 /// `description`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = WebhookEndpointChanges)]
 pub struct UpdateEndpoint {
+    /// A public http(s) URL.
+    #[schema(value_type = Option<String>, pattern = "^https?://", nullable = false)]
     pub url: Option<String>,
+    /// The event types to receive; `null` for every type.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<crate::domain::event::EventType>>, min_items = 1)]
     pub events: Option<Option<Vec<String>>>,
+    /// `false` stops deliveries; `true` resumes them.
+    #[schema(nullable = false)]
     pub enabled: Option<bool>,
+    /// `null` clears it.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, max_length = 500)]
     pub description: Option<Option<String>>,
 }
 
@@ -49,16 +66,23 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
-/// The endpoint with its secret: only in the answers to create and rotate.
-#[derive(Serialize)]
+/// The endpoint with its secret: only in the answer to create.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = WebhookEndpointWithSecret)]
 pub struct WithSecret {
     #[serde(flatten)]
     pub endpoint: Endpoint,
+    /// The signing secret (`whsec_` + base64), shown only here: keep it.
+    #[schema(pattern = "^whsec_[A-Za-z0-9+/=]+$")]
     pub secret: String,
 }
 
-#[derive(Serialize)]
+/// A new secret; the previous one keeps signing (a second signature) until it expires.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = RotatedSecret)]
 pub struct Rotated {
+    /// The new signing secret, shown only here.
+    #[schema(pattern = "^whsec_[A-Za-z0-9+/=]+$")]
     pub secret: String,
     #[serde(with = "time::serde::rfc3339")]
     pub previous_secret_expires_at: OffsetDateTime,

@@ -13,11 +13,13 @@ use super::rows::StoredRow;
 use super::{Page, StoreResult};
 
 /// A webhook endpoint as clients see it (never its secrets).
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+#[schema(as = WebhookEndpoint)]
 pub struct Endpoint {
     pub id: Uuid,
     pub url: String,
-    /// The subscribed types; `None` is every type.
+    /// The subscribed types; `null` is every type.
+    #[schema(value_type = Option<Vec<crate::domain::event::EventType>>)]
     pub events: Option<Vec<String>>,
     pub description: Option<String>,
     pub enabled: bool,
@@ -59,9 +61,11 @@ pub struct EndpointPatch {
 }
 
 /// One delivery attempt, as `GET /webhook-endpoints/{id}/attempts` lists it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+#[schema(as = WebhookAttempt)]
 pub struct AttemptRecord {
     pub event_id: String,
+    /// An event type, or `test.ping`.
     pub event_type: String,
     pub attempt: i32,
     pub status_code: Option<i32>,

@@ -135,6 +135,10 @@ async fn create_rejects_invalid_participants_channel_title_and_metadata_with_422
             json!({"participants": [ALICE, BOB], "metadata": [1]}),
             "metadata",
         ),
+        (
+            json!({"participants": [ALICE, BOB], "metadata": {"n": -1.7976931348623157e308}}),
+            "metadata",
+        ),
         (json!({"participants": "nope"}), "participants"),
     ] {
         let (status, answer) = post(&app, "/api/v1/conversations", &body).await;
@@ -769,4 +773,25 @@ async fn counters_stay_exact_under_many_parallel_sends_and_inbound_messages() {
     let c = conversation(&app, id).await;
     assert_eq!(c["unread_count"], unread_rows);
     assert_eq!(c["message_count"], (SENDS + INBOUND + 50) as i64);
+}
+
+/// Metadata numbers within the documented ±1e300 are kept and read back, in the list too.
+#[tokio::test]
+async fn large_metadata_numbers_within_the_limit_read_back() {
+    let app = spawn_app().await;
+    let metadata = json!({"big": 1e300, "int": -1729283873406938838466560.0, "u": u64::MAX});
+    let (status, created) = post(
+        &app,
+        "/api/v1/conversations",
+        &json!({"participants": [ALICE, BOB], "metadata": metadata}),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let (status, list) = app.get_json("/api/v1/conversations").await;
+    assert_eq!(status, 200, "{list}");
+    let id = created["id"].as_str().unwrap();
+    let (status, one) = app.get_json(&format!("/api/v1/conversations/{id}")).await;
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(one["metadata"]["u"], json!(u64::MAX));
+    assert!(one["metadata"]["big"].as_f64().is_some_and(|f| f > 9e299));
 }

@@ -1014,3 +1014,66 @@ async fn the_single_process_killed_with_undelivered_events_delivers_them_all_aft
         }
     }
 }
+
+/// Deleting an endpoint while the worker is delivering to it and recording the attempts:
+/// 204 every time (the delete locks what a worker locks, in the same order), and the
+/// endpoint and its attempts are gone.
+#[tokio::test]
+async fn endpoints_deleted_while_their_events_are_retried_are_gone() {
+    let app = start(events_builder()).await;
+    let receiver = Receiver::start().await;
+    for round in 0..3 {
+        let path = format!("/failing{round}");
+        receiver.answer(&path, &[500; 20]);
+        let endpoint = app
+            .create_endpoint(json!({"url": receiver.url(&path)}))
+            .await;
+        app.sent_sms().await;
+        receiver.wait_for(&path, 2, "a retry").await;
+        let id = endpoint["id"].as_str().unwrap();
+        let endpoint_path = format!("/api/v1/webhook-endpoints/{id}");
+        let (status, body) = app
+            .call(reqwest::Method::DELETE, &endpoint_path, None)
+            .await;
+        assert_eq!(status, 204, "round {round}: {body}");
+        let (status, _) = app
+            .call(
+                reqwest::Method::GET,
+                &format!("{endpoint_path}/attempts"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 404, "round {round}");
+    }
+}
+
+/// The endpoint bodies refuse unknown fields (the document says `additionalProperties:
+/// false`): a 422, not a silently ignored typo.
+#[tokio::test]
+async fn unknown_fields_on_endpoint_bodies_are_422() {
+    let app = start(events_builder()).await;
+    let (status, body) = app
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/webhook-endpoints",
+            Some(json!({"url": "https://app.example.com/hooks", "event": ["message.sent"]})),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"], "validation_error", "{body}");
+    let created = app
+        .create_endpoint(json!({"url": "https://app.example.com/hooks"}))
+        .await;
+    let path = format!(
+        "/api/v1/webhook-endpoints/{}",
+        created["id"].as_str().unwrap()
+    );
+    let (status, body) = app
+        .call(
+            reqwest::Method::PATCH,
+            &path,
+            Some(json!({"enable": false})),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+}

@@ -78,6 +78,12 @@ fn cases() -> Vec<(&'static str, Value, u16, &'static str)> {
             "metadata",
         ),
         (
+            "metadata number beyond storage",
+            with("metadata", json!({"n": [f64::MAX]})),
+            422,
+            "metadata",
+        ),
+        (
             "subject on sms",
             with("subject", json!("s")),
             422,

@@ -65,13 +65,22 @@ def run_backend(pw_browser, svc, out):
         paths = page.locator(".opblock-summary-path").all_inner_texts()
         with urllib.request.urlopen(svc.base + "/openapi.json", timeout=10) as r:
             doc = json.load(r)
-        operations = sum(
-            1 for item in doc["paths"].values() for m in item if m in ("get", "post", "put", "patch", "delete")
-        )
+        methods = ("get", "post", "put", "patch", "delete")
+        operations = sum(1 for item in doc["paths"].values() for m in item if m in methods)
+        # The events (OpenAPI 3.1 `webhooks`) are listed too, each under its name.
+        webhooks = doc.get("webhooks", {})
+        events = sum(1 for item in webhooks.values() for m in item if m in methods)
         check(
-            len(paths) == operations,
-            f"{svc.backend}: the page lists all {operations} operations of /openapi.json",
+            len(paths) == operations + events,
+            f"{svc.backend}: the page lists all {operations} operations and {events} events of /openapi.json",
             f"listed {len(paths)}",
+        )
+        listed = {p.strip() for p in paths}
+        missing = [name for name in webhooks if name not in listed]
+        check(
+            len(webhooks) > 0 and not missing,
+            f"{svc.backend}: every event of `webhooks` is listed by its name",
+            f"missing {missing}" if missing else "no webhooks in the document",
         )
         page.screenshot(path=os.path.join(out, svc.backend, "docs.png"), full_page=True)
 

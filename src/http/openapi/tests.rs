@@ -254,3 +254,95 @@ fn every_answer_states_its_headers_and_api_routes_their_security() {
         serde_json::json!([])
     );
 }
+
+#[test]
+fn webhook_endpoints_state_their_limits_and_event_types() {
+    let doc = value();
+    let schemas = &doc["components"]["schemas"];
+    let limit = crate::service::webhook_endpoints::MAX_DESCRIPTION_CHARS as u64;
+    for schema in ["NewWebhookEndpoint", "WebhookEndpointChanges"] {
+        assert_eq!(
+            schemas[schema]["properties"]["description"]["maxLength"].as_u64(),
+            Some(limit),
+            "{schema}"
+        );
+        assert_eq!(schemas[schema]["additionalProperties"], false, "{schema}");
+    }
+    let types: Vec<&str> = schemas["EventType"]["enum"]
+        .as_array()
+        .expect("an enum")
+        .iter()
+        .filter_map(|t| t.as_str())
+        .collect();
+    let subscribable: Vec<&str> = crate::domain::event::EventType::SUBSCRIBABLE
+        .iter()
+        .map(|t| t.as_str())
+        .collect();
+    assert_eq!(types, subscribable);
+}
+
+/// One `webhooks` entry per event type, each signed with the Standard Webhooks headers.
+#[test]
+fn every_event_type_is_a_webhook_with_its_signature_headers() {
+    let doc = value();
+    let webhooks = doc["webhooks"].as_object().expect("webhooks");
+    let mut expected: BTreeSet<&str> = crate::domain::event::EventType::SUBSCRIBABLE
+        .iter()
+        .map(|t| t.as_str())
+        .collect();
+    expected.insert("test.ping");
+    let named: BTreeSet<&str> = webhooks.keys().map(String::as_str).collect();
+    assert_eq!(named, expected);
+    for (name, item) in webhooks {
+        let post = &item["post"];
+        let headers: Vec<&str> = post["parameters"]
+            .as_array()
+            .expect("parameters")
+            .iter()
+            .filter(|p| p["in"] == "header" && p["required"] == true)
+            .filter_map(|p| p["name"].as_str())
+            .collect();
+        assert_eq!(
+            headers,
+            ["webhook-id", "webhook-timestamp", "webhook-signature"],
+            "{name}"
+        );
+        let body = &post["requestBody"]["content"]["application/json"]["schema"]["allOf"];
+        assert_eq!(body[1]["properties"]["type"]["enum"][0], name.as_str());
+        let base = if name == "test.ping" {
+            "#/components/schemas/TestPingBody"
+        } else {
+            "#/components/schemas/MessageEventBody"
+        };
+        assert_eq!(body[0]["$ref"], base, "{name}");
+    }
+    let message_body = &doc["components"]["schemas"]["MessageEventBody"];
+    assert_eq!(
+        message_body["properties"]["data"]["$ref"],
+        "#/components/schemas/Message"
+    );
+    for field in ["type", "timestamp", "data"] {
+        assert!(
+            message_body["required"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|f| f == field)),
+            "{field} required: {message_body}"
+        );
+    }
+}
+
+#[test]
+fn both_send_bodies_document_scheduling_and_the_status_callback() {
+    let doc = value();
+    for schema in ["SendMessage", "LegacySendRequest"] {
+        let props = &doc["components"]["schemas"][schema]["properties"];
+        assert_eq!(props["send_at"]["format"], "date-time", "{schema}");
+        assert!(props["send_at"]["description"].is_string(), "{schema}");
+        assert!(
+            props["status_callback"]["description"].is_string(),
+            "{schema}"
+        );
+    }
+    let legacy = &doc["paths"]["/api/messages/sms"]["post"]["responses"];
+    assert!(legacy["201"].is_object(), "a scheduled send answers 201");
+}

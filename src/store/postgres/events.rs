@@ -117,10 +117,18 @@ impl EventStore for PgStore {
     }
 
     async fn delete_endpoint(&self, id: Uuid) -> StoreResult<bool> {
+        // Its deliveries first, then the endpoint: the order a worker recording attempts
+        // locks them in, so the two cannot deadlock (the cascade alone locks the other way).
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        sqlx::query("delete from event_deliveries where endpoint_id = $1")
+            .bind(id)
+            .run(&mut *tx)
+            .await?;
         let n = sqlx::query("delete from webhook_endpoints where id = $1")
             .bind(id)
-            .run(&self.pool)
+            .run(&mut *tx)
             .await?;
+        tx.commit().await.map_err(classify)?;
         Ok(n > 0)
     }
 
