@@ -101,7 +101,7 @@ test-rate-limit: ## The guide's rate-limit check (110 x /health) on a private in
 	scripts/services.sh
 	python3 tests/integration/test_rate_limiting.py --start
 
-bench: ## Run scripts/bench.sh (ARGS="--embedded ..." for the single-process SQLite mode)
+bench: ## Benchmark on scratch databases and print one table (ARGS="--phases accept,drain --duration 5"; scripts/bench.sh --help)
 	@if [ -x scripts/bench.sh ]; then scripts/bench.sh $(ARGS); else bash scripts/bench.sh $(ARGS); fi
 
 fmt: ## Format the code (cargo fmt)

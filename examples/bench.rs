@@ -1,77 +1,589 @@
-//! Load generator for the messaging API.
-//!
-//! Concurrent clients post distinct messages to `POST /api/v1/messages/send` for a fixed
-//! time, recording the latency and status of every request. Then the backlog (messages
-//! `pending`, `sending` or `retry`) is watched until it drains, which gives the end-to-end
-//! delivery rate: accepted messages over the time from the first send to an empty backlog.
+//! Load generator and result table for `make bench` (`scripts/bench.sh` runs the phases).
 //!
 //! ```text
-//! cargo run --release --example bench -- --url http://localhost:8080 --concurrency 64 --duration 10
+//! bench load    --url URL [-c 64] [--duration 10 | --count N] [--rate R] [--mix sms|mixed]
+//!               [--scheduled-ahead] [--events] [--wait-drain] [--database-url DB]
+//!               [--phase NAME] [--results FILE] [--serve-pid PID] [--worker-pid PID ...]
+//! bench drain   --database-url DB --initial N --since-ms EPOCH_MS [--phase ...]
+//! bench backlog --database-url DB
+//! bench table   --results FILE
 //! ```
 //!
-//! `--scheduled N` first stores N messages scheduled 30 days ahead (through the same
-//! endpoint, with `send_at`), so that a run with it and one without show whether a large
-//! schedule slows the send path or the worker.
+//! `load` keeps one keep-alive HTTP/1.1 connection per concurrent sender and writes each
+//! request into a reused byte buffer (a distinct recipient and body each time, no JSON value
+//! built per request); latencies go into a log-bucket histogram (< 1% resolution). Without
+//! `--rate` each sender sends its next request as soon as the previous one is answered
+//! (closed loop); with `--rate R` the senders together start R requests per second on a fixed
+//! schedule and latency counts from the scheduled start (open loop, so a stall shows in the
+//! percentiles instead of slowing the load down).
 //!
-//! `scripts/bench.sh` starts a scratch API and worker and runs this against them.
+//! The backlog (messages `pending`, `sending` or `retry`) is counted in the database itself
+//! (PostgreSQL or the SQLite file), not through the API's list `total`.
 //!
-//! With `--events`, a local receiver is started and registered as a webhook endpoint
-//! subscribed to every event type before the send phase (the accepted rate then includes
-//! the outbox writes), and the rate at which the workers deliver the events to it is
-//! reported after the drain.
+//! Each phase appends one tab-separated row to `--results`; `table` prints them.
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use clap::{Parser, ValueEnum};
-use serde_json::{Value, json};
+use clap::{Args as ClapArgs, Parser, Subcommand, ValueEnum};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
-/// Statuses whose messages are still waiting to be delivered.
-const BACKLOG_STATUSES: [&str; 3] = ["pending", "sending", "retry"];
 const DRAIN_POLL: Duration = Duration::from_millis(100);
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+const BACKLOG_SQL: &str =
+    "select count(*) from messages where status in ('pending', 'sending', 'retry')";
+const SENT_SQL: &str = "select count(*) from messages where status in ('sent', 'delivered')";
 
 #[derive(Parser, Debug)]
 #[command(
     name = "bench",
-    about = "Load-test the messaging API and measure end-to-end delivery",
-    args_override_self = true
+    about = "Load generator and result table for make bench"
 )]
-struct Args {
-    /// Base URL of the API
-    #[arg(long, default_value = "http://localhost:8080")]
+struct Cli {
+    /// Threads of the client's runtime
+    #[arg(long, global = true, default_value_t = 2)]
+    threads: usize,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Drive POST /api/v1/messages/send and record one result row
+    Load(LoadArgs),
+    /// Wait for the backlog to empty and record the drain rate
+    Drain(DrainArgs),
+    /// Print the number of messages waiting to be delivered
+    Backlog {
+        #[arg(long)]
+        database_url: String,
+    },
+    /// Print the result rows as one table
+    Table {
+        #[arg(long)]
+        results: String,
+    },
+}
+
+#[derive(ClapArgs, Debug, Clone)]
+struct Row {
+    /// Name of the phase in the table
+    #[arg(long, default_value = "load")]
+    phase: String,
+    /// File to append the result row to
+    #[arg(long)]
+    results: Option<String>,
+    /// Process id of the API, for its memory (VmHWM, VmRSS)
+    #[arg(long)]
+    serve_pid: Option<u32>,
+    /// Process id of a worker (repeat for several), for its memory
+    #[arg(long)]
+    worker_pid: Vec<u32>,
+}
+
+#[derive(ClapArgs, Debug, Clone)]
+struct LoadArgs {
+    /// Base URL of the API (http only)
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
     url: String,
-    /// Concurrent senders
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Concurrent senders (one connection each)
+    #[arg(short, long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     concurrency: u32,
-    /// Length of the send phase, in seconds
+    /// Length of the phase in seconds (ignored with --count)
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
+    /// Send exactly this many requests instead of running for --duration
+    #[arg(long)]
+    count: Option<u64>,
+    /// Requests started per second by all senders together (open loop); closed loop without
+    #[arg(long)]
+    rate: Option<f64>,
     /// Message mix: `sms` only, or `mixed` (70% sms, 10% mms, 20% email)
     #[arg(long, value_enum, default_value_t = Mix::Sms)]
     mix: Mix,
-    /// Longest wait for the backlog to drain after the send phase, in seconds
-    #[arg(long, default_value_t = 120.0)]
-    drain_timeout: f64,
-    /// Before the run, store this many messages scheduled 30 days ahead
-    #[arg(long, default_value_t = 0)]
-    scheduled: u64,
-    /// Register a local receiver as a webhook endpoint and measure event delivery
+    /// Schedule every message 30 days ahead (`send_at`)
+    #[arg(long)]
+    scheduled_ahead: bool,
+    /// Register a local receiver subscribed to every event type; report events/s
     #[arg(long)]
     events: bool,
+    /// After the load, wait for the backlog to empty (needs --database-url)
+    #[arg(long)]
+    wait_drain: bool,
+    /// The service's database, to count the backlog (postgres://… or sqlite://…)
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Longest wait for the backlog (and events) after the load, in seconds
+    #[arg(long, default_value_t = 600.0)]
+    drain_timeout: f64,
+    #[command(flatten)]
+    row: Row,
 }
 
-/// Counts the event POSTs a local receiver gets, with the first and last arrival.
+#[derive(ClapArgs, Debug)]
+struct DrainArgs {
+    #[arg(long)]
+    database_url: String,
+    /// Backlog when the workers were started
+    #[arg(long)]
+    initial: u64,
+    /// When the workers were started, in milliseconds since the Unix epoch
+    #[arg(long)]
+    since_ms: u64,
+    #[arg(long, default_value_t = 600.0)]
+    drain_timeout: f64,
+    #[command(flatten)]
+    row: Row,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Mix {
+    Sms,
+    Mixed,
+}
+
+// ---------------------------------------------------------------------------------------
+// Latency histogram
+
+/// Sub-buckets per power of two: a bucket is at most 1/128 (< 0.8%) of its value wide.
+const SUB_BITS: u32 = 7;
+const SUB: u64 = 1 << SUB_BITS;
+const BUCKETS: usize = ((64 - SUB_BITS as usize) + 1) << SUB_BITS;
+
+/// Log-bucket histogram of microsecond values: values below 256 are exact, larger ones
+/// land in buckets less than 1% wide.
+#[derive(Clone)]
+struct Histogram {
+    counts: Vec<u64>,
+    total: u64,
+    max: u64,
+}
+
+impl Histogram {
+    fn new() -> Self {
+        Self {
+            counts: vec![0; BUCKETS],
+            total: 0,
+            max: 0,
+        }
+    }
+
+    fn index(v: u64) -> usize {
+        if v < SUB {
+            return v as usize;
+        }
+        let exp = 63 - v.leading_zeros();
+        let shift = exp - SUB_BITS;
+        (((shift as u64 + 1) << SUB_BITS) + ((v >> shift) & (SUB - 1))) as usize
+    }
+
+    /// Smallest and largest value of a bucket.
+    fn bounds(index: usize) -> (u64, u64) {
+        let i = index as u64;
+        if i < SUB {
+            return (i, i);
+        }
+        let shift = (i >> SUB_BITS) - 1;
+        let low = (SUB + (i & (SUB - 1))) << shift;
+        (low, low + (1 << shift) - 1)
+    }
+
+    fn record(&mut self, v: u64) {
+        self.counts[Self::index(v)] += 1;
+        self.total += 1;
+        self.max = self.max.max(v);
+    }
+
+    fn merge(&mut self, other: &Histogram) {
+        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
+            *a += b;
+        }
+        self.total += other.total;
+        self.max = self.max.max(other.max);
+    }
+
+    /// Nearest-rank percentile: the middle of the bucket holding it (never above the max).
+    fn percentile(&self, p: f64) -> u64 {
+        if self.total == 0 {
+            return 0;
+        }
+        let rank = ((p / 100.0) * self.total as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, n) in self.counts.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                let (low, high) = Self::bounds(i);
+                return (low + (high - low) / 2).min(self.max);
+            }
+        }
+        self.max
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Requests
+
+/// Where requests go: the address to connect to and the header lines that never change.
+struct Target {
+    addr: SocketAddr,
+    host: String,
+    path_prefix: String,
+}
+
+async fn target(url: &str) -> Result<Target, String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("--url {url}: only http:// URLs are supported"))?;
+    let (host, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
+        None => (rest, ""),
+    };
+    let with_port = if host.contains(':') {
+        host.to_owned()
+    } else {
+        format!("{host}:80")
+    };
+    let addr = tokio::net::lookup_host(&with_port)
+        .await
+        .map_err(|e| format!("--url {url}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("--url {url}: no address"))?;
+    Ok(Target {
+        addr,
+        host: host.to_owned(),
+        path_prefix: path.to_owned(),
+    })
+}
+
+/// Writes one send request (headers and a distinct JSON body) into `out`.
+struct RequestWriter {
+    head: Vec<u8>,
+    body: Vec<u8>,
+    mix: Mix,
+    send_at: Option<String>,
+}
+
+impl RequestWriter {
+    fn new(target: &Target, mix: Mix, send_at: Option<String>) -> Self {
+        let head = format!(
+            "POST {}/api/v1/messages/send HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: ",
+            target.path_prefix, target.host
+        )
+        .into_bytes();
+        Self {
+            head,
+            body: Vec::with_capacity(512),
+            mix,
+            send_at,
+        }
+    }
+
+    /// `n` is unique in the run: it picks the recipient and tags the body.
+    fn write(&mut self, n: u64, out: &mut Vec<u8>) {
+        let b = &mut self.body;
+        b.clear();
+        let roll = match self.mix {
+            Mix::Sms => 0,
+            Mix::Mixed => n % 10,
+        };
+        // Writing into a Vec cannot fail.
+        let _ = match roll {
+            0..7 => write!(
+                b,
+                r#"{{"from":"+15551234567","to":"+1555{:07}","type":"sms","body":"Your verification code is {:06}. Ref {n}""#,
+                n % 10_000_000,
+                n.wrapping_mul(7919) % 1_000_000
+            ),
+            7 => write!(
+                b,
+                r#"{{"from":"+15551234567","to":"+1555{:07}","type":"mms","body":"Here is the photo you asked for (ref {n})","attachments":["https://cdn.example.com/media/{n}.jpg"]"#,
+                n % 10_000_000
+            ),
+            _ => write!(
+                b,
+                r#"{{"from":"notifications@example.com","to":"user{n}@example.org","type":"email","subject":"Your order {n} has shipped","body":"<p>Hello,</p><p>Your order <b>{n}</b> is on its way.</p>""#
+            ),
+        };
+        if let Some(at) = &self.send_at {
+            let _ = write!(b, r#","send_at":"{at}""#);
+        }
+        b.push(b'}');
+        out.clear();
+        out.extend_from_slice(&self.head);
+        let _ = write!(out, "{}\r\n\r\n", b.len());
+        out.extend_from_slice(b);
+    }
+}
+
+/// Reads one HTTP/1.1 response from `conn`; returns its status and whether the connection
+/// stays open. `buf` keeps bytes read past the response.
+async fn read_response(conn: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(u16, bool), String> {
+    let head_end = loop {
+        if let Some(i) = find(buf, b"\r\n\r\n") {
+            break i + 4;
+        }
+        read_more(conn, buf).await?;
+    };
+    let head = &buf[..head_end];
+    let status = head
+        .get(9..12)
+        .and_then(|s| std::str::from_utf8(s).ok())
+        .and_then(|s| s.parse::<u16>().ok())
+        .ok_or("malformed status line")?;
+    let mut length = None;
+    let mut chunked = false;
+    let mut keep_alive = true;
+    for line in head.split(|&c| c == b'\n').skip(1) {
+        let Some(colon) = line.iter().position(|&c| c == b':') else {
+            continue;
+        };
+        let name = &line[..colon];
+        let value = std::str::from_utf8(&line[colon + 1..]).unwrap_or("").trim();
+        if name.eq_ignore_ascii_case(b"content-length") {
+            length = value.parse::<usize>().ok();
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            chunked = value.eq_ignore_ascii_case("chunked");
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            keep_alive = !value.eq_ignore_ascii_case("close");
+        }
+    }
+    if chunked {
+        let mut at = head_end;
+        loop {
+            let line_end = loop {
+                if let Some(i) = find(&buf[at..], b"\r\n") {
+                    break at + i;
+                }
+                read_more(conn, buf).await?;
+            };
+            let size_text = std::str::from_utf8(&buf[at..line_end]).unwrap_or("");
+            let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+                .map_err(|_| "malformed chunk size")?;
+            let end = line_end + 2 + size + 2;
+            while buf.len() < end {
+                read_more(conn, buf).await?;
+            }
+            at = end;
+            if size == 0 {
+                break;
+            }
+        }
+        buf.drain(..at);
+    } else {
+        let end = head_end + length.ok_or("response without Content-Length")?;
+        while buf.len() < end {
+            read_more(conn, buf).await?;
+        }
+        buf.drain(..end);
+    }
+    Ok((status, keep_alive))
+}
+
+async fn read_more(conn: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(), String> {
+    buf.reserve(8192);
+    let n = conn.read_buf(buf).await.map_err(|e| e.to_string())?;
+    if n == 0 {
+        return Err("connection closed by the server".to_owned());
+    }
+    Ok(())
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// What one sender saw.
+struct Tally {
+    latency: Histogram,
+    accepted: u64,
+    rejected: BTreeMap<u16, u64>,
+    transport_errors: u64,
+    last_error: Option<String>,
+}
+
+impl Tally {
+    fn new() -> Self {
+        Self {
+            latency: Histogram::new(),
+            accepted: 0,
+            rejected: BTreeMap::new(),
+            transport_errors: 0,
+            last_error: None,
+        }
+    }
+
+    fn merge(&mut self, other: Tally) {
+        self.latency.merge(&other.latency);
+        self.accepted += other.accepted;
+        for (s, n) in other.rejected {
+            *self.rejected.entry(s).or_default() += n;
+        }
+        self.transport_errors += other.transport_errors;
+        if other.last_error.is_some() {
+            self.last_error = other.last_error;
+        }
+    }
+
+    fn errors(&self) -> u64 {
+        self.rejected.values().sum::<u64>() + self.transport_errors
+    }
+}
+
+/// How a sender paces itself and when it stops.
+#[derive(Clone, Copy)]
+struct Plan {
+    deadline: Instant,
+    /// Open loop: the first scheduled start and the interval between this sender's requests.
+    schedule: Option<(Instant, Duration)>,
+}
+
+async fn sender(
+    target: Arc<Target>,
+    mut writer: RequestWriter,
+    plan: Plan,
+    tickets: Arc<AtomicU64>,
+    limit: u64,
+    base: u64,
+) -> Tally {
+    let mut tally = Tally::new();
+    let mut conn: Option<TcpStream> = None;
+    let mut out = Vec::with_capacity(1024);
+    let mut buf = Vec::with_capacity(16 * 1024);
+    let mut k = 0u32;
+    loop {
+        let scheduled = match plan.schedule {
+            Some((first, every)) => {
+                let at = first + every * k;
+                k += 1;
+                if at >= plan.deadline {
+                    break;
+                }
+                tokio::time::sleep_until(at.into()).await;
+                Some(at)
+            }
+            None => None,
+        };
+        if Instant::now() >= plan.deadline {
+            break;
+        }
+        let ticket = tickets.fetch_add(1, Ordering::Relaxed);
+        if ticket >= limit {
+            break;
+        }
+        writer.write(base.wrapping_add(ticket), &mut out);
+        let started = scheduled.unwrap_or_else(Instant::now);
+        let stream = match &mut conn {
+            Some(c) => c,
+            None => match TcpStream::connect(target.addr).await {
+                Ok(c) => {
+                    let _ = c.set_nodelay(true);
+                    buf.clear();
+                    conn.insert(c)
+                }
+                Err(e) => {
+                    tally.transport_errors += 1;
+                    tally.last_error = Some(format!("connect: {e}"));
+                    // Do not spin on a refused connection.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        let result = match stream.write_all(&out).await {
+            Ok(()) => read_response(stream, &mut buf).await,
+            Err(e) => Err(e.to_string()),
+        };
+        match result {
+            Ok((status, keep_alive)) => {
+                tally.latency.record(started.elapsed().as_micros() as u64);
+                if status == 201 {
+                    tally.accepted += 1;
+                } else {
+                    *tally.rejected.entry(status).or_default() += 1;
+                }
+                if !keep_alive {
+                    conn = None;
+                }
+            }
+            Err(e) => {
+                tally.transport_errors += 1;
+                tally.last_error = Some(e);
+                conn = None;
+            }
+        }
+    }
+    tally
+}
+
+// ---------------------------------------------------------------------------------------
+// Database counts
+
+enum Db {
+    Pg(sqlx::PgPool),
+    Sqlite(sqlx::SqlitePool),
+}
+
+impl Db {
+    async fn open(url: &str) -> Result<Self, String> {
+        if url.starts_with("sqlite:") {
+            let options: sqlx::sqlite::SqliteConnectOptions =
+                url.parse().map_err(|e| format!("database URL: {e}"))?;
+            let pool = sqlx::sqlite::SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(options.read_only(true))
+                .await
+                .map_err(|e| format!("cannot open the SQLite database: {e}"))?;
+            Ok(Db::Sqlite(pool))
+        } else {
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(1)
+                .connect(url)
+                .await
+                .map_err(|e| format!("cannot connect to the database: {e}"))?;
+            Ok(Db::Pg(pool))
+        }
+    }
+
+    async fn count(&self, sql: &'static str) -> Result<u64, String> {
+        let n: i64 = match self {
+            Db::Pg(p) => sqlx::query_scalar(sql).fetch_one(p).await,
+            Db::Sqlite(p) => sqlx::query_scalar(sql).fetch_one(p).await,
+        }
+        .map_err(|e| format!("counting messages: {e}"))?;
+        Ok(n.max(0) as u64)
+    }
+
+    /// Polls until the backlog is empty; returns when it was, or the last count seen.
+    async fn wait_empty(&self, timeout: Duration) -> Result<Result<Instant, u64>, String> {
+        let from = Instant::now();
+        loop {
+            let n = self.count(BACKLOG_SQL).await?;
+            if n == 0 {
+                return Ok(Ok(Instant::now()));
+            }
+            if from.elapsed() >= timeout {
+                return Ok(Err(n));
+            }
+            tokio::time::sleep(DRAIN_POLL).await;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Event receiver
+
 #[derive(Default)]
 struct EventTally {
-    count: std::sync::atomic::AtomicU64,
+    count: AtomicU64,
     window: std::sync::Mutex<Option<(Instant, Instant)>>,
 }
 
-/// Starts the receiver; returns its URL.
-async fn start_receiver(tally: std::sync::Arc<EventTally>) -> Result<String, String> {
-    use std::sync::atomic::Ordering;
+async fn start_receiver(tally: Arc<EventTally>) -> Result<String, String> {
     let app = axum::Router::new().fallback(move || {
         let tally = tally.clone();
         async move {
@@ -93,230 +605,388 @@ async fn start_receiver(tally: std::sync::Arc<EventTally>) -> Result<String, Str
     Ok(format!("http://{addr}/events"))
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum Mix {
-    Sms,
-    Mixed,
-}
-
-impl Mix {
-    fn label(self) -> &'static str {
-        match self {
-            Mix::Sms => "sms",
-            Mix::Mixed => "mixed (70% sms, 10% mms, 20% email)",
-        }
-    }
-}
-
-/// What one sender saw.
-#[derive(Default)]
-struct Tally {
-    /// Latency of every request that got an HTTP answer, in microseconds.
-    latencies_us: Vec<u64>,
-    accepted: u64,
-    /// Non-201 answers by status code.
-    rejected: BTreeMap<u16, u64>,
-    /// Requests that got no HTTP answer (connection error, timeout).
-    transport_errors: u64,
-    last_error: Option<String>,
-}
-
-impl Tally {
-    fn merge(&mut self, other: Tally) {
-        self.latencies_us.extend(other.latencies_us);
-        self.accepted += other.accepted;
-        for (status, n) in other.rejected {
-            *self.rejected.entry(status).or_default() += n;
-        }
-        self.transport_errors += other.transport_errors;
-        if other.last_error.is_some() {
-            self.last_error = other.last_error;
-        }
-    }
-
-    fn requests(&self) -> u64 {
-        self.accepted + self.rejected.values().sum::<u64>() + self.transport_errors
-    }
-
-    fn errors(&self) -> u64 {
-        self.requests() - self.accepted
-    }
-}
-
-fn random_phone() -> String {
-    format!("+1555{:07}", fastrand::u32(0..10_000_000))
-}
-
-/// A realistic, distinct send request; `seq` makes the body unique.
-fn payload(mix: Mix, sender: u32, seq: u64) -> Value {
-    let roll = match mix {
-        Mix::Sms => 0,
-        Mix::Mixed => fastrand::u8(0..100),
-    };
-    let tag = format!("{sender}-{seq}");
-    match roll {
-        0..70 => json!({
-            "from": "+15551234567",
-            "to": random_phone(),
-            "type": "sms",
-            "body": format!("Your verification code is {:06}. Ref {tag}", fastrand::u32(0..1_000_000)),
-        }),
-        70..80 => json!({
-            "from": "+15551234567",
-            "to": random_phone(),
-            "type": "mms",
-            "body": format!("Here is the photo you asked for (ref {tag})"),
-            "attachments": [format!("https://cdn.example.com/media/{}.jpg", uuid::Uuid::new_v4())],
-        }),
-        _ => json!({
-            "from": "notifications@example.com",
-            "to": format!("user{}@example.org", fastrand::u32(0..1_000_000)),
-            "type": "email",
-            "subject": format!("Your order {tag} has shipped"),
-            "body": format!("<p>Hello,</p><p>Your order <b>{tag}</b> is on its way.</p>"),
-        }),
-    }
-}
-
-async fn sender(
-    client: reqwest::Client,
-    send_url: String,
-    mix: Mix,
-    id: u32,
-    deadline: Instant,
-) -> Tally {
-    let mut tally = Tally::default();
-    let mut seq = 0u64;
-    while Instant::now() < deadline {
-        seq += 1;
-        let body = payload(mix, id, seq);
-        let started = Instant::now();
-        let result = client.post(&send_url).json(&body).send().await;
-        match result {
-            Ok(response) => {
-                let status = response.status().as_u16();
-                // Read the body so the connection goes back to the pool.
-                let read = response.bytes().await;
-                tally
-                    .latencies_us
-                    .push(started.elapsed().as_micros() as u64);
-                match read {
-                    Ok(_) if status == 201 => tally.accepted += 1,
-                    Ok(_) => *tally.rejected.entry(status).or_default() += 1,
-                    Err(e) => {
-                        tally.transport_errors += 1;
-                        tally.last_error = Some(e.to_string());
-                    }
-                }
-            }
-            Err(e) => {
-                tally.transport_errors += 1;
-                tally.last_error = Some(e.to_string());
-            }
-        }
-    }
-    tally
-}
-
-/// Stores `n` sms scheduled 30 days ahead, `concurrency` requests at a time; returns how
-/// many were accepted.
-async fn preload_scheduled(
-    client: &reqwest::Client,
-    send_url: &str,
-    n: u64,
-    concurrency: u32,
-) -> Result<u64, String> {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    let send_at = (time::OffsetDateTime::now_utc() + time::Duration::days(30))
-        .format(&time::format_description::well_known::Rfc3339)
-        .map_err(|e| format!("formatting send_at: {e}"))?;
-    let next = Arc::new(AtomicU64::new(0));
-    let tasks: Vec<_> = (0..concurrency)
-        .map(|_| {
-            let (client, url, next, send_at) = (
-                client.clone(),
-                send_url.to_owned(),
-                next.clone(),
-                send_at.clone(),
-            );
-            tokio::spawn(async move {
-                let mut accepted = 0u64;
-                while next.fetch_add(1, Ordering::Relaxed) < n {
-                    let mut body = payload(Mix::Sms, 0, 0);
-                    body["send_at"] = Value::from(send_at.as_str());
-                    if let Ok(r) = client.post(&url).json(&body).send().await
-                        && r.status().as_u16() == 201
-                    {
-                        accepted += 1;
-                    }
-                }
-                accepted
-            })
-        })
-        .collect();
-    let mut accepted = 0;
-    for task in tasks {
-        accepted += task
-            .await
-            .map_err(|e| format!("a preload task failed: {e}"))?;
-    }
-    Ok(accepted)
-}
-
-/// `total` of the message list filtered by one status.
-async fn count(client: &reqwest::Client, base: &str, status: &str) -> Result<u64, String> {
-    let url = format!("{base}/api/v1/messages?status={status}&limit=1");
-    let response = client
-        .get(&url)
+/// Registers `url` as an endpoint subscribed to every event type; returns its id.
+async fn register_endpoint(base: &str, url: &str) -> Result<String, String> {
+    let client = reqwest::Client::new();
+    let resp = client
+        .post(format!("{base}/api/v1/webhook-endpoints"))
+        .json(&serde_json::json!({ "url": url, "description": "bench receiver" }))
         .send()
         .await
-        .map_err(|e| format!("GET {url}: {e}"))?;
-    let code = response.status();
-    if !code.is_success() {
-        return Err(format!("GET {url}: HTTP {code}"));
+        .map_err(|e| format!("cannot register the event receiver: {e}"))?;
+    if resp.status().as_u16() != 201 {
+        return Err(format!(
+            "registering the event receiver answered {}",
+            resp.status()
+        ));
     }
-    let body: Value = response
-        .json()
-        .await
-        .map_err(|e| format!("GET {url}: {e}"))?;
-    body["total"]
-        .as_u64()
-        .ok_or_else(|| format!("GET {url}: no numeric \"total\" in the answer"))
+    let endpoint: serde_json::Value = resp.json().await.map_err(|e| e.to_string())?;
+    endpoint["id"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| "the endpoint has no id".to_owned())
 }
 
-async fn backlog(client: &reqwest::Client, base: &str) -> Result<u64, String> {
-    let mut total = 0;
-    for status in BACKLOG_STATUSES {
-        total += count(client, base, status).await?;
-    }
-    Ok(total)
+/// CPU time this process has used (user + system), from /proc/self/stat.
+fn cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) start at the state, field 3.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // The kernel reports in clock ticks: 100 per second on Linux.
+    Some(Duration::from_millis(ticks * 10))
 }
 
-/// Nearest-rank percentile of sorted values.
-fn percentile(sorted: &[u64], p: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
+// ---------------------------------------------------------------------------------------
+// Result rows
+
+/// Peak (VmHWM) and current (VmRSS) resident memory of a process, in MiB.
+fn memory(pid: u32) -> Option<(f64, f64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map(|kb| kb / 1024.0)
+    };
+    Some((field("VmHWM:")?, field("VmRSS:")?))
 }
 
-fn ms(us: u64) -> f64 {
-    us as f64 / 1000.0
+fn memory_cell(pids: &[u32]) -> String {
+    let cells: Vec<String> = pids
+        .iter()
+        .map(|&p| match memory(p) {
+            Some((peak, now)) => format!("{peak:.0}/{now:.0}"),
+            None => "?".to_owned(),
+        })
+        .collect();
+    if cells.is_empty() {
+        "-".to_owned()
+    } else {
+        cells.join(" + ")
+    }
 }
+
+struct Figures {
+    accepted_per_s: Option<f64>,
+    latency: Option<(f64, f64, f64)>,
+    errors: Option<u64>,
+    drain_per_s: Option<f64>,
+    note: String,
+}
+
+fn record(row: &Row, f: &Figures) -> Result<(), String> {
+    let opt = |v: Option<f64>, digits: usize| v.map_or("-".to_owned(), |v| format!("{v:.digits$}"));
+    let line = [
+        row.phase.clone(),
+        opt(f.accepted_per_s, 0),
+        f.latency.map_or("-".to_owned(), |(a, b, c)| {
+            format!("{a:.2} / {b:.2} / {c:.2}")
+        }),
+        f.errors.map_or("-".to_owned(), |e| e.to_string()),
+        opt(f.drain_per_s, 0),
+        memory_cell(&row.serve_pid.into_iter().collect::<Vec<_>>()),
+        memory_cell(&row.worker_pid),
+        if f.note.is_empty() {
+            "-".to_owned()
+        } else {
+            f.note.replace('\t', " ")
+        },
+    ]
+    .join("\t");
+    println!("[bench] {}", line.replace('\t', " | "));
+    if let Some(path) = &row.results {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| format!("{path}: {e}"))?;
+        writeln!(file, "{line}").map_err(|e| format!("{path}: {e}"))?;
+    }
+    Ok(())
+}
+
+fn print_table(path: &str) -> Result<(), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    let header = [
+        "phase",
+        "accepted/s",
+        "p50 / p90 / p99 ms",
+        "errors",
+        "drain/s",
+        "serve MiB peak/now",
+        "worker MiB peak/now",
+        "note",
+    ];
+    let rows: Vec<Vec<&str>> = std::iter::once(header.to_vec())
+        .chain(
+            text.lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| l.split('\t').collect()),
+        )
+        .collect();
+    let mut widths = vec![0; header.len()];
+    for r in &rows {
+        for (i, c) in r.iter().enumerate().take(widths.len()) {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    for (n, r) in rows.iter().enumerate() {
+        let cells: Vec<String> = (0..header.len())
+            .map(|i| {
+                let c = r.get(i).copied().unwrap_or("");
+                let pad = widths[i] - c.chars().count();
+                if (1..=6).contains(&i) {
+                    format!("{}{c}", " ".repeat(pad))
+                } else {
+                    format!("{c}{}", " ".repeat(pad))
+                }
+            })
+            .collect();
+        println!("| {} |", cells.join(" | ").trim_end());
+        if n == 0 {
+            let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+            println!("|-{}-|", rule.join("-|-"));
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Phases
 
 fn seconds(name: &str, value: f64) -> Result<Duration, String> {
     Duration::try_from_secs_f64(value)
         .map_err(|_| format!("--{name} must be a non-negative number of seconds"))
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    // The HTTP client is built without a bundled crypto provider; use the service's (ring).
+async fn load(args: LoadArgs) -> Result<bool, String> {
+    let duration = seconds("duration", args.duration)?;
+    let drain_timeout = seconds("drain-timeout", args.drain_timeout)?;
+    let base = args.url.trim_end_matches('/').to_owned();
+    let target = Arc::new(target(&base).await?);
+    let db = match &args.database_url {
+        Some(url) => Some(Db::open(url).await?),
+        None => None,
+    };
+    if (args.wait_drain || args.events) && db.is_none() {
+        return Err("--wait-drain and --events need --database-url".to_owned());
+    }
+    let sent_before = match &db {
+        Some(db) => db.count(SENT_SQL).await?,
+        None => 0,
+    };
+    let events = if args.events {
+        let tally = Arc::new(EventTally::default());
+        let url = start_receiver(tally.clone()).await?;
+        let id = register_endpoint(&base, &url).await?;
+        Some((tally, id))
+    } else {
+        None
+    };
+    let send_at = if args.scheduled_ahead {
+        Some(
+            (time::OffsetDateTime::now_utc() + time::Duration::days(30))
+                .format(&time::format_description::well_known::Rfc3339)
+                .map_err(|e| format!("formatting send_at: {e}"))?,
+        )
+    } else {
+        None
+    };
+
+    let c = args.concurrency;
+    let cpu_before = cpu_time();
+    let first = Instant::now();
+    let deadline = if args.count.is_some() {
+        first + Duration::from_secs(365 * 24 * 3600)
+    } else {
+        first + duration
+    };
+    let every = match args.rate {
+        Some(r) if r > 0.0 => Some(Duration::from_secs_f64(f64::from(c) / r)),
+        Some(_) => return Err("--rate must be positive".to_owned()),
+        None => None,
+    };
+    let tickets = Arc::new(AtomicU64::new(0));
+    let limit = args.count.unwrap_or(u64::MAX);
+    // A different recipient range each run, so runs do not reuse each other's conversations.
+    let base_n = u64::from(fastrand::u32(..)) * 1_000;
+    let tasks: Vec<_> = (0..c)
+        .map(|i| {
+            let plan = Plan {
+                deadline,
+                schedule: every.map(|e| (first + e * i / c, e)),
+            };
+            tokio::spawn(sender(
+                target.clone(),
+                RequestWriter::new(&target, args.mix, send_at.clone()),
+                plan,
+                tickets.clone(),
+                limit,
+                base_n,
+            ))
+        })
+        .collect();
+    let mut tally = Tally::new();
+    for task in tasks {
+        tally.merge(task.await.map_err(|e| format!("a sender failed: {e}"))?);
+    }
+    let send_end = Instant::now();
+    let secs = send_end.duration_since(first).as_secs_f64();
+    let client_cpu = cpu_before.zip(cpu_time()).map(|(a, b)| b.saturating_sub(a));
+
+    let mut note = Vec::new();
+    if let Some(r) = args.rate {
+        note.push(format!("offered {r:.0}/s"));
+    }
+    if !tally.rejected.is_empty() || tally.transport_errors > 0 {
+        let mut parts: Vec<String> = tally
+            .rejected
+            .iter()
+            .map(|(s, n)| format!("HTTP {s}: {n}"))
+            .collect();
+        if tally.transport_errors > 0 {
+            parts.push(format!("no answer: {}", tally.transport_errors));
+        }
+        note.push(parts.join(", "));
+        if let Some(e) = &tally.last_error {
+            eprintln!("[bench] {}: last error: {e}", args.row.phase);
+        }
+    }
+    note.push(format!("{} sent", tally.accepted));
+    let requests = tally.accepted + tally.errors();
+    if let (Some(cpu), true) = (client_cpu, requests > 0) {
+        note.push(format!(
+            "client CPU {:.1} µs/request",
+            cpu.as_secs_f64() * 1e6 / requests as f64
+        ));
+    }
+
+    let mut drain_per_s = None;
+    let mut ok = tally.accepted > 0;
+    if let (true, Some(db)) = (args.wait_drain || args.events, &db) {
+        match db.wait_empty(drain_timeout).await? {
+            Ok(at) => {
+                drain_per_s = Some(tally.accepted as f64 / at.duration_since(first).as_secs_f64());
+                note.push(format!(
+                    "empty {:.2} s after the load",
+                    at.duration_since(send_end).as_secs_f64()
+                ));
+            }
+            Err(left) => {
+                note.push(format!(
+                    "{left} still waiting after {:.0} s",
+                    args.drain_timeout
+                ));
+                ok = false;
+            }
+        }
+    }
+    if let (Some((events, id)), Some(db)) = (&events, &db) {
+        // One `message.sent` per message sent.
+        let expected = db.count(SENT_SQL).await?.saturating_sub(sent_before);
+        let from = Instant::now();
+        while events.count.load(Ordering::Relaxed) < expected && from.elapsed() < drain_timeout {
+            tokio::time::sleep(DRAIN_POLL).await;
+        }
+        let got = events.count.load(Ordering::Relaxed);
+        let window = events.window.lock().ok().and_then(|w| *w);
+        let rate = window.map_or(0.0, |(a, b)| {
+            got as f64 / b.duration_since(a).as_secs_f64().max(0.001)
+        });
+        note.push(format!("events {rate:.0}/s ({got} of {expected})"));
+        let _ = reqwest::Client::new()
+            .delete(format!("{base}/api/v1/webhook-endpoints/{id}"))
+            .send()
+            .await;
+    }
+    let h = &tally.latency;
+    let ms = |p| h.percentile(p) as f64 / 1000.0;
+    record(
+        &args.row,
+        &Figures {
+            accepted_per_s: Some(tally.accepted as f64 / secs),
+            latency: Some((ms(50.0), ms(90.0), ms(99.0))),
+            errors: Some(tally.errors()),
+            drain_per_s,
+            note: note.join("; "),
+        },
+    )?;
+    Ok(ok)
+}
+
+async fn drain(args: DrainArgs) -> Result<bool, String> {
+    let db = Db::open(&args.database_url).await?;
+    let timeout = seconds("drain-timeout", args.drain_timeout)?;
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .as_millis() as u64;
+    // The workers started `since_ms`: count from then, on this process's clock.
+    let since = Instant::now() - Duration::from_millis(now_ms.saturating_sub(args.since_ms));
+    let (drain_per_s, note, ok) = match db.wait_empty(timeout).await? {
+        Ok(at) => {
+            let secs = at.duration_since(since).as_secs_f64();
+            (
+                Some(args.initial as f64 / secs),
+                format!("{} in {secs:.2} s", args.initial),
+                true,
+            )
+        }
+        Err(left) => (
+            None,
+            format!("{left} of {} still waiting", args.initial),
+            false,
+        ),
+    };
+    record(
+        &args.row,
+        &Figures {
+            accepted_per_s: None,
+            latency: None,
+            errors: None,
+            drain_per_s,
+            note,
+        },
+    )?;
+    Ok(ok)
+}
+
+async fn run(cli: Cli) -> Result<bool, String> {
+    match cli.command {
+        Command::Load(args) => load(args).await,
+        Command::Drain(args) => drain(args).await,
+        Command::Backlog { database_url } => {
+            println!(
+                "{}",
+                Db::open(&database_url).await?.count(BACKLOG_SQL).await?
+            );
+            Ok(true)
+        }
+        Command::Table { results } => print_table(&results).map(|()| true),
+    }
+}
+
+fn main() -> ExitCode {
+    // The event receiver's registration uses reqwest, built without a bundled crypto provider.
     messaging_service::provider::install_crypto_provider();
-    match run(Args::parse()).await {
-        Ok(code) => code,
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cli.threads.max(1))
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("bench: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("bench: {e}");
             ExitCode::FAILURE
@@ -324,230 +994,79 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(args: Args) -> Result<ExitCode, String> {
-    let duration = seconds("duration", args.duration)?;
-    let drain_timeout = seconds("drain-timeout", args.drain_timeout)?;
-    let base = args.url.trim_end_matches('/').to_owned();
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.concurrency as usize + 4)
-        .timeout(REQUEST_TIMEOUT)
-        .tcp_nodelay(true)
-        .build()
-        .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    let sent_before = count(&client, &base, "sent").await?;
-    let failed_before = count(&client, &base, "failed").await?;
-    let backlog_before = backlog(&client, &base).await?;
-
-    println!("== messaging-service benchmark ==");
-    println!("target           {base}");
-    println!("concurrency      {}", args.concurrency);
-    println!("duration         {:.1} s", duration.as_secs_f64());
-    println!("mix              {}", args.mix.label());
-    let events = if args.events {
-        let tally = std::sync::Arc::new(EventTally::default());
-        let url = start_receiver(tally.clone()).await?;
-        let resp = client
-            .post(format!("{base}/api/v1/webhook-endpoints"))
-            .json(&json!({ "url": url, "description": "bench receiver" }))
-            .send()
-            .await
-            .map_err(|e| format!("cannot register the event receiver: {e}"))?;
-        if resp.status().as_u16() != 201 {
-            return Err(format!(
-                "registering the event receiver answered {}",
-                resp.status()
-            ));
+    #[test]
+    fn small_values_are_exact() {
+        for v in 0..256 {
+            assert_eq!(Histogram::bounds(Histogram::index(v)), (v, v));
         }
-        let endpoint: Value = resp.json().await.map_err(|e| e.to_string())?;
-        println!("events           one endpoint subscribed to every type ({url})");
-        Some((
-            tally,
-            endpoint["id"].as_str().unwrap_or_default().to_owned(),
-        ))
-    } else {
-        None
-    };
-    if backlog_before > 0 {
-        println!("note             {backlog_before} messages were already waiting before the run");
-    }
-    // Send phase.
-    let send_url = format!("{base}/api/v1/messages/send");
-    if args.scheduled > 0 {
-        let started = Instant::now();
-        let stored =
-            preload_scheduled(&client, &send_url, args.scheduled, args.concurrency).await?;
-        let waiting = count(&client, &base, "scheduled").await?;
-        println!(
-            "scheduled        {stored} stored 30 days ahead in {:.1} s ({waiting} waiting in all)",
-            started.elapsed().as_secs_f64()
-        );
-    }
-    println!();
-    let first_send = Instant::now();
-    let deadline = first_send + duration;
-    let tasks: Vec<_> = (0..args.concurrency)
-        .map(|id| {
-            tokio::spawn(sender(
-                client.clone(),
-                send_url.clone(),
-                args.mix,
-                id,
-                deadline,
-            ))
-        })
-        .collect();
-    let mut tally = Tally::default();
-    for task in tasks {
-        match task.await {
-            Ok(t) => tally.merge(t),
-            Err(e) => return Err(format!("a sender task failed: {e}")),
-        }
-    }
-    let send_elapsed = first_send.elapsed();
-
-    // Drain phase: poll until nothing is pending, sending or retrying.
-    let send_end = Instant::now();
-    let mut drained_at = None;
-    let mut remaining = None;
-    let mut poll_errors = 0u64;
-    let mut last_poll_error = None;
-    loop {
-        match backlog(&client, &base).await {
-            Ok(0) => {
-                drained_at = Some(Instant::now());
-                break;
-            }
-            Ok(n) => remaining = Some(n),
-            Err(e) => {
-                poll_errors += 1;
-                last_poll_error = Some(e);
-            }
-        }
-        if send_end.elapsed() >= drain_timeout {
-            break;
-        }
-        tokio::time::sleep(DRAIN_POLL).await;
-    }
-    let sent_delta = count(&client, &base, "sent")
-        .await
-        .map(|n| n.saturating_sub(sent_before));
-    let failed_delta = count(&client, &base, "failed")
-        .await
-        .map(|n| n.saturating_sub(failed_before));
-
-    // Report.
-    let mut latencies = std::mem::take(&mut tally.latencies_us);
-    latencies.sort_unstable();
-    let send_secs = send_elapsed.as_secs_f64();
-    println!("-- send phase --");
-    println!(
-        "requests         {} ({:.1} req/s)",
-        tally.requests(),
-        tally.requests() as f64 / send_secs
-    );
-    println!("accepted (201)   {}", tally.accepted);
-    let mut breakdown: Vec<String> = tally
-        .rejected
-        .iter()
-        .map(|(status, n)| format!("HTTP {status}: {n}"))
-        .collect();
-    if tally.transport_errors > 0 {
-        breakdown.push(format!("no answer: {}", tally.transport_errors));
-    }
-    if breakdown.is_empty() {
-        println!("errors           0");
-    } else {
-        println!(
-            "errors           {} ({})",
-            tally.errors(),
-            breakdown.join(", ")
-        );
-    }
-    if let Some(e) = &tally.last_error {
-        println!("last error       {e}");
-    }
-    println!(
-        "accepted rate    {:.1} msgs/s over {send_secs:.2} s",
-        tally.accepted as f64 / send_secs
-    );
-    println!(
-        "latency ms       p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
-        ms(percentile(&latencies, 50.0)),
-        ms(percentile(&latencies, 90.0)),
-        ms(percentile(&latencies, 99.0)),
-        ms(latencies.last().copied().unwrap_or(0)),
-    );
-    println!();
-    println!("-- delivery --");
-    let drained = match drained_at {
-        Some(at) => {
-            let total = at.duration_since(first_send).as_secs_f64();
-            println!(
-                "drain time       {:.2} s after the send phase",
-                at.duration_since(send_end).as_secs_f64()
-            );
-            println!(
-                "end-to-end       {:.1} msgs/s ({} accepted in {total:.2} s from first send to empty backlog)",
-                tally.accepted as f64 / total,
-                tally.accepted
-            );
-            true
-        }
-        None => {
-            println!(
-                "drain time       did not drain within {:.0} s ({} still waiting)",
-                drain_timeout.as_secs_f64(),
-                remaining.map_or_else(|| "unknown".to_owned(), |n| n.to_string())
-            );
-            false
-        }
-    };
-    match &sent_delta {
-        Ok(n) => println!("newly sent       {n} of {} accepted", tally.accepted),
-        Err(e) => println!("newly sent       unknown ({e})"),
-    }
-    match failed_delta {
-        Ok(n) => println!("newly failed     {n}"),
-        Err(e) => println!("newly failed     unknown ({e})"),
-    }
-    if poll_errors > 0 {
-        println!(
-            "poll errors      {poll_errors} (last: {})",
-            last_poll_error.unwrap_or_default()
-        );
     }
 
-    if let Some((events, endpoint)) = &events {
-        use std::sync::atomic::Ordering;
-        // One `message.sent` per sent message (failed ones add a `message.failed`).
-        let expected = sent_delta.as_ref().map_or(tally.accepted, |n| *n);
-        let wait_from = Instant::now();
-        while events.count.load(Ordering::Relaxed) < expected && wait_from.elapsed() < drain_timeout
-        {
-            tokio::time::sleep(DRAIN_POLL).await;
-        }
-        let got = events.count.load(Ordering::Relaxed);
-        let window = events.window.lock().ok().and_then(|w| *w);
-        println!();
-        println!("-- events --");
-        println!("received         {got} of {expected} expected");
-        if let Some((first, last)) = window {
-            let secs = last.duration_since(first).as_secs_f64().max(0.001);
-            println!(
-                "delivered        {:.1} events/s ({got} from first to last arrival in {secs:.2} s)",
-                got as f64 / secs
+    #[test]
+    fn buckets_are_narrower_than_one_percent() {
+        for v in [
+            256u64,
+            999,
+            1_000,
+            12_345,
+            987_654,
+            30_000_000,
+            u64::MAX / 3,
+        ] {
+            let (low, high) = Histogram::bounds(Histogram::index(v));
+            assert!(low <= v && v <= high, "{v} outside {low}..={high}");
+            assert!(
+                ((high - low) as f64) < v as f64 * 0.01,
+                "{v}: {low}..={high}"
             );
         }
-        let _ = client
-            .delete(format!("{base}/api/v1/webhook-endpoints/{endpoint}"))
-            .send()
-            .await;
     }
 
-    Ok(if drained && tally.accepted > 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    #[test]
+    fn percentiles_follow_the_nearest_rank() {
+        let mut h = Histogram::new();
+        for v in 1..=100 {
+            h.record(v);
+        }
+        assert_eq!(h.percentile(50.0), 50);
+        assert_eq!(h.percentile(90.0), 90);
+        assert_eq!(h.percentile(99.0), 99);
+        assert_eq!(h.percentile(100.0), 100);
+        let mut other = Histogram::new();
+        other.record(10_000);
+        h.merge(&other);
+        assert_eq!(h.total, 101);
+        let top = h.percentile(100.0);
+        assert!((9_950..=10_000).contains(&top), "{top}");
+    }
+
+    #[test]
+    fn requests_carry_distinct_recipients_and_an_exact_length() {
+        let t = Target {
+            addr: "127.0.0.1:1".parse().expect("address"),
+            host: "127.0.0.1:1".to_owned(),
+            path_prefix: String::new(),
+        };
+        let mut w = RequestWriter::new(&t, Mix::Sms, None);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        w.write(1, &mut a);
+        w.write(2, &mut b);
+        let text = String::from_utf8(a).expect("utf-8");
+        let (head, body) = text.split_once("\r\n\r\n").expect("head and body");
+        assert!(head.ends_with(&format!("Content-Length: {}", body.len())));
+        let json: serde_json::Value = serde_json::from_str(body).expect("json body");
+        let other: serde_json::Value = serde_json::from_str(
+            String::from_utf8(b)
+                .expect("utf-8")
+                .split_once("\r\n\r\n")
+                .expect("body")
+                .1,
+        )
+        .expect("json body");
+        assert_ne!(json["to"], other["to"]);
+        assert_eq!(json["type"], "sms");
+    }
 }

@@ -1,44 +1,94 @@
 #!/usr/bin/env bash
-# Benchmarks the messaging service: starts the API (`serve`) and a worker as two processes
-# against a scratch database, runs the load client (examples/bench.rs) and cleans up.
+# Benchmarks the messaging service on scratch databases and prints one table.
 #
-#   scripts/bench.sh [--external | --embedded] [bench options]
+#   scripts/bench.sh [options]
 #
-#   --external       benchmark an already-running service at --url; start nothing
-#   --embedded       the single-process mode instead: API and worker in one process on a
-#                    scratch SQLite file with the in-process queue (no PostgreSQL, no Redis)
-#   bench options    passed to the load client: --concurrency N, --duration SECS,
-#                    --mix sms|mixed, --drain-timeout SECS, --url URL (with --external),
-#                    --scheduled N (first store N messages scheduled 30 days ahead)
-#                    --events (a local receiver subscribed to every event type: the
-#                    accepted rate with it, and the events/s the workers deliver to it)
+# Phases (`--phases a,b,...`; default accept,rate,drain,mixed,embedded):
+#   accept     `serve` alone (no worker): closed-loop load at c=16 and at c=64
+#   rate       `serve` alone: open-loop load at half the c=64 accepted rate (p99 at half load)
+#   drain      the backlog left by the phases before, then a backlog of --drain-messages
+#              each time: mock provider at 0 ms with one and with two `worker` processes,
+#              at 100 ms with one and with two; the rate is the backlog over the time from
+#              starting the workers to an empty backlog (counted in the database)
+#   mixed      `serve` and one `worker` (mock at MOCK_PROVIDER_LATENCY_MS): load at c=64,
+#              then the end-to-end rate (accepted over first send to empty backlog)
+#   events     as mixed, with a local receiver subscribed to every event type (events/s)
+#   embedded   the single process (`all`) on a scratch SQLite file: load at c=64 with the
+#              in-process worker running, then the end-to-end rate
+#   wrk        `serve` alone: the bench client at c=64 for 15 s, `wrk -t2 -c64 -d15s`
+#              (scripts/bench-wrk.lua: distinct SMS), the bench client again; same service,
+#              each with its own CPU time per request
 #
-#   BENCH_PORT                port of the scratch API (default 18088)
-#   MOCK_PROVIDER_LATENCY_MS  simulated provider latency (default 20)
+# Options:
+#   --phases LIST        phases to run (see above); `all` for every one
+#   --duration SECS      length of each load phase (default 10)
+#   --drain-messages N   backlog stored for each drain run after the first (default 30000)
+#   --preload N          first store N messages (c=64, worker running, mock at 0 ms) and
+#                        wait until they are sent, so the phases run on a large table
+#   --scheduled N        first store N messages scheduled 30 days ahead (on each backend)
+#   --events             add the events phase        --compare-wrk   add the wrk phase
+#   --embedded           only the embedded phase (as `--phases embedded`)
+#   --mix sms|mixed      message mix of the load phases (default sms)
+#   --url URL            also run the accept loads (c=16, c=64) against URL: another
+#                        deployment measured side by side (its RSS is not known here)
+#   --external           only the accept loads against --url; start nothing
+#
+#   BENCH_PORT                port of the scratch API (default 21100)
+#   MOCK_PROVIDER_LATENCY_MS  provider latency of the mixed, events and embedded phases
+#                             (default 20); the drain phase sets its own (0 and 100)
 #   POSTGRES_PASSWORD         password of messaging_user (default messaging_password)
 #   REDIS_HOST / REDIS_PORT   Redis holding the scratch queue (default 127.0.0.1:6379)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
-PORT=${BENCH_PORT:-18088}
+PORT=${BENCH_PORT:-21100}
 DB=messaging_bench_$$
 DB_USER=${POSTGRES_USER:-messaging_user}
 DB_PASSWORD=${POSTGRES_PASSWORD:-messaging_password}
-REDIS_HOST=${REDIS_HOST:-127.0.0.1}
-REDIS_PORT=${REDIS_PORT:-6379}
+REDIS_HOST_=${REDIS_HOST:-127.0.0.1}
+REDIS_PORT_=${REDIS_PORT:-6379}
 PREFIX="bench-$$:"
+MIXED_LATENCY=${MOCK_PROVIDER_LATENCY_MS:-20}
 
+phases=accept,rate,drain,mixed,embedded
+duration=10
+drain_messages=30000
+preload=0
+scheduled=0
+mix=sms
+url=
 external=0
-embedded=0
-client_args=()
-for arg in "$@"; do
-  case $arg in
+extra=()
+while [ $# -gt 0 ]; do
+  case $1 in
+    --phases) phases=$2; shift ;;
+    --phases=*) phases=${1#*=} ;;
+    --duration) duration=$2; shift ;;
+    --duration=*) duration=${1#*=} ;;
+    --drain-messages) drain_messages=$2; shift ;;
+    --drain-messages=*) drain_messages=${1#*=} ;;
+    --preload) preload=$2; shift ;;
+    --preload=*) preload=${1#*=} ;;
+    --scheduled) scheduled=$2; shift ;;
+    --scheduled=*) scheduled=${1#*=} ;;
+    --mix) mix=$2; shift ;;
+    --mix=*) mix=${1#*=} ;;
+    --url) url=$2; shift ;;
+    --url=*) url=${1#*=} ;;
+    --events) extra+=(events) ;;
+    --compare-wrk) extra+=(wrk) ;;
+    --embedded) phases=embedded ;;
     --external) external=1 ;;
-    --embedded) embedded=1 ;;
-    *) client_args+=("$arg") ;;
+    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "bench: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
+  shift
 done
+[ "$phases" = all ] && phases=accept,rate,drain,mixed,events,embedded,wrk
+for p in "${extra[@]}"; do phases="$phases,$p"; done
+has() { [[ ",$phases," == *",$1,"* ]]; }
+if [ "$external" = 1 ] && [ -z "$url" ]; then echo "bench: --external needs --url" >&2; exit 2; fi
 
 say() { printf '[bench] %s\n' "$*"; }
 
@@ -46,54 +96,50 @@ machine() {
   local mem cpu
   mem=$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo 2>/dev/null || true)
   cpu=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)
-  if [ -z "$cpu" ] && command -v lscpu >/dev/null; then
-    cpu=$(lscpu | awk -F': *' '/^Model name/ { print $2; exit }')
-  fi
-  echo "== machine =="
-  echo "cpus             $(nproc)"
-  echo "memory           ${mem:-unknown}"
-  echo "cpu model        ${cpu:-unknown}"
-  echo
+  echo "== machine: $(nproc) cpus, ${mem:-unknown memory}, ${cpu:-unknown cpu}; load average $(cut -d' ' -f1-3 /proc/loadavg) =="
 }
 
-machine
-
-if [ "$external" = 1 ]; then
-  cargo build --release --example bench
-  exec target/release/examples/bench "${client_args[@]}"
-fi
-
 cargo build --release --bin messaging-service --example bench
-[ "$embedded" = 1 ] || scripts/services.sh
+BENCH=target/release/examples/bench
+BIN=target/release/messaging-service
+
+run_dir=$(mktemp -d)
+results=$run_dir/results.tsv
+touch "$results"
+serve_pid=
+worker_pids=()
+pg_created=0
 
 export PGPASSWORD=$DB_PASSWORD
 psql_app() { PGOPTIONS="-c client_min_messages=warning" psql -v ON_ERROR_STOP=1 -qtA -h 127.0.0.1 -U "$DB_USER" -d postgres "$@"; }
-redis() { redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" "$@"; }
+redis() { redis-cli -h "$REDIS_HOST_" -p "$REDIS_PORT_" "$@"; }
 
-run_dir=$(mktemp -d)
-serve_pid=
-worker_pid=
-
-stop() { # pid, name
+stop_pid() { # pid, name
   local pid=$1 name=$2
   [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
   kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 100); do
+  for _ in $(seq 1 150); do
     kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
     sleep 0.1
   done
-  say "$name (pid $pid) did not stop in 10 s; killing it"
+  say "$name (pid $pid) did not stop in 15 s; killing it"
   kill -KILL "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
+}
+stop_serve() { stop_pid "$serve_pid" serve; serve_pid=; }
+stop_workers() {
+  local p
+  for p in "${worker_pids[@]}"; do stop_pid "$p" worker; done
+  worker_pids=()
 }
 
 cleanup() {
   local status=$?
   trap - EXIT INT TERM
-  stop "$serve_pid" serve
-  stop "$worker_pid" worker
-  if [ "$embedded" = 0 ]; then
-    redis --scan --pattern "${PREFIX}*" | xargs -r redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" del >/dev/null || true
+  stop_serve
+  stop_workers
+  if [ "$pg_created" = 1 ]; then
+    redis --scan --pattern "${PREFIX}*" | xargs -r redis-cli -h "$REDIS_HOST_" -p "$REDIS_PORT_" del >/dev/null || true
     psql_app -c "drop database if exists $DB with (force)" >/dev/null || say "could not drop database $DB"
   fi
   if [ "$status" != 0 ]; then
@@ -110,49 +156,198 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-if curl -fsS -o /dev/null "http://127.0.0.1:$PORT/health" 2>/dev/null; then
-  say "something already answers on port $PORT; set BENCH_PORT or use --external"; exit 1
-fi
-
 export LOG_LEVEL=warn
 # One load client is one address: rate limiting would measure itself, not the service.
 export RATE_LIMIT_ENABLED=false
-export MOCK_PROVIDER_LATENCY_MS=${MOCK_PROVIDER_LATENCY_MS:-20}
 export HOST=127.0.0.1
 export PORT
 export SHUTDOWN_GRACE=${SHUTDOWN_GRACE:-5}
+# Workers each pick a free metrics port (two run side by side in the drain phase).
+export WORKER_METRICS_PORT=0
+BASE=http://127.0.0.1:$PORT
 
-if [ "$embedded" = 1 ]; then
+wait_healthy() {
+  for _ in $(seq 1 120); do
+    curl -fsS -o /dev/null "$BASE/health" 2>/dev/null && return 0
+    kill -0 "$serve_pid" 2>/dev/null || { say "the API exited during start-up"; exit 1; }
+    sleep 0.5
+  done
+  say "the API did not become healthy in 60 s"; exit 1
+}
+
+start_serve() { # [command]
+  local cmd=${1:-serve}
+  if curl -fsS -o /dev/null "$BASE/health" 2>/dev/null; then
+    say "something already answers on port $PORT; set BENCH_PORT"; exit 1
+  fi
+  $BIN "$cmd" >>"$run_dir/serve.log" 2>&1 &
+  serve_pid=$!
+  wait_healthy
+}
+
+start_workers() { # count, mock latency ms
+  local i
+  for i in $(seq 1 "$1"); do
+    MOCK_PROVIDER_LATENCY_MS=$2 $BIN worker >>"$run_dir/worker$i.log" 2>&1 &
+    worker_pids+=($!)
+  done
+}
+
+worker_args() { local p; for p in "${worker_pids[@]}"; do printf -- '--worker-pid %s ' "$p"; done; }
+
+bench_load() { # phase name, then load options
+  local phase=$1; shift
+  say "$phase"
+  # shellcheck disable=SC2046
+  $BENCH load --url "$BASE" --phase "$phase" --results "$results" --mix "$mix" \
+    --serve-pid "$serve_pid" $(worker_args) "$@" || say "$phase: did not complete (see the table)"
+}
+
+backlog() { $BENCH backlog --database-url "$DATABASE_URL"; }
+
+drain_run() { # workers, latency ms
+  local n since phase="drain ${2} ms, $1 worker"
+  [ "$1" = 1 ] || phase="${phase}s"
+  n=$(backlog)
+  say "$phase ($n waiting)"
+  since=$(date +%s%3N)
+  start_workers "$1" "$2"
+  # shellcheck disable=SC2046
+  $BENCH drain --database-url "$DATABASE_URL" --initial "$n" --since-ms "$since" \
+    --phase "$phase" --results "$results" --serve-pid "$serve_pid" $(worker_args) ||
+    say "$phase: did not complete"
+  stop_workers
+}
+
+fill() { # messages
+  say "storing $1 messages for the next drain run"
+  $BENCH load --url "$BASE" --count "$1" -c 64 --mix "$mix" >/dev/null || true
+}
+
+rate_of() { awk -F'\t' -v p="$1" '$1 == p && $2 != "-" { print int($2) }' "$results" | tail -n 1; }
+
+wrk_row() { # wrk output file, wrk CPU seconds file (user sys)
+  local cpu
+  cpu=$(awk 'NF == 2 { print $1 + $2 }' "$2" 2>/dev/null | tail -n 1)
+  awk -v phase="wrk -t2 -c64 -d15s" -v cpu="${cpu:-0}" '
+    function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+    /^ +50%/ { p50 = ms($2) } /^ +90%/ { p90 = ms($2) } /^ +99%/ { p99 = ms($2) }
+    /Requests\/sec:/ { rps = $2 }
+    /Non-2xx or 3xx responses:/ { non2xx = $5 }
+    /Socket errors:/ { split($0, a, /[ ,]+/); for (i in a) if (a[i] ~ /^[0-9]+$/) sock += a[i] }
+    /requests in/ { total = $1 }
+    END {
+      err = non2xx + sock
+      per = 0
+      if (total > 0) per = cpu * 1000000 / total
+      printf "%s\t%.0f\t%.2f / %.2f / %.2f\t%d\t-\t-\t-\t%d requests (rate incl. errors); client CPU %.1f µs/request\n", phase, rps, p50, p90, p99, err, total, per
+    }' "$1"
+}
+
+machine
+pg_phases=0
+for p in accept rate drain mixed events wrk; do has "$p" && pg_phases=1; done
+[ "$preload" -gt 0 ] && pg_phases=1
+[ "$scheduled" -gt 0 ] && [ "$phases" != embedded ] && pg_phases=1
+[ "$external" = 1 ] && pg_phases=0
+
+if [ "$pg_phases" = 1 ]; then
+  scripts/services.sh >/dev/null
+  say "scratch database $DB, Redis prefix $PREFIX, API on port $PORT"
+  psql_app -c "drop database if exists $DB with (force)" -c "create database $DB owner \"$DB_USER\""
+  pg_created=1
+  export DATABASE_URL="postgres://$DB_USER:$DB_PASSWORD@127.0.0.1:5432/$DB"
+  export REDIS_URL="redis://$REDIS_HOST_:$REDIS_PORT_/0"
+  export QUEUE_KEY_PREFIX=$PREFIX
+  start_serve serve
+
+  if [ "$preload" -gt 0 ]; then
+    start_workers 1 0
+    bench_load "preload $preload (worker, 0 ms)" --count "$preload" -c 64 --wait-drain --database-url "$DATABASE_URL"
+    stop_workers
+  fi
+  if [ "$scheduled" -gt 0 ]; then
+    bench_load "store $scheduled scheduled" --count "$scheduled" -c 64 --scheduled-ahead
+  fi
+  if has wrk; then
+    if command -v wrk >/dev/null; then
+      # Ours, wrk, ours again: the table grows meanwhile, so neither has the emptier one.
+      bench_load "bench -c64 -d15 (before wrk)" -c 64 --duration 15
+      say "wrk -t2 -c64 -d15s"
+      /usr/bin/time -f "%U %S" -o "$run_dir/wrk.cpu" \
+        wrk -t2 -c64 -d15s --latency -s scripts/bench-wrk.lua "$BASE" >"$run_dir/wrk.out" 2>&1 ||
+        say "wrk failed: $(tail -n 3 "$run_dir/wrk.out")"
+      wrk_row "$run_dir/wrk.out" "$run_dir/wrk.cpu" >>"$results"
+      bench_load "bench -c64 -d15 (after wrk)" -c 64 --duration 15
+    else
+      say "wrk is not installed: skipping the comparison"
+    fi
+  fi
+  if has accept; then
+    bench_load "accept c=16" -c 16 --duration "$duration"
+    bench_load "accept c=64" -c 64 --duration "$duration"
+  fi
+  if has rate; then
+    max=$(rate_of "accept c=64")
+    if [ -z "$max" ]; then
+      say "measuring the c=64 rate first (for the half-rate run)"
+      $BENCH load --url "$BASE" -c 64 --duration "$duration" --mix "$mix" --phase max --results "$run_dir/max.tsv" >/dev/null || true
+      max=$(awk -F'\t' '{ print int($2) }' "$run_dir/max.tsv" 2>/dev/null | tail -n 1)
+    fi
+    if [ -n "$max" ] && [ "$max" -gt 1 ]; then
+      half=$((max / 2))
+      bench_load "rate ${half}/s (half of c=64)" -c 64 --rate "$half" --duration "$duration"
+    else
+      say "no c=64 rate measured: skipping the half-rate run"
+    fi
+  fi
+  if has drain; then
+    [ "$(backlog)" -gt 0 ] || fill "$drain_messages"
+    drain_run 1 0
+    fill "$drain_messages"; drain_run 2 0
+    fill "$drain_messages"; drain_run 1 100
+    fill "$drain_messages"; drain_run 2 100
+  elif [ "$(backlog)" -gt 0 ]; then
+    say "draining what the phases above stored (not measured)"
+    start_workers 1 0
+    $BENCH drain --database-url "$DATABASE_URL" --initial 0 --since-ms "$(date +%s%3N)" >/dev/null || true
+    stop_workers
+  fi
+  if has mixed || has events; then
+    start_workers 1 "$MIXED_LATENCY"
+    has mixed && bench_load "mixed c=64, worker ${MIXED_LATENCY} ms" -c 64 --duration "$duration" \
+      --wait-drain --database-url "$DATABASE_URL"
+    has events && bench_load "events c=64, worker ${MIXED_LATENCY} ms" -c 64 --duration "$duration" \
+      --events --database-url "$DATABASE_URL"
+    stop_workers
+  fi
+  stop_serve
+  unset DATABASE_URL REDIS_URL QUEUE_KEY_PREFIX
+fi
+
+if has embedded && [ "$external" = 0 ]; then
   # No REDIS_URL: the single-process mode uses its in-process queue.
   unset REDIS_URL REDIS_HOST REDIS_PORT REDIS_PASSWORD REDIS_DB
   export DATABASE_URL="sqlite://$run_dir/messaging.db"
-  say "starting API + worker in one process on port $PORT: SQLite $run_dir/messaging.db, in-process queue (mock provider latency ${MOCK_PROVIDER_LATENCY_MS} ms)"
-  target/release/messaging-service >"$run_dir/serve.log" 2>&1 &
-  serve_pid=$!
-else
-  say "creating scratch database $DB"
-  psql_app -c "drop database if exists $DB with (force)" -c "create database $DB owner \"$DB_USER\""
-
-  export DATABASE_URL="postgres://$DB_USER:$DB_PASSWORD@127.0.0.1:5432/$DB"
-  export REDIS_URL="redis://$REDIS_HOST:$REDIS_PORT/0"
-  export QUEUE_KEY_PREFIX=$PREFIX
-
-  say "starting worker and API on port $PORT (mock provider latency ${MOCK_PROVIDER_LATENCY_MS} ms)"
-  target/release/messaging-service worker >"$run_dir/worker.log" 2>&1 &
-  worker_pid=$!
-  target/release/messaging-service serve >"$run_dir/serve.log" 2>&1 &
-  serve_pid=$!
+  say "embedded: API + worker in one process on port $PORT, SQLite $DATABASE_URL"
+  MOCK_PROVIDER_LATENCY_MS=$MIXED_LATENCY start_serve all
+  if [ "$scheduled" -gt 0 ]; then
+    bench_load "embedded: store $scheduled scheduled" --count "$scheduled" -c 64 --scheduled-ahead
+  fi
+  bench_load "embedded c=64, worker ${MIXED_LATENCY} ms" -c 64 --duration "$duration" \
+    --wait-drain --database-url "$DATABASE_URL"
+  stop_serve
 fi
 
-for _ in $(seq 1 120); do
-  curl -fsS -o /dev/null "http://127.0.0.1:$PORT/health" 2>/dev/null && break
-  kill -0 "$serve_pid" 2>/dev/null || { say "the API exited during start-up"; exit 1; }
-  sleep 0.5
-done
-curl -fsS -o /dev/null "http://127.0.0.1:$PORT/health" || { say "the API did not become healthy in 60 s"; exit 1; }
-[ "$embedded" = 1 ] || kill -0 "$worker_pid" 2>/dev/null || { say "the worker exited during start-up"; exit 1; }
-say "API healthy; running the load client"
-echo
+if [ -n "$url" ]; then
+  for c in 16 64; do
+    say "accept c=$c at $url"
+    $BENCH load --url "$url" -c "$c" --duration "$duration" --mix "$mix" \
+      --phase "accept c=$c at $url" --results "$results" || true
+  done
+fi
 
-# The scratch service's URL goes last so it wins over any --url given.
-target/release/examples/bench "${client_args[@]}" --url "http://127.0.0.1:$PORT"
+echo
+machine
+echo "phases $phases; ${duration} s each; mix $mix; memory: serve and worker VmHWM (peak since start) / VmRSS (now), MiB, at the end of each phase"
+$BENCH table --results "$results"
