@@ -11,7 +11,9 @@
 //!
 //! `load` keeps one keep-alive HTTP/1.1 connection per concurrent sender and writes each
 //! request into a reused byte buffer (a distinct recipient and body each time, no JSON value
-//! built per request); latencies go into a log-bucket histogram (< 1% resolution). Without
+//! built per request), spread over `--threads` load threads that each run their own
+//! single-threaded event loop, as `wrk -t` does; latencies go into a log-bucket histogram
+//! (< 1% resolution). Without
 //! `--rate` each sender sends its next request as soon as the previous one is answered
 //! (closed loop); with `--rate R` the senders together start R requests per second on a fixed
 //! schedule and latency counts from the scheduled start (open loop, so a stall shows in the
@@ -45,7 +47,7 @@ const SENT_SQL: &str = "select count(*) from messages where status in ('sent', '
     about = "Load generator and result table for make bench"
 )]
 struct Cli {
-    /// Threads of the client's runtime
+    /// Load threads (each runs its share of the senders on its own event loop)
     #[arg(long, global = true, default_value_t = 2)]
     threads: usize,
     #[command(subcommand)]
@@ -762,7 +764,7 @@ fn seconds(name: &str, value: f64) -> Result<Duration, String> {
         .map_err(|_| format!("--{name} must be a non-negative number of seconds"))
 }
 
-async fn load(args: LoadArgs) -> Result<bool, String> {
+async fn load(args: LoadArgs, threads: usize) -> Result<bool, String> {
     let duration = seconds("duration", args.duration)?;
     let drain_timeout = seconds("drain-timeout", args.drain_timeout)?;
     let base = args.url.trim_end_matches('/').to_owned();
@@ -813,25 +815,56 @@ async fn load(args: LoadArgs) -> Result<bool, String> {
     let limit = args.count.unwrap_or(u64::MAX);
     // A different recipient range each run, so runs do not reuse each other's conversations.
     let base_n = u64::from(fastrand::u32(..)) * 1_000;
-    let tasks: Vec<_> = (0..c)
-        .map(|i| {
-            let plan = Plan {
-                deadline,
-                schedule: every.map(|e| (first + e * i / c, e)),
-            };
-            tokio::spawn(sender(
-                target.clone(),
-                RequestWriter::new(&target, args.mix, send_at.clone()),
-                plan,
-                tickets.clone(),
-                limit,
-                base_n,
-            ))
+    // Like wrk: each load thread runs its own single-threaded event loop over its share of
+    // the connections (no work stealing, no cross-thread wake-ups).
+    let threads = threads.clamp(1, c as usize) as u32;
+    let handles: Vec<std::thread::JoinHandle<Result<Tally, String>>> = (0..threads)
+        .map(|t| {
+            let (target, tickets, send_at, mix) =
+                (target.clone(), tickets.clone(), send_at.clone(), args.mix);
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| format!("cannot start a load thread: {e}"))?;
+                runtime.block_on(async move {
+                    let tasks: Vec<_> = (t..c)
+                        .step_by(threads as usize)
+                        .map(|i| {
+                            let plan = Plan {
+                                deadline,
+                                schedule: every.map(|e| (first + e * i / c, e)),
+                            };
+                            tokio::spawn(sender(
+                                target.clone(),
+                                RequestWriter::new(&target, mix, send_at.clone()),
+                                plan,
+                                tickets.clone(),
+                                limit,
+                                base_n,
+                            ))
+                        })
+                        .collect();
+                    let mut tally = Tally::new();
+                    for task in tasks {
+                        tally.merge(task.await.map_err(|e| format!("a sender failed: {e}"))?);
+                    }
+                    Ok(tally)
+                })
+            })
         })
         .collect();
+    let tallies = tokio::task::spawn_blocking(move || {
+        handles
+            .into_iter()
+            .map(|h| h.join().map_err(|_| "a load thread panicked".to_owned())?)
+            .collect::<Result<Vec<Tally>, String>>()
+    })
+    .await
+    .map_err(|e| format!("joining the load threads: {e}"))??;
     let mut tally = Tally::new();
-    for task in tasks {
-        tally.merge(task.await.map_err(|e| format!("a sender failed: {e}"))?);
+    for t in tallies {
+        tally.merge(t);
     }
     let send_end = Instant::now();
     let secs = send_end.duration_since(first).as_secs_f64();
@@ -956,7 +989,7 @@ async fn drain(args: DrainArgs) -> Result<bool, String> {
 
 async fn run(cli: Cli) -> Result<bool, String> {
     match cli.command {
-        Command::Load(args) => load(args).await,
+        Command::Load(args) => load(args, cli.threads).await,
         Command::Drain(args) => drain(args).await,
         Command::Backlog { database_url } => {
             println!(
@@ -973,8 +1006,10 @@ fn main() -> ExitCode {
     // The event receiver's registration uses reqwest, built without a bundled crypto provider.
     messaging_service::provider::install_crypto_provider();
     let cli = Cli::parse();
+    // The load itself runs on its own threads (see `load`); this runtime polls the database
+    // and serves the event receiver.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cli.threads.max(1))
+        .worker_threads(2)
         .enable_all()
         .build()
     {
