@@ -888,7 +888,7 @@ async fn load(args: LoadArgs, threads: usize) -> Result<bool, String> {
             eprintln!("[bench] {}: last error: {e}", args.row.phase);
         }
     }
-    note.push(format!("{} sent", tally.accepted));
+    note.push(format!("{} accepted", tally.accepted));
     let requests = tally.accepted + tally.errors();
     if let (Some(cpu), true) = (client_cpu, requests > 0) {
         note.push(format!(
