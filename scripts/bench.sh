@@ -349,5 +349,6 @@ fi
 
 echo
 machine
+[ "$external" = 0 ] || phases="accept loads against $url only (--external)"
 echo "phases $phases; ${duration} s each; mix $mix; memory: serve and worker VmHWM (peak since start) / VmRSS (now), MiB, at the end of each phase"
 $BENCH table --results "$results"
