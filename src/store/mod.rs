@@ -5,6 +5,7 @@
 //! stores a value, and which of its errors mean "unavailable".
 
 mod api_keys;
+mod audit;
 mod batch;
 mod conversations;
 mod corrections;
@@ -204,6 +205,13 @@ pub trait Store:
     /// Connection pool figures for metrics; `None` for a backend without a pool.
     fn pool_usage(&self) -> Option<PoolUsage> {
         None
+    }
+
+    /// Folds what the search index has gathered since the last call into the index proper,
+    /// so that no accepted message's insert has to (see "Search" in the README). Called by
+    /// every worker about once a second; a no-op where the index needs no help.
+    async fn maintain_search_index(&self) -> StoreResult<()> {
+        Ok(())
     }
 }
 

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::{PgStore, classify};
 use crate::domain::{Message, MessageEvent, NewMessage};
+use crate::store::audit;
 use crate::store::batch::{BatchPlan, ConversationKey, DedupeKey, LookupKeys, existing_of};
 use crate::store::lifecycle::{claimable_statuses, plan_outcomes};
 use crate::store::query::{Listing, POSTGRES, by_id};
@@ -194,17 +195,7 @@ impl PgStore {
                 tx.rollback().await.map_err(classify)?;
                 return Ok(BatchAttempt::Raced);
             }
-
-            sqlx::query(
-                "insert into message_events (message_id, event, to_status, created_at)
-                 select id, 'created', status, created_at from unnest($1::uuid[], $2::text[], $3::timestamptz[])
-                     as t(id, status, created_at)",
-            )
-            .bind(&columns.id)
-            .bind(&columns.status)
-            .bind(&columns.created_at)
-            .run(&mut *tx)
-            .await?;
+            // No `created` event row: the message row records its creation (see `audit`).
             super::events::record_events(&mut tx, &crate::store::outbox::notifying(batch)).await?;
         }
         // Opt-out and opt-in keywords take effect with the message that carries them.
@@ -251,12 +242,15 @@ impl MessageStore for PgStore {
     }
 
     async fn message_events(&self, id: Uuid) -> StoreResult<Vec<MessageEvent>> {
+        // The message first, then its rows: see `audit::with_creation`.
+        let message = self.get_message(id).await?;
         let sql =
             format!("select {EVENT_COLUMNS} from message_events where message_id = $1 order by id");
-        sqlx::query(AssertSqlSafe(sql))
+        let events = sqlx::query(AssertSqlSafe(sql))
             .bind(id)
             .all(&self.pool, rows::event)
-            .await
+            .await?;
+        Ok(audit::with_creation(message.as_ref(), events))
     }
 
     #[tracing::instrument(skip_all, fields(count = ids.len()))]

@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use super::{SqliteStore, classify, id_list, ts};
 use crate::domain::{Message, MessageEvent, MessageStatus, NewMessage};
+use crate::store::audit;
 use crate::store::batch::{BatchPlan, ConversationKey, DedupeKey, LookupKeys, existing_of};
 use crate::store::lifecycle::{OutcomeRow, claim_detail, claimable_statuses, plan_outcomes};
 use crate::store::query::{Listing, SQLITE, by_id};
@@ -185,14 +186,7 @@ impl SqliteStore {
             .bind(&input)
             .run(&mut *tx)
             .await?;
-            sqlx::query(
-                "insert into message_events (message_id, event, to_status, created_at)
-                 select value ->> 'id', 'created', value ->> 'status', value ->> 'created_at'
-                 from json_each(?1) order by key",
-            )
-            .bind(&input)
-            .run(&mut *tx)
-            .await?;
+            // No `created` event row: the message row records its creation (see `audit`).
             super::events::record_events(&mut tx, &crate::store::outbox::notifying(batch)).await?;
         }
         // Opt-out and opt-in keywords take effect with the message that carries them.
@@ -245,12 +239,15 @@ impl MessageStore for SqliteStore {
     }
 
     async fn message_events(&self, id: Uuid) -> StoreResult<Vec<MessageEvent>> {
+        // The message first, then its rows: see `audit::with_creation`.
+        let message = self.get_message(id).await?;
         let sql =
             format!("select {EVENT_COLUMNS} from message_events where message_id = ?1 order by id");
-        sqlx::query(AssertSqlSafe(sql))
+        let events = sqlx::query(AssertSqlSafe(sql))
             .bind(id.to_string())
             .all(&self.reader, rows::event)
-            .await
+            .await?;
+        Ok(audit::with_creation(message.as_ref(), events))
     }
 
     #[tracing::instrument(skip_all, fields(count = ids.len()))]
