@@ -86,6 +86,13 @@ impl Dispatcher {
         let mut per_endpoint: HashMap<Uuid, usize> = HashMap::new();
         let mut limits: HashMap<Uuid, Arc<Semaphore>> = HashMap::new();
         let mut last_gauge = Instant::now() - Duration::from_secs(60);
+        // A claim that skips saturated endpoints walks past all their due deliveries: run it
+        // only while it finds work for the others, else once per poll interval.
+        let mut others_had_work = true;
+        let mut last_skipping_claim = Instant::now() - Duration::from_secs(60);
+        // Deliveries held per endpoint: those posting plus as many waiting for a permit, so
+        // an endpoint's next posts are already claimed when its current ones finish.
+        let held_per_endpoint = self.settings.endpoint_concurrency.saturating_mul(2);
         while !shutdown.is_cancelled() {
             let mut results = Vec::new();
             while let Ok(r) = rx.try_recv() {
@@ -112,12 +119,18 @@ impl Dispatcher {
                 .concurrency
                 .saturating_sub(in_flight)
                 .min(CLAIM_BATCH);
-            if free > 0 {
-                let saturated: Vec<Uuid> = per_endpoint
-                    .iter()
-                    .filter(|(_, n)| **n >= self.settings.endpoint_concurrency)
-                    .map(|(id, _)| *id)
-                    .collect();
+            let saturated: Vec<Uuid> = per_endpoint
+                .iter()
+                .filter(|(_, n)| **n >= held_per_endpoint)
+                .map(|(id, _)| *id)
+                .collect();
+            let claim = saturated.is_empty()
+                || others_had_work
+                || last_skipping_claim.elapsed() >= self.settings.poll_interval;
+            if free > 0 && claim {
+                if !saturated.is_empty() {
+                    last_skipping_claim = Instant::now();
+                }
                 match self
                     .store
                     .claim_deliveries(
@@ -130,6 +143,9 @@ impl Dispatcher {
                 {
                     Ok(due) => {
                         busy |= !due.is_empty();
+                        if !saturated.is_empty() {
+                            others_had_work = !due.is_empty();
+                        }
                         for d in due {
                             in_flight += 1;
                             let limit = d.endpoint_id.map(|e| {

@@ -258,17 +258,19 @@ impl MessageStore for PgStore {
         let token = Uuid::now_v7();
         let sql = format!(
             "with target as (
-                 select id, status as old_status,
-                        case when status = 'sending' then claimed_at end as previous_claimed_at
-                 from messages
-                 where id = any($1)
-                   and status = any($4)
-                   and (status = 'pending'
-                        or (status = 'retry' and (next_attempt_at is null or next_attempt_at <= now()))
-                        or (status = 'sending'
-                            and coalesce(lease_until, claimed_at + make_interval(secs => $3)) <= now()))
-                 order by id
-                 for update
+                 -- Each id through the primary key: a status index would cost the whole
+                 -- backlog per claim (every pending message matches it).
+                 select m.id, m.status as old_status,
+                        case when m.status = 'sending' then m.claimed_at end as previous_claimed_at
+                 from unnest($1::uuid[]) as wanted(id)
+                 join messages m on m.id = wanted.id
+                 where m.status = any($4)
+                   and (m.status = 'pending'
+                        or (m.status = 'retry' and (m.next_attempt_at is null or m.next_attempt_at <= now()))
+                        or (m.status = 'sending'
+                            and coalesce(m.lease_until, m.claimed_at + make_interval(secs => $3)) <= now()))
+                 order by m.id
+                 for update of m
              ),
              claimed as (
                  update messages m
@@ -315,10 +317,13 @@ impl MessageStore for PgStore {
     }
 
     async fn in_flight(&self, ids: &[Uuid]) -> StoreResult<Vec<Uuid>> {
-        sqlx::query("select id from messages where id = any($1) and status = 'sending'")
-            .bind(ids)
-            .all(&self.pool, rows::id)
-            .await
+        sqlx::query(
+            "select m.id from unnest($1::uuid[]) as wanted(id) join messages m on m.id = wanted.id
+             where m.status = 'sending'",
+        )
+        .bind(ids)
+        .all(&self.pool, rows::id)
+        .await
     }
 
     #[tracing::instrument(skip_all, fields(count = outcomes.len()))]
