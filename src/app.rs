@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{QueueBackend, Settings};
 use crate::http::security::SecurityState;
-use crate::http::{AppState, router};
+use crate::http::{AppState, Shared, router};
 use crate::provider::build_providers;
 use crate::provider::pacing::{LocalPacer, Pacer, RedisPacer};
 use crate::queue::Queue;
@@ -131,7 +131,7 @@ impl Application {
         let webhook_permits = Arc::new(tokio::sync::Semaphore::new(
             (settings.db_max_connections as usize / 2).max(1),
         ));
-        let state = AppState {
+        let state = AppState::new(Shared {
             security,
             webhook_permits,
             deliverer: components.deliverer(&settings),
@@ -140,7 +140,7 @@ impl Application {
             ingest,
             settings: Arc::new(settings),
             startup: Default::default(),
-        };
+        });
         Ok(Self { listener, state })
     }
 

@@ -46,8 +46,27 @@ use error::ApiError;
 /// Largest request body accepted (an email body may be up to 1 MB of HTML).
 pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 
+/// What every handler and middleware shares. One `Arc`: each middleware layer and
+/// extractor takes its own copy per request, which is then one reference-count increment.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The process's backends and settings, behind [`AppState`].
+pub struct Shared {
     pub store: Arc<dyn Store>,
     pub queue: Arc<dyn Queue>,
     pub ingest: Ingestor,
@@ -61,7 +80,7 @@ pub struct AppState {
     pub startup: health::Startup,
 }
 
-impl AppState {
+impl Shared {
     /// What the use-cases run on.
     pub fn services(&self) -> Context<'_> {
         Context {
@@ -116,7 +135,7 @@ pub fn router(state: AppState) -> Router {
             let route = req
                 .extensions()
                 .get::<MatchedPath>()
-                .map(|p| p.as_str().to_owned());
+                .map(MatchedPath::as_str);
             let request_id = req
                 .headers()
                 .get("x-request-id")
@@ -125,7 +144,7 @@ pub fn router(state: AppState) -> Router {
             info_span!(
                 "request",
                 method = %req.method(),
-                route = route.as_deref().unwrap_or("unmatched"),
+                route = route.unwrap_or("unmatched"),
                 request_id = %request_id,
             )
         }))

@@ -61,9 +61,11 @@ pub enum IngestError {
     Suppressed(crate::domain::compliance::Suppression),
 }
 
+type Reply = oneshot::Sender<Result<Inserted, IngestError>>;
+
 struct Job {
     message: NewMessage,
-    reply: oneshot::Sender<Result<Inserted, IngestError>>,
+    reply: Reply,
 }
 
 #[derive(Clone)]
@@ -127,18 +129,17 @@ impl Writer {
     async fn run(self) {
         let mut jobs = Vec::with_capacity(self.max_batch);
         loop {
+            // Waits for the first job, then takes everything already waiting (up to a
+            // batch) in one call; the lock is held only while this writer is idle.
+            if self
+                .rx
+                .lock()
+                .await
+                .recv_many(&mut jobs, self.max_batch)
+                .await
+                == 0
             {
-                let mut rx = self.rx.lock().await;
-                match rx.recv().await {
-                    Some(job) => jobs.push(job),
-                    None => return,
-                }
-                while jobs.len() < self.max_batch {
-                    match rx.try_recv() {
-                        Ok(job) => jobs.push(job),
-                        Err(_) => break,
-                    }
-                }
+                return;
             }
             self.write(&mut jobs).await;
         }
@@ -150,16 +151,18 @@ impl Writer {
         if jobs.is_empty() {
             return;
         }
-        let messages: Vec<NewMessage> = jobs.iter().map(|j| j.message.clone()).collect();
+        // The messages move to the store; the replies wait for its answer.
+        let (messages, replies): (Vec<NewMessage>, Vec<Reply>) =
+            jobs.drain(..).map(|j| (j.message, j.reply)).unzip();
         let result = self.store.insert_messages(&messages).await;
         let results = match result {
             Ok(results) => results,
             // One bad message must not fail the requests that happened to share its
             // transaction: store them one by one so only the culprit fails.
-            Err(StoreError::Other(e)) if jobs.len() > 1 => {
-                warn!(error = %format!("{e:#}"), batch = jobs.len(), "storing a batch failed; storing its messages one by one");
-                for job in jobs.drain(..) {
-                    Box::pin(self.write(&mut vec![job])).await;
+            Err(StoreError::Other(e)) if messages.len() > 1 => {
+                warn!(error = %format!("{e:#}"), batch = messages.len(), "storing a batch failed; storing its messages one by one");
+                for (message, reply) in messages.into_iter().zip(replies) {
+                    Box::pin(self.write(&mut vec![Job { message, reply }])).await;
                 }
                 return;
             }
@@ -168,9 +171,9 @@ impl Writer {
                     StoreError::Unavailable(_) => IngestError::Unavailable,
                     StoreError::Other(_) => IngestError::Failed,
                 };
-                error!(error = %format!("{:#}", anyhow::Error::from(e)), batch = jobs.len(), "storing a batch of messages failed");
-                for job in jobs.drain(..) {
-                    let _ = job.reply.send(Err(reply.clone()));
+                error!(error = %format!("{:#}", anyhow::Error::from(e)), batch = messages.len(), "storing a batch of messages failed");
+                for job in replies {
+                    let _ = job.send(Err(reply.clone()));
                 }
                 return;
             }
@@ -194,8 +197,8 @@ impl Writer {
             self.enqueue(&created).await;
         }
 
-        for (job, result) in jobs.drain(..).zip(results) {
-            let _ = job.reply.send(Ok(result));
+        for (reply, result) in replies.into_iter().zip(results) {
+            let _ = reply.send(Ok(result));
         }
     }
 
