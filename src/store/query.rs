@@ -162,7 +162,9 @@ impl Listing {
     /// on (key, id) serves: `key <= k and (key < k or id > i)` (directions per the order).
     /// Where the key may be null and nulls come last, the rows after a non-null key are
     /// the rest of the non-null ones and then every null one: two branches, each served
-    /// by the index, merged by an outer sort of at most two pages.
+    /// by the index, merged by an outer sort of at most two pages. Every branch keeps the
+    /// whole order, which is what lets the index serve it (PostgreSQL does not take
+    /// `key is null` as fixing the key).
     pub(crate) fn page_sql(&self, dialect: Dialect) -> Sql {
         let [key, id] = *self.order;
         let Window { page, after, .. } = self.window;
@@ -193,7 +195,7 @@ impl Listing {
                 if nulls_follow {
                     w.limit(rest, 0);
                     w.text.push_str(") a union all select * from (");
-                    self.branch(&mut w, &[Seek::Null(key_column)], &[id]);
+                    self.branch(&mut w, &[Seek::Null(key_column)], self.order);
                     w.limit(rest, 0);
                     w.text.push_str(") b) u");
                     w.order(self.order);
@@ -206,7 +208,7 @@ impl Listing {
                     id_cmp,
                     after: after.id,
                 };
-                self.branch(&mut w, &[within_nulls], &[id]);
+                self.branch(&mut w, &[within_nulls], self.order);
             }
         }
         w.limit(page.limit + 1, page.offset);
@@ -592,7 +594,8 @@ mod tests {
              and last_message_at <= $1 and (last_message_at < $2 or id > $3) \
              order by last_message_at desc nulls last, id limit $4 offset $5) a \
              union all select * from (select id from conversations where true \
-             and last_message_at is null order by id limit $6 offset $7) b) u \
+             and last_message_at is null order by last_message_at desc nulls last, id \
+             limit $6 offset $7) b) u \
              order by last_message_at desc nulls last, id limit $8 offset $9"
         );
         window.after = Some(After { key: None, id });
@@ -600,7 +603,7 @@ mod tests {
         assert_eq!(
             listing.page_sql(SQLITE).text,
             "select id from conversations where true and last_message_at is null and id > ?1 \
-             order by id limit ?2 offset ?3"
+             order by last_message_at desc, id limit ?2 offset ?3"
         );
     }
 
