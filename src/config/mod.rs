@@ -17,6 +17,7 @@ mod compliance;
 pub mod delivery;
 mod docs;
 pub mod events;
+pub mod listing;
 pub mod providers;
 pub mod receipts;
 pub mod reconcile;
@@ -159,6 +160,8 @@ pub struct Settings {
     pub providers: ProviderSettings,
     /// Port of the worker process's own `/metrics` listener (0 picks a free port).
     pub worker_metrics_port: u16,
+    /// How far list endpoints count before estimating.
+    pub listing: listing::ListingSettings,
     /// How often queue depths and pool usage are sampled for metrics.
     pub metrics_sample_interval: Duration,
     pub security: SecuritySettings,
@@ -437,6 +440,7 @@ impl Settings {
             shutdown_grace: env.seconds("SHUTDOWN_GRACE", 25.0)?,
             providers,
             worker_metrics_port: env.parse("WORKER_METRICS_PORT", 9091, "a port number")?,
+            listing: listing::ListingSettings::from_env(env)?,
             metrics_sample_interval: env.seconds("METRICS_SAMPLE_INTERVAL", 5.0)?,
             security,
             webhooks,

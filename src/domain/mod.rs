@@ -5,6 +5,7 @@ mod address;
 mod api_key;
 pub mod compliance;
 mod conversation;
+mod cursor;
 pub mod event;
 mod json_numbers;
 mod message;
@@ -18,6 +19,7 @@ pub use conversation::{
     MAX_SEARCH_QUERY_CHARS, MAX_TITLE_CHARS, NewConversation, SearchQuery, parse_address,
     parse_channel,
 };
+pub use cursor::{CursorPosition, decode_cursor, encode_cursor};
 pub use message::{
     Direction, ErrorInfo, InboundContent, Message, MessageEvent, MessageStatus, MessageType,
     NewMessage, OutboundContent, SmsSize, TransitionError, ValidationError,

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::{ApiJson, ApiQuery, IdPath, Pagination, page};
+use super::extract::{ApiJson, ApiQuery, CursorPagination, IdPath, Pagination, page};
 use crate::domain::{
     Address, Conversation, ConversationPatch, ConversationStatistics, ConversationStatus, Message,
     NewConversation, SearchQuery, parse_channel,
@@ -129,9 +129,15 @@ impl TryFrom<ListQuery> for ConversationFilter {
 #[derive(Serialize, utoipa::ToSchema)]
 struct ConversationPage {
     conversations: Vec<Conversation>,
+    /// Exact while at most `LIST_COUNT_LIMIT` (default 10,000) match; above, an estimate
+    /// (`total_is_estimate`).
     total: i64,
+    /// `total` is an estimate: more than `LIST_COUNT_LIMIT` match.
+    total_is_estimate: bool,
     limit: i64,
     offset: i64,
+    /// Pass as `cursor` for the page after this one; null after the last page.
+    next_cursor: Option<String>,
 }
 
 #[utoipa::path(
@@ -140,21 +146,26 @@ struct ConversationPage {
     operation_id = "list_conversations",
     tag = "conversations",
     summary = "Conversations, most recent first (also served at /api/v1/conversations/)",
-    params(ListQuery, super::openapi::PageParams),
-    responses((status = 200, body = ConversationPage)),
+    params(ListQuery, super::openapi::CursorPageParams),
+    responses(
+        (status = 200, body = ConversationPage),
+        (status = 422, description = "`validation_error`: a bad filter, `limit` or `offset`, or a `cursor` that is garbled, from another filter, or given with a non-zero `offset`", body = super::openapi::ErrorBody),
+    ),
 )]
 async fn list(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
-    Pagination(page): Pagination,
+    CursorPagination(request): CursorPagination,
 ) -> Result<Json<ConversationPage>, ApiError> {
     let filter = ConversationFilter::try_from(q)?;
-    let (conversations, total) = service::list(state.services(), &filter, page).await?;
+    let listed = service::list(state.services(), &filter, &request).await?;
     Ok(Json(ConversationPage {
-        conversations,
-        total,
-        limit: page.limit,
-        offset: page.offset,
+        conversations: listed.items,
+        total: listed.total,
+        total_is_estimate: listed.total_is_estimate,
+        limit: request.page.limit,
+        offset: request.page.offset,
+        next_cursor: listed.next_cursor,
     }))
 }
 

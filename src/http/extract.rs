@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use super::error::ApiError;
 use crate::domain::ValidationError;
+use crate::service::listing::PageRequest;
 use crate::store::Page;
 
 /// A JSON body. Unknown fields are ignored, so clients may send extra data.
@@ -216,6 +217,29 @@ impl<S: Send + Sync> FromRequestParts<S> for Pagination {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let ApiQuery(q) = ApiQuery::<PageQuery>::from_request_parts(parts, state).await?;
         page(q.limit.as_deref(), q.offset.as_deref()).map(Pagination)
+    }
+}
+
+/// `limit`, `offset` and `cursor` of a list that also pages by cursor.
+pub struct CursorPagination(pub PageRequest);
+
+#[derive(Deserialize)]
+struct CursorPageQuery {
+    limit: Option<String>,
+    offset: Option<String>,
+    cursor: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for CursorPagination {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let ApiQuery(q) = ApiQuery::<CursorPageQuery>::from_request_parts(parts, state).await?;
+        let page = page(q.limit.as_deref(), q.offset.as_deref())?;
+        Ok(CursorPagination(PageRequest {
+            page,
+            cursor: q.cursor,
+        }))
     }
 }
 

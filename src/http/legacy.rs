@@ -19,6 +19,7 @@ use crate::domain::{
     OutboundContent,
 };
 use crate::service;
+use crate::service::listing::PageRequest;
 use crate::store::{ConversationFilter, SortOrder};
 
 /// Provider names under which the original webhooks' ids are stored (and deduplicated).
@@ -375,11 +376,11 @@ async fn conversations(
     Pagination(page): Pagination,
 ) -> Result<Json<Conversations>, ApiError> {
     let filter = ConversationFilter::default();
-    let (conversations, total) =
-        service::conversations::list(state.services(), &filter, page).await?;
+    let request = PageRequest { page, cursor: None };
+    let listed = service::conversations::list(state.services(), &filter, &request).await?;
     Ok(Json(Conversations {
-        conversations: conversations.into_iter().map(Into::into).collect(),
-        total,
+        conversations: listed.items.into_iter().map(Into::into).collect(),
+        total: listed.total,
     }))
 }
 

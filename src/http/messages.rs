@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::{ApiJson, ApiQuery, IdPath, Pagination};
+use super::extract::{ApiJson, ApiQuery, CursorPagination, IdPath};
 use crate::domain::{
     Direction, Message, MessageEvent, MessageStatus, MessageType, OutboundContent,
 };
@@ -246,9 +246,15 @@ fn parse_filter<T>(
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct MessagePage {
     pub messages: Vec<Message>,
+    /// Exact while at most `LIST_COUNT_LIMIT` (default 10,000) match; above, an estimate
+    /// (`total_is_estimate`).
     pub total: i64,
+    /// `total` is an estimate: more than `LIST_COUNT_LIMIT` match.
+    pub total_is_estimate: bool,
     pub limit: i64,
     pub offset: i64,
+    /// Pass as `cursor` for the page after this one; null after the last page.
+    pub next_cursor: Option<String>,
 }
 
 #[utoipa::path(
@@ -257,20 +263,25 @@ pub struct MessagePage {
     operation_id = "list_messages",
     tag = "messages",
     summary = "Messages, newest first (also served at /api/v1/messages/)",
-    params(ListQuery, super::openapi::PageParams),
-    responses((status = 200, body = MessagePage)),
+    params(ListQuery, super::openapi::CursorPageParams),
+    responses(
+        (status = 200, body = MessagePage),
+        (status = 422, description = "`validation_error`: a bad filter, `limit` or `offset`, or a `cursor` that is garbled, from another filter, or given with a non-zero `offset`", body = super::openapi::ErrorBody),
+    ),
 )]
 async fn list(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
-    Pagination(page): Pagination,
+    CursorPagination(request): CursorPagination,
 ) -> Result<Json<MessagePage>, ApiError> {
     let filter = MessageFilter::try_from(q)?;
-    let (messages, total) = service::messages::list(state.services(), &filter, page).await?;
+    let listed = service::messages::list(state.services(), &filter, &request).await?;
     Ok(Json(MessagePage {
-        messages,
-        total,
-        limit: page.limit,
-        offset: page.offset,
+        messages: listed.items,
+        total: listed.total,
+        total_is_estimate: listed.total_is_estimate,
+        limit: request.page.limit,
+        offset: request.page.offset,
+        next_cursor: listed.next_cursor,
     }))
 }

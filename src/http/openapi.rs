@@ -130,6 +130,24 @@ pub struct PageParams {
     offset: Option<i64>,
 }
 
+/// `limit`, `offset` and `cursor` of a list that also pages by cursor
+/// (`super::extract::CursorPagination`).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // the parameters `CursorPagination` reads
+pub struct CursorPageParams {
+    /// Items per page (default 50).
+    #[param(minimum = 1, maximum = 100)]
+    limit: Option<i64>,
+    /// Items to skip (default 0). Pages deep into a large list are faster by `cursor`.
+    #[param(minimum = 0)]
+    offset: Option<i64>,
+    /// The `next_cursor` of the previous page: this page starts right after its last item,
+    /// whatever was inserted since. Only with the same filters, and not with a non-zero
+    /// `offset`.
+    cursor: Option<String>,
+}
+
 /// The shared error body of every 4xx/5xx answer (a 429 has no `details`).
 #[derive(ToSchema)]
 #[schema(as = Error)]

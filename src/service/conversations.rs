@@ -3,9 +3,11 @@
 
 use uuid::Uuid;
 
+use super::listing::{self, ListPage, PageRequest};
 use super::{Context, ServiceError};
 use crate::domain::{
-    Conversation, ConversationPatch, ConversationStatistics, Message, NewConversation, SearchQuery,
+    Conversation, ConversationPatch, ConversationStatistics, CursorPosition, Message,
+    NewConversation, SearchQuery,
 };
 use crate::store::{ConversationFilter, Page, SearchHit, SortOrder};
 
@@ -26,9 +28,20 @@ pub async fn open(
 pub async fn list(
     ctx: Context<'_>,
     filter: &ConversationFilter,
-    page: Page,
-) -> Result<(Vec<Conversation>, i64), ServiceError> {
-    Ok(ctx.store.list_conversations(filter, page).await?)
+    request: &PageRequest,
+) -> Result<ListPage<Conversation>, ServiceError> {
+    let scope = format!(
+        "conversations status={} channel={} participant={}",
+        filter.status.map(|s| s.as_str()).unwrap_or_default(),
+        filter.channel.map(|c| c.as_str()).unwrap_or_default(),
+        filter.participant.as_deref().unwrap_or_default(),
+    );
+    let window = listing::window(ctx, &scope, request)?;
+    let listed = ctx.store.list_conversations(filter, window).await?;
+    Ok(listing::answer(&scope, listed, |c| CursorPosition {
+        key: c.last_message_at,
+        id: c.id,
+    }))
 }
 
 /// One conversation and, when `messages` gives a page, its newest messages.

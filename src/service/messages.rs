@@ -2,9 +2,10 @@
 
 use uuid::Uuid;
 
+use super::listing::{self, ListPage, PageRequest};
 use super::{Context, ServiceError};
-use crate::domain::{Message, MessageEvent};
-use crate::store::{MessageFilter, Page};
+use crate::domain::{CursorPosition, Message, MessageEvent};
+use crate::store::MessageFilter;
 
 const NOT_FOUND: ServiceError = ServiceError::NotFound {
     resource: "message",
@@ -18,9 +19,28 @@ pub async fn get(ctx: Context<'_>, id: Uuid) -> Result<Message, ServiceError> {
 pub async fn list(
     ctx: Context<'_>,
     filter: &MessageFilter,
-    page: Page,
-) -> Result<(Vec<Message>, i64), ServiceError> {
-    Ok(ctx.store.list_messages(filter, page).await?)
+    request: &PageRequest,
+) -> Result<ListPage<Message>, ServiceError> {
+    let scope = scope(filter);
+    let window = listing::window(ctx, &scope, request)?;
+    let listed = ctx.store.page_messages(filter, window).await?;
+    Ok(listing::answer(&scope, listed, |m| CursorPosition {
+        key: Some(m.created_at),
+        id: m.id,
+    }))
+}
+
+/// What a cursor of this listing is valid for: the list and every filter.
+fn scope(f: &MessageFilter) -> String {
+    format!(
+        "messages conversation_id={} status={} direction={} type={}",
+        f.conversation_id
+            .map(|id| id.to_string())
+            .unwrap_or_default(),
+        f.status.map(|s| s.as_str()).unwrap_or_default(),
+        f.direction.map(|d| d.as_str()).unwrap_or_default(),
+        f.kind.map(|k| k.as_str()).unwrap_or_default(),
+    )
 }
 
 /// Every transition and receipt of a message, oldest first; not found if the message is not.

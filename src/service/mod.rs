@@ -25,6 +25,7 @@ pub mod correct_status;
 pub mod deliver_now;
 pub mod inbound_email;
 pub mod ingest;
+pub mod listing;
 pub mod messages;
 pub mod receive;
 pub mod redrive;

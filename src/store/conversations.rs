@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::{Page, StoreResult};
+use super::{Listed, Page, StoreResult, Window};
 use crate::domain::{
     ChannelFamily, Conversation, ConversationPatch, ConversationStatistics, ConversationStatus,
     Message, NewConversation, SearchQuery,
@@ -44,12 +44,13 @@ pub trait ConversationStore: Send + Sync + 'static {
 
     async fn get_conversation(&self, id: Uuid) -> StoreResult<Option<Conversation>>;
 
-    /// A page of conversations, most recent activity first, with the total matching.
+    /// A window of conversations, most recent activity first (`last_message_at`
+    /// descending, never-used ones last, then `id` ascending), with the total matching.
     async fn list_conversations(
         &self,
         filter: &ConversationFilter,
-        page: Page,
-    ) -> StoreResult<(Vec<Conversation>, i64)>;
+        window: Window,
+    ) -> StoreResult<Listed<Conversation>>;
 
     /// A page of one conversation's messages with their total; `None` if it does not exist.
     async fn conversation_messages(

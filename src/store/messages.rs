@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use super::{Claim, Inserted, MessageFilter, Outcome, Page, StoreResult, Stranded, SweepQuery};
+use super::{
+    Claim, Inserted, Listed, MessageFilter, Outcome, Page, StoreResult, Stranded, SweepQuery,
+    Window,
+};
 use crate::domain::{Message, MessageEvent, NewMessage};
 
 #[async_trait]
@@ -17,12 +20,23 @@ pub trait MessageStore: Send + Sync + 'static {
 
     async fn get_message(&self, id: Uuid) -> StoreResult<Option<Message>>;
 
-    /// A page of messages, newest first, with the total matching the filter.
+    /// A window of messages, newest first (`created_at`, then `id`, descending), with the
+    /// total matching the filter.
+    async fn page_messages(
+        &self,
+        filter: &MessageFilter,
+        window: Window,
+    ) -> StoreResult<Listed<Message>>;
+
+    /// An offset page of messages, newest first, with the exact total matching the filter.
     async fn list_messages(
         &self,
         filter: &MessageFilter,
         page: Page,
-    ) -> StoreResult<(Vec<Message>, i64)>;
+    ) -> StoreResult<(Vec<Message>, i64)> {
+        let listed = self.page_messages(filter, Window::exact(page)).await?;
+        Ok((listed.items, listed.total))
+    }
 
     async fn message_events(&self, id: Uuid) -> StoreResult<Vec<MessageEvent>>;
 

@@ -77,6 +77,46 @@ pub struct Page {
     pub offset: i64,
 }
 
+/// Where a keyset page starts: just after the row with this sort key and id. The key is
+/// the value of the listing's first sort column (`None` where that column is null).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct After {
+    pub key: Option<OffsetDateTime>,
+    pub id: Uuid,
+}
+
+/// Which rows of a list to read, and how far to count the rows its filter matches.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    /// With `after`, `page.offset` counts from the row after it (the API keeps it 0).
+    pub page: Page,
+    pub after: Option<After>,
+    /// Count exactly up to this many rows and estimate beyond; `None`: always exact.
+    pub count_limit: Option<i64>,
+}
+
+impl Window {
+    /// An offset page with an exact total.
+    pub fn exact(page: Page) -> Self {
+        Self {
+            page,
+            after: None,
+            count_limit: None,
+        }
+    }
+}
+
+/// A page of a list with the total its filter matches.
+#[derive(Debug, Clone)]
+pub struct Listed<T> {
+    pub items: Vec<T>,
+    /// Exact unless `total_is_estimate`; an estimate is above the window's count limit.
+    pub total: i64,
+    pub total_is_estimate: bool,
+    /// Rows follow the last item.
+    pub more: bool,
+}
+
 /// Messages a worker now owns, with the token that proves it when recording outcomes.
 #[derive(Debug, Clone)]
 pub struct Claim {

@@ -3,9 +3,10 @@
 //! placeholder is spelled and how "nulls last" is said. The backend only binds the values
 //! in the order they are listed.
 
+use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{ConversationFilter, MessageFilter, Page};
+use super::{ConversationFilter, MessageFilter, Page, Window};
 use crate::domain::SearchQuery;
 
 /// How one SQL dialect spells what the planned queries need.
@@ -13,22 +14,28 @@ use crate::domain::SearchQuery;
 pub(crate) struct Dialect {
     /// Numbered placeholders: `$1` (PostgreSQL) or `?1` (SQLite).
     pub placeholder: char,
-    /// `true`: `x desc nulls last`; `false`: `x is null, x desc` (same order, older syntax).
+    /// `true`: `x desc nulls last`; `false`: `x desc`, where nulls sort as the smallest
+    /// values (SQLite), so that a descending order puts them last and an index on `x desc`
+    /// serves it.
     pub nulls_last_keyword: bool,
     /// `false`: UUIDs are bound as their hyphenated text.
     pub native_uuid: bool,
+    /// How a timestamp is bound: as itself, or as the text the database stores.
+    pub time: fn(OffsetDateTime) -> Bind,
 }
 
 pub(crate) const POSTGRES: Dialect = Dialect {
     placeholder: '$',
     nulls_last_keyword: true,
     native_uuid: true,
+    time: Bind::Time,
 };
 
 pub(crate) const SQLITE: Dialect = Dialect {
     placeholder: '?',
     nulls_last_keyword: false,
     native_uuid: false,
+    time: |at| Bind::Text(super::sqlite::ts(at).unwrap_or_default()),
 };
 
 /// A value a planned query binds (a UUID as the dialect keeps it: native on PostgreSQL, text
@@ -38,6 +45,7 @@ pub(crate) enum Bind {
     Text(String),
     Uuid(Uuid),
     Int(i64),
+    Time(OffsetDateTime),
 }
 
 /// One `and` term of a `where` clause.
@@ -59,13 +67,15 @@ pub(crate) enum Sort {
 }
 
 /// A filtered, ordered page of one table, and the count of everything the filter matches.
+/// The order is a timestamp key then the unique `id`, which is what a keyset page
+/// (`window.after`) seeks past.
 #[derive(Debug, Clone)]
 pub(crate) struct Listing {
     pub table: &'static str,
     pub columns: &'static str,
     pub conditions: Vec<Condition>,
-    pub order: &'static [Sort],
-    pub page: Page,
+    pub order: &'static [Sort; 2],
+    pub window: Window,
 }
 
 /// Rendered SQL and the values to bind to its placeholders, in order.
@@ -76,7 +86,7 @@ pub(crate) struct Sql {
 }
 
 impl Listing {
-    pub(crate) fn messages(columns: &'static str, f: &MessageFilter, page: Page) -> Self {
+    pub(crate) fn messages(columns: &'static str, f: &MessageFilter, window: Window) -> Self {
         let mut conditions = Vec::new();
         if let Some(id) = f.conversation_id {
             conditions.push(Condition::Eq("conversation_id", Bind::Uuid(id)));
@@ -96,11 +106,15 @@ impl Listing {
             columns,
             conditions,
             order: &[Sort::Desc("created_at"), Sort::Desc("id")],
-            page,
+            window,
         }
     }
 
-    pub(crate) fn conversations(columns: &'static str, f: &ConversationFilter, page: Page) -> Self {
+    pub(crate) fn conversations(
+        columns: &'static str,
+        f: &ConversationFilter,
+        window: Window,
+    ) -> Self {
         let mut conditions = Vec::new();
         if let Some(s) = f.status {
             conditions.push(Condition::Eq("status", Bind::Text(s.as_str().to_owned())));
@@ -120,7 +134,7 @@ impl Listing {
             columns,
             conditions,
             order: &[Sort::DescNullsLast("last_message_at"), Sort::Asc("id")],
-            page,
+            window,
         }
     }
 
@@ -137,32 +151,139 @@ impl Listing {
                 .into_iter()
                 .collect(),
             order: &[Sort::Desc("received_at"), Sort::Desc("id")],
-            page,
+            window: Window::exact(page),
         }
     }
 
-    /// The page: `select columns from table where … order by … limit … offset …`.
+    /// The page, one row longer than asked so that the extra row tells whether more
+    /// follow: `select columns from table where … order by … limit … offset …`.
+    ///
+    /// A keyset page seeks past `window.after` with a range on the sort key that an index
+    /// on (key, id) serves: `key <= k and (key < k or id > i)` (directions per the order).
+    /// Where the key may be null and nulls come last, the rows after a non-null key are
+    /// the rest of the non-null ones and then every null one: two branches, each served
+    /// by the index, merged by an outer sort of at most two pages. Every branch keeps the
+    /// whole order, which is what lets the index serve it (PostgreSQL does not take
+    /// `key is null` as fixing the key).
     pub(crate) fn page_sql(&self, dialect: Dialect) -> Sql {
-        let mut w = Writer::new(
-            dialect,
-            format!("select {} from {}", self.columns, self.table),
-        );
-        w.conditions(&self.conditions);
-        let order: Vec<String> = self.order.iter().map(|s| dialect.sort(*s)).collect();
-        w.text.push_str(" order by ");
-        w.text.push_str(&order.join(", "));
-        w.text.push_str(" limit ");
-        w.bind(Bind::Int(self.page.limit));
-        w.text.push_str(" offset ");
-        w.bind(Bind::Int(self.page.offset));
+        let [key, id] = *self.order;
+        let Window { page, after, .. } = self.window;
+        let mut w = Writer::new(dialect, String::new());
+        let Some(after) = after else {
+            self.branch(&mut w, &[], self.order);
+            w.limit(page.limit + 1, page.offset);
+            return w.finish();
+        };
+        let (key_column, key_cmp) = key.seek();
+        let (id_column, id_cmp) = id.seek();
+        let rest = (page.offset + page.limit + 1).max(0);
+        match after.key {
+            Some(at) => {
+                let nulls_follow = matches!(key, Sort::DescNullsLast(_));
+                if nulls_follow {
+                    w.text.push_str("select * from (select * from (");
+                }
+                let after_key = Seek::AfterKey {
+                    key: key_column,
+                    key_cmp,
+                    at,
+                    id: id_column,
+                    id_cmp,
+                    after: after.id,
+                };
+                self.branch(&mut w, &[after_key], self.order);
+                if nulls_follow {
+                    w.limit(rest, 0);
+                    w.text.push_str(") a union all select * from (");
+                    self.branch(&mut w, &[Seek::Null(key_column)], self.order);
+                    w.limit(rest, 0);
+                    w.text.push_str(") b) u");
+                    w.order(self.order);
+                }
+            }
+            None => {
+                let within_nulls = Seek::AfterNull {
+                    key: key_column,
+                    id: id_column,
+                    id_cmp,
+                    after: after.id,
+                };
+                self.branch(&mut w, &[within_nulls], self.order);
+            }
+        }
+        w.limit(page.limit + 1, page.offset);
         w.finish()
     }
 
-    /// The total: `select count(*) from table where …`.
+    /// `select columns from table where <filter> <seek> order by <order>`.
+    fn branch(&self, w: &mut Writer, seek: &[Seek], order: &[Sort]) {
+        w.text
+            .push_str(&format!("select {} from {}", self.columns, self.table));
+        w.conditions(&self.conditions);
+        for s in seek {
+            w.seek(*s);
+        }
+        w.order(order);
+    }
+
+    /// The total: `select count(*) from table where …`, or with a count limit, the count
+    /// of at most limit + 1 rows (more than the limit: the total is estimated).
     pub(crate) fn count_sql(&self, dialect: Dialect) -> Sql {
-        let mut w = Writer::new(dialect, format!("select count(*) from {}", self.table));
+        let Some(limit) = self.window.count_limit else {
+            let mut w = Writer::new(dialect, format!("select count(*) from {}", self.table));
+            w.conditions(&self.conditions);
+            return w.finish();
+        };
+        let mut w = Writer::new(
+            dialect,
+            format!("select count(*) from (select 1 from {}", self.table),
+        );
+        w.conditions(&self.conditions);
+        w.text.push_str(" limit ");
+        w.bind(Bind::Int(limit.saturating_add(1)));
+        w.text.push_str(") counted");
+        w.finish()
+    }
+
+    /// The rows the filter matches, as a statement whose plan estimates their number:
+    /// `select 1 from table where …`.
+    pub(crate) fn matching_sql(&self, dialect: Dialect) -> Sql {
+        let mut w = Writer::new(dialect, format!("select 1 from {}", self.table));
         w.conditions(&self.conditions);
         w.finish()
+    }
+}
+
+/// A keyset condition of a page (see `Listing::page_sql`).
+#[derive(Debug, Clone, Copy)]
+enum Seek {
+    /// Rows after (`at`, `after`) in the order whose comparisons are `key_cmp`, `id_cmp`.
+    AfterKey {
+        key: &'static str,
+        key_cmp: char,
+        at: OffsetDateTime,
+        id: &'static str,
+        id_cmp: char,
+        after: Uuid,
+    },
+    /// Rows with a null key.
+    Null(&'static str),
+    /// Rows with a null key after `after`.
+    AfterNull {
+        key: &'static str,
+        id: &'static str,
+        id_cmp: char,
+        after: Uuid,
+    },
+}
+
+impl Sort {
+    /// The column, and the comparison that holds for the rows after a value of it.
+    fn seek(self) -> (&'static str, char) {
+        match self {
+            Sort::Desc(c) | Sort::DescNullsLast(c) => (c, '<'),
+            Sort::Asc(c) => (c, '>'),
+        }
     }
 }
 
@@ -172,7 +293,7 @@ impl Dialect {
             Sort::Asc(c) => c.to_owned(),
             Sort::Desc(c) => format!("{c} desc"),
             Sort::DescNullsLast(c) if self.nulls_last_keyword => format!("{c} desc nulls last"),
-            Sort::DescNullsLast(c) => format!("{c} is null, {c} desc"),
+            Sort::DescNullsLast(c) => format!("{c} desc"),
         }
     }
 }
@@ -203,6 +324,52 @@ impl Writer {
         self.binds.push(value);
         self.text.push(self.dialect.placeholder);
         self.text.push_str(&self.binds.len().to_string());
+    }
+
+    fn seek(&mut self, seek: Seek) {
+        match seek {
+            Seek::AfterKey {
+                key,
+                key_cmp,
+                at,
+                id,
+                id_cmp,
+                after,
+            } => {
+                let time = (self.dialect.time)(at);
+                self.text.push_str(&format!(" and {key} {key_cmp}= "));
+                self.bind(time.clone());
+                self.text.push_str(&format!(" and ({key} {key_cmp} "));
+                self.bind(time);
+                self.text.push_str(&format!(" or {id} {id_cmp} "));
+                self.bind(Bind::Uuid(after));
+                self.text.push(')');
+            }
+            Seek::Null(key) => self.text.push_str(&format!(" and {key} is null")),
+            Seek::AfterNull {
+                key,
+                id,
+                id_cmp,
+                after,
+            } => {
+                self.text
+                    .push_str(&format!(" and {key} is null and {id} {id_cmp} "));
+                self.bind(Bind::Uuid(after));
+            }
+        }
+    }
+
+    fn order(&mut self, order: &[Sort]) {
+        let order: Vec<String> = order.iter().map(|s| self.dialect.sort(*s)).collect();
+        self.text.push_str(" order by ");
+        self.text.push_str(&order.join(", "));
+    }
+
+    fn limit(&mut self, limit: i64, offset: i64) {
+        self.text.push_str(" limit ");
+        self.bind(Bind::Int(limit));
+        self.text.push_str(" offset ");
+        self.bind(Bind::Int(offset));
     }
 
     fn conditions(&mut self, conditions: &[Condition]) {
@@ -280,10 +447,15 @@ pub(crate) fn like_prefix(value: &str) -> String {
 mod tests {
     use super::*;
     use crate::domain::{ConversationStatus, MessageStatus};
+    use crate::store::After;
 
-    const PAGE: Page = Page {
-        limit: 20,
-        offset: 40,
+    const PAGE: Window = Window {
+        page: Page {
+            limit: 20,
+            offset: 40,
+        },
+        after: None,
+        count_limit: None,
     };
 
     #[test]
@@ -306,7 +478,7 @@ mod tests {
             [
                 Bind::Uuid(id),
                 Bind::Text("failed".into()),
-                Bind::Int(20),
+                Bind::Int(21),
                 Bind::Int(40)
             ]
         );
@@ -339,7 +511,7 @@ mod tests {
             listing.page_sql(SQLITE).text,
             format!(
                 "select id from conversations{} \
-                 order by last_message_at is null, last_message_at desc, id limit ?4 offset ?5",
+                 order by last_message_at desc, id limit ?4 offset ?5",
                 where_clause.replace('$', "?")
             )
         );
@@ -347,7 +519,7 @@ mod tests {
 
     #[test]
     fn an_unfiltered_listing_matches_everything() {
-        let listing = Listing::webhook_deliveries("id", None, PAGE);
+        let listing = Listing::webhook_deliveries("id", None, PAGE.page);
         assert_eq!(
             listing.count_sql(POSTGRES),
             Sql {
@@ -355,8 +527,105 @@ mod tests {
                 binds: vec![]
             }
         );
-        let one = Listing::webhook_deliveries("id", Some("twilio"), PAGE);
+        let one = Listing::webhook_deliveries("id", Some("twilio"), PAGE.page);
         assert_eq!(one.count_sql(SQLITE).binds, [Bind::Text("twilio".into())]);
+    }
+
+    #[test]
+    fn a_keyset_page_seeks_past_the_cursor_on_the_sort_key() {
+        let at = OffsetDateTime::from_unix_timestamp(1_764_000_000).unwrap();
+        let id = Uuid::now_v7();
+        let window = Window {
+            page: Page {
+                limit: 10,
+                offset: 0,
+            },
+            after: Some(After { key: Some(at), id }),
+            count_limit: Some(100),
+        };
+        let filter = MessageFilter {
+            status: Some(MessageStatus::Sent),
+            ..Default::default()
+        };
+        let listing = Listing::messages("id", &filter, window);
+        let pg = listing.page_sql(POSTGRES);
+        assert_eq!(
+            pg.text,
+            "select id from messages where true and status = $1 \
+             and created_at <= $2 and (created_at < $3 or id < $4) \
+             order by created_at desc, id desc limit $5 offset $6"
+        );
+        assert_eq!(
+            pg.binds,
+            [
+                Bind::Text("sent".into()),
+                Bind::Time(at),
+                Bind::Time(at),
+                Bind::Uuid(id),
+                Bind::Int(11),
+                Bind::Int(0)
+            ]
+        );
+        let sqlite = listing.page_sql(SQLITE);
+        assert_eq!(
+            sqlite.binds[1],
+            Bind::Text("2025-11-24T16:00:00.000000Z".into()),
+            "SQLite compares the stored text"
+        );
+    }
+
+    #[test]
+    fn after_a_dated_conversation_come_the_older_ones_then_the_undated() {
+        let at = OffsetDateTime::from_unix_timestamp(1_764_000_000).unwrap();
+        let id = Uuid::now_v7();
+        let mut window = Window {
+            page: Page {
+                limit: 10,
+                offset: 0,
+            },
+            after: Some(After { key: Some(at), id }),
+            count_limit: None,
+        };
+        let filter = ConversationFilter::default();
+        let listing = Listing::conversations("id", &filter, window);
+        assert_eq!(
+            listing.page_sql(POSTGRES).text,
+            "select * from (select * from (select id from conversations where true \
+             and last_message_at <= $1 and (last_message_at < $2 or id > $3) \
+             order by last_message_at desc nulls last, id limit $4 offset $5) a \
+             union all select * from (select id from conversations where true \
+             and last_message_at is null order by last_message_at desc nulls last, id \
+             limit $6 offset $7) b) u \
+             order by last_message_at desc nulls last, id limit $8 offset $9"
+        );
+        window.after = Some(After { key: None, id });
+        let listing = Listing::conversations("id", &filter, window);
+        assert_eq!(
+            listing.page_sql(SQLITE).text,
+            "select id from conversations where true and last_message_at is null and id > ?1 \
+             order by last_message_at desc, id limit ?2 offset ?3"
+        );
+    }
+
+    #[test]
+    fn a_count_limit_counts_one_row_more_than_the_limit() {
+        let window = Window {
+            count_limit: Some(500),
+            ..PAGE
+        };
+        let listing = Listing::webhook_deliveries("id", Some("twilio"), PAGE.page);
+        let capped = Listing { window, ..listing };
+        let count = capped.count_sql(POSTGRES);
+        assert_eq!(
+            count.text,
+            "select count(*) from (select 1 from webhook_deliveries where true \
+             and provider = $1 limit $2) counted"
+        );
+        assert_eq!(count.binds[1], Bind::Int(501));
+        assert_eq!(
+            capped.matching_sql(POSTGRES).text,
+            "select 1 from webhook_deliveries where true and provider = $1"
+        );
     }
 
     #[test]

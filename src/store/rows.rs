@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::query::{Bind, Dialect, Listing, Sql};
 use super::webhooks::{ClaimedLogRow, ReceiptTarget};
-use super::{SearchHit, StoreError, StoreResult, Stranded, WebhookDelivery};
+use super::{Listed, SearchHit, StoreError, StoreResult, Stranded, WebhookDelivery};
 use crate::domain::{
     ApiKey, ChannelFamily, Conversation, ConversationStatistics, ConversationStatus, Direction,
     ErrorInfo, Message, MessageEvent, MessageStatus, MessageType,
@@ -303,6 +303,7 @@ where
     String: for<'t> Encode<'t, DB> + Type<DB>,
     i64: for<'t> Encode<'t, DB> + Type<DB>,
     Uuid: for<'t> Encode<'t, DB> + Type<DB>,
+    OffsetDateTime: for<'t> Encode<'t, DB> + Type<DB>,
 {
     let mut q = sqlx::query(AssertSqlSafe(sql.text.clone()));
     for value in &sql.binds {
@@ -310,18 +311,21 @@ where
             Bind::Text(t) => q.bind(t.clone()),
             Bind::Uuid(id) => q.bind(*id),
             Bind::Int(n) => q.bind(*n),
+            Bind::Time(at) => q.bind(*at),
         };
     }
     q
 }
 
-/// A planned page and its total, read on `on` (a pool).
+/// A planned page and its total, read on `on` (a pool). Over the window's count limit,
+/// the total is the limit + 1 rows counted, flagged as an estimate (a backend that can
+/// estimate better refines it).
 pub(crate) async fn list<'c, DB, E, T>(
     on: E,
     dialect: Dialect,
     listing: &Listing,
     decode: Decoder<DB, T>,
-) -> StoreResult<(Vec<T>, i64)>
+) -> StoreResult<Listed<T>>
 where
     DB: Backend,
     E: Executor<'c, Database = DB> + Copy,
@@ -329,11 +333,24 @@ where
     String: for<'t> Encode<'t, DB> + Type<DB>,
     i64: for<'t> Encode<'t, DB> + Type<DB>,
     Uuid: for<'t> Encode<'t, DB> + Type<DB>,
+    OffsetDateTime: for<'t> Encode<'t, DB> + Type<DB>,
 {
     let (page, count) = (listing.page_sql(dialect), listing.count_sql(dialect));
-    let items = bound(&page).all(on, decode).await?;
-    let total = bound(&count).optional(on, total::<DB::Row>).await?;
-    Ok((items, total.unwrap_or_default()))
+    let mut items = bound(&page).all(on, decode).await?;
+    let limit = usize::try_from(listing.window.page.limit).unwrap_or(usize::MAX);
+    let more = items.len() > limit;
+    items.truncate(limit);
+    let total = bound(&count)
+        .optional(on, total::<DB::Row>)
+        .await?
+        .unwrap_or_default();
+    let total_is_estimate = listing.window.count_limit.is_some_and(|cap| total > cap);
+    Ok(Listed {
+        items,
+        total,
+        total_is_estimate,
+        more,
+    })
 }
 
 /// The row a planned lookup finds, if any.
@@ -349,6 +366,7 @@ where
     String: for<'t> Encode<'t, DB> + Type<DB>,
     i64: for<'t> Encode<'t, DB> + Type<DB>,
     Uuid: for<'t> Encode<'t, DB> + Type<DB>,
+    OffsetDateTime: for<'t> Encode<'t, DB> + Type<DB>,
 {
     bound(sql).optional(on, decode).await
 }

@@ -168,6 +168,6 @@ pub(crate) fn listing(f: &SuppressionFilter, page: Page) -> Listing {
         columns: SUPPRESSION_COLUMNS,
         conditions,
         order: &[Sort::Desc("since"), Sort::Asc("address")],
-        page,
+        window: super::Window::exact(page),
     }
 }

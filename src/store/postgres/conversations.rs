@@ -13,7 +13,7 @@ use crate::domain::{
 use crate::store::query::{Listing, POSTGRES, SearchTerms, by_id};
 use crate::store::rows::{self, CONVERSATION_COLUMNS, Fetch, MESSAGE_COLUMNS};
 use crate::store::{
-    ConversationFilter, ConversationStore, Page, SearchHit, SortOrder, StoreResult,
+    ConversationFilter, ConversationStore, Listed, Page, SearchHit, SortOrder, StoreResult, Window,
 };
 
 /// The indexed text of a message; must match `messages_text_search_idx` exactly.
@@ -63,9 +63,9 @@ impl ConversationStore for PgStore {
     async fn list_conversations(
         &self,
         filter: &ConversationFilter,
-        page: Page,
-    ) -> StoreResult<(Vec<Conversation>, i64)> {
-        let listing = Listing::conversations(CONVERSATION_COLUMNS, filter, page);
+        window: Window,
+    ) -> StoreResult<Listed<Conversation>> {
+        let listing = Listing::conversations(CONVERSATION_COLUMNS, filter, window);
         self.list(&listing, rows::conversation).await
     }
 

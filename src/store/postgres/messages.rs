@@ -17,8 +17,8 @@ use crate::store::lifecycle::{claimable_statuses, plan_outcomes};
 use crate::store::query::{Listing, POSTGRES, by_id};
 use crate::store::rows::{self, EVENT_COLUMNS, Fetch, MESSAGE_COLUMNS};
 use crate::store::{
-    Claim, Inserted, MessageFilter, MessageStore, Outcome, Page, StoreError, StoreResult, Stranded,
-    SweepQuery,
+    Claim, Inserted, Listed, MessageFilter, MessageStore, Outcome, StoreError, StoreResult,
+    Stranded, SweepQuery, Window,
 };
 
 /// Column arrays for one multi-row insert through `unnest`.
@@ -229,13 +229,13 @@ impl MessageStore for PgStore {
         rows::find(&self.pool, &lookup, rows::message).await
     }
 
-    async fn list_messages(
+    async fn page_messages(
         &self,
         filter: &MessageFilter,
-        page: Page,
-    ) -> StoreResult<(Vec<Message>, i64)> {
+        window: Window,
+    ) -> StoreResult<Listed<Message>> {
         self.list(
-            &Listing::messages(MESSAGE_COLUMNS, filter, page),
+            &Listing::messages(MESSAGE_COLUMNS, filter, window),
             rows::message,
         )
         .await

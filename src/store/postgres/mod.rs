@@ -21,9 +21,9 @@ use sqlx::{Postgres, Row};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::query::{Listing, POSTGRES};
-use super::rows::{self, Backend, Decoder, Plain, StoredRow};
-use super::{Store, StoreError, StoreResult};
+use super::query::{Listing, POSTGRES, Sql};
+use super::rows::{self, Backend, Decoder, Fetch, Plain, StoredRow};
+use super::{Listed, Store, StoreError, StoreResult};
 use crate::config::ConnectionUrl;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -60,13 +60,35 @@ impl PgStore {
             .context("running PostgreSQL migrations")
     }
 
-    /// A planned page and its total.
+    /// A planned page and its total. Over the count limit, the total is the planner's
+    /// estimate of the rows the filter matches (never below the rows counted).
     async fn list<T>(
         &self,
         listing: &Listing,
         decode: Decoder<Postgres, T>,
-    ) -> StoreResult<(Vec<T>, i64)> {
-        rows::list(&self.pool, POSTGRES, listing, decode).await
+    ) -> StoreResult<Listed<T>> {
+        let mut listed = rows::list(&self.pool, POSTGRES, listing, decode).await?;
+        if listed.total_is_estimate {
+            let explain = listing.matching_sql(POSTGRES);
+            let explain = Sql {
+                text: format!("explain (format json) {}", explain.text),
+                binds: explain.binds,
+            };
+            let plan: Option<serde_json::Value> = rows::bound(&explain)
+                .persistent(false)
+                .optional(
+                    &self.pool,
+                    |row: &PgRow| -> anyhow::Result<serde_json::Value> { Ok(row.try_get(0)?) },
+                )
+                .await?;
+            let estimate = plan
+                .as_ref()
+                .and_then(|p| p.pointer("/0/Plan/Plan Rows"))
+                .and_then(serde_json::Value::as_f64)
+                .map_or(0, |rows| rows as i64);
+            listed.total = listed.total.max(estimate);
+        }
+        Ok(listed)
     }
 
     /// Drops every table and applies the migrations again.

@@ -155,6 +155,7 @@ impl SuppressionStore for PgStore {
             suppressions::suppression,
         )
         .await
+        .map(|listed| (listed.items, listed.total))
     }
 
     async fn suppression_history(&self, address: &str) -> StoreResult<Vec<SuppressionChange>> {

@@ -17,7 +17,7 @@ use crate::domain::{
 use crate::store::query::{Listing, SQLITE, SearchTerms, by_id};
 use crate::store::rows::{self, CONVERSATION_COLUMNS, Fetch, MESSAGE_COLUMNS};
 use crate::store::{
-    ConversationFilter, ConversationStore, Page, SearchHit, SortOrder, StoreResult,
+    ConversationFilter, ConversationStore, Listed, Page, SearchHit, SortOrder, StoreResult, Window,
 };
 
 /// The words of `text` as an FTS5 query requiring all of them, or `None` if it has none.
@@ -81,9 +81,9 @@ impl ConversationStore for SqliteStore {
     async fn list_conversations(
         &self,
         filter: &ConversationFilter,
-        page: Page,
-    ) -> StoreResult<(Vec<Conversation>, i64)> {
-        let listing = Listing::conversations(CONVERSATION_COLUMNS, filter, page);
+        window: Window,
+    ) -> StoreResult<Listed<Conversation>> {
+        let listing = Listing::conversations(CONVERSATION_COLUMNS, filter, window);
         self.list(&listing, rows::conversation).await
     }
 

@@ -21,8 +21,8 @@ use crate::store::lifecycle::{OutcomeRow, claim_detail, claimable_statuses, plan
 use crate::store::query::{Listing, SQLITE, by_id};
 use crate::store::rows::{self, EVENT_COLUMNS, Fetch, MESSAGE_COLUMNS, StoredRow};
 use crate::store::{
-    Claim, Inserted, MessageFilter, MessageStore, Outcome, Page, StoreError, StoreResult, Stranded,
-    SweepQuery,
+    Claim, Inserted, Listed, MessageFilter, MessageStore, Outcome, StoreError, StoreResult,
+    Stranded, SweepQuery, Window,
 };
 
 /// Rows per multi-row insert: well under SQLite's limit of 32766 bound parameters.
@@ -226,13 +226,13 @@ impl MessageStore for SqliteStore {
         rows::find(&self.reader, &lookup, rows::message).await
     }
 
-    async fn list_messages(
+    async fn page_messages(
         &self,
         filter: &MessageFilter,
-        page: Page,
-    ) -> StoreResult<(Vec<Message>, i64)> {
+        window: Window,
+    ) -> StoreResult<Listed<Message>> {
         self.list(
-            &Listing::messages(MESSAGE_COLUMNS, filter, page),
+            &Listing::messages(MESSAGE_COLUMNS, filter, window),
             rows::message,
         )
         .await

@@ -44,7 +44,7 @@ use uuid::Uuid;
 
 use super::query::{Listing, SQLITE};
 use super::rows::{self, Backend, Decoder, Plain, StoredRow};
-use super::{Store, StoreError, StoreResult};
+use super::{Listed, Store, StoreError, StoreResult};
 use crate::config::ConnectionUrl;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -157,12 +157,13 @@ impl SqliteStore {
             .context("running SQLite migrations")
     }
 
-    /// A planned page and its total, read without waiting for the writer.
+    /// A planned page and its total, read without waiting for the writer. Over the count
+    /// limit, the total stays the limit + 1 rows counted: a lower bound.
     async fn list<T>(
         &self,
         listing: &Listing,
         decode: Decoder<Sqlite, T>,
-    ) -> StoreResult<(Vec<T>, i64)> {
+    ) -> StoreResult<Listed<T>> {
         rows::list(&self.reader, SQLITE, listing, decode).await
     }
 

@@ -162,6 +162,7 @@ impl SuppressionStore for SqliteStore {
             suppressions::suppression,
         )
         .await
+        .map(|listed| (listed.items, listed.total))
     }
 
     async fn suppression_history(&self, address: &str) -> StoreResult<Vec<SuppressionChange>> {

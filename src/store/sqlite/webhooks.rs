@@ -306,6 +306,7 @@ impl WebhookStore for SqliteStore {
         page: Page,
     ) -> StoreResult<(Vec<WebhookDelivery>, i64)> {
         let listing = Listing::webhook_deliveries(DELIVERY_COLUMNS, provider, page);
-        self.list(&listing, rows::delivery).await
+        let listed = self.list(&listing, rows::delivery).await?;
+        Ok((listed.items, listed.total))
     }
 }
