@@ -12,7 +12,10 @@
 #              starting the workers to an empty backlog (counted in the database)
 #   mixed      `serve` and one `worker` (mock at MOCK_PROVIDER_LATENCY_MS): load at c=64,
 #              then the end-to-end rate (accepted over first send to empty backlog)
-#   events     as mixed, with a local receiver subscribed to every event type (events/s)
+#   events     `serve` alone: accepted rate at c=64 without and with a local receiver subscribed
+#              to every event type; then one worker (0 ms) drains, and the events/s the
+#              receiver got is the delivery rate of that backlog; then as mixed, with the
+#              receiver subscribed (events/s while the load runs)
 #   embedded   the single process (`all`) on a scratch SQLite file: load at c=64 with the
 #              in-process worker running, then the end-to-end rate
 #   wrk        `serve` alone: the bench client at c=64 for 15 s, `wrk -t2 -c64 -d15s`
@@ -224,6 +227,15 @@ fill() { # messages
   $BENCH load --url "$BASE" --count "$1" -c 64 --mix "$mix" >/dev/null || true
 }
 
+# Messages stored in the scratch PostgreSQL database.
+stored() { psql_app -d "$DB" -c "select count(*) from messages"; }
+
+drain_quietly() { # the backlog, with one worker at 0 ms, not measured
+  start_workers 1 0
+  $BENCH drain --database-url "$DATABASE_URL" --initial 0 --since-ms "$(date +%s%3N)" >/dev/null || true
+  stop_workers
+}
+
 rate_of() { awk -F'\t' -v p="$1" '$1 == p && $2 != "-" { print int($2) }' "$results" | tail -n 1; }
 
 wrk_row() { # wrk output file, wrk CPU seconds file (user sys)
@@ -309,8 +321,26 @@ if [ "$pg_phases" = 1 ]; then
     fill "$drain_messages"; drain_run 2 100
   elif [ "$(backlog)" -gt 0 ]; then
     say "draining what the phases above stored (not measured)"
+    drain_quietly
+  fi
+  if has events; then
+    # The send path's cost of an endpoint: the accepted rate with the worker stopped, first
+    # without an endpoint, then with one subscribed to every type (the client registers its
+    # receiver); then one worker (mock at 0 ms) drains those messages, and the events/s
+    # the receiver gets is the delivery rate of a backlog.
+    [ "$(backlog)" -gt 0 ] && { say "draining what the phases above stored (not measured)"; drain_quietly; }
+    bench_load "events: accept c=64, no endpoint" -c 64 --count "$drain_messages"
+    drain_quietly
+    before=$(stored)
+    say "events: accept c=64, endpoint subscribed; then 1 worker at 0 ms delivers the backlog"
+    # shellcheck disable=SC2046
+    $BENCH load --url "$BASE" --phase "events: accept c=64 + endpoint; 1 worker (0 ms) delivers" \
+      --results "$results" --mix "$mix" --serve-pid "$serve_pid" -c 64 --count "$drain_messages" \
+      --events --database-url "$DATABASE_URL" &
+    load_pid=$!
+    until [ "$(stored)" -ge $((before + drain_messages)) ] || ! kill -0 "$load_pid" 2>/dev/null; do sleep 0.2; done
     start_workers 1 0
-    $BENCH drain --database-url "$DATABASE_URL" --initial 0 --since-ms "$(date +%s%3N)" >/dev/null || true
+    wait "$load_pid" || say "events: did not complete (see the table)"
     stop_workers
   fi
   if has mixed || has events; then

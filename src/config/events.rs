@@ -69,7 +69,7 @@ impl EventSettings {
             disable_after: env.seconds("EVENTS_DISABLE_AFTER", 5.0 * 24.0 * 3600.0)?,
             allow_private_urls: env.flag("EVENTS_ALLOW_PRIVATE_URLS", !production)?,
             status_callback_secret: SecretString::from(secret),
-            endpoint_concurrency: env.positive("EVENTS_ENDPOINT_CONCURRENCY", 16)?,
+            endpoint_concurrency: env.positive("EVENTS_ENDPOINT_CONCURRENCY", 64)?,
             concurrency: env.positive("EVENTS_CONCURRENCY", 256)?,
             poll_interval: env.seconds("EVENTS_POLL_INTERVAL", 0.5)?,
             lease: env.seconds("EVENTS_LEASE", timeout.as_secs_f64() * 8.0 + 30.0)?,

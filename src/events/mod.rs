@@ -20,6 +20,7 @@ use tracing::{debug, warn};
 use uuid::Uuid;
 
 use crate::config::events::EventSettings;
+use crate::domain::Message;
 use crate::domain::event::{secret_key, signature_header};
 use crate::net::UrlGuard;
 use crate::store::Store;
@@ -81,6 +82,8 @@ impl Dispatcher {
     /// when their lease ends.
     pub async fn run(self, shutdown: CancellationToken) {
         let (tx, mut rx) = mpsc::unbounded_channel::<AttemptResult>();
+        let (record_tx, record_rx) = mpsc::unbounded_channel::<Vec<AttemptResult>>();
+        let recorder = tokio::spawn(self.clone().record_loop(record_rx));
         let lease = self.settings.lease;
         let mut in_flight: usize = 0;
         let mut per_endpoint: HashMap<Uuid, usize> = HashMap::new();
@@ -107,8 +110,10 @@ impl Dispatcher {
                 }
             }
             let mut busy = !results.is_empty();
-            if let Err(e) = self.record(&results).await {
-                warn!(error = %format!("{e:#}"), "recording webhook attempts failed; they will be retried after their lease");
+            if !results.is_empty() {
+                // Recorded by the recorder task, so claiming and posting go on meanwhile;
+                // until recorded, a delivery stays leased and is not claimed again.
+                let _ = record_tx.send(results);
             }
             match self.store.dispatch_events(DISPATCH_BATCH).await {
                 Ok(n) => busy |= n > 0,
@@ -133,12 +138,7 @@ impl Dispatcher {
                 }
                 match self
                     .store
-                    .claim_deliveries(
-                        free as i64,
-                        lease,
-                        &saturated,
-                        self.settings.endpoint_concurrency as i64,
-                    )
+                    .claim_deliveries(free as i64, lease, &saturated, held_per_endpoint as i64)
                     .await
                 {
                     Ok(due) => {
@@ -146,7 +146,13 @@ impl Dispatcher {
                         if !saturated.is_empty() {
                             others_had_work = !due.is_empty();
                         }
+                        let messages = self.messages_of(&due).await;
                         for d in due {
+                            let message = match (&d.payload, d.message_id, &messages) {
+                                (Some(_), _, _) | (None, None, _) => Ok(None),
+                                (None, Some(id), Ok(found)) => Ok(found.get(&id).cloned()),
+                                (None, Some(_), Err(e)) => Err(e.clone()),
+                            };
                             in_flight += 1;
                             let limit = d.endpoint_id.map(|e| {
                                 *per_endpoint.entry(e).or_default() += 1;
@@ -164,7 +170,7 @@ impl Dispatcher {
                                     Some(s) => s.acquire().await.ok(),
                                     None => None,
                                 };
-                                let _ = tx.send(this.attempt(d).await);
+                                let _ = tx.send(this.attempt(d, message).await);
                             });
                         }
                     }
@@ -190,6 +196,38 @@ impl Dispatcher {
                 }
             }
         }
+        // Attempts already answered are recorded before the loop ends.
+        drop(record_tx);
+        let _ = recorder.await;
+    }
+
+    /// Records attempt results as they come, everything waiting in one write.
+    async fn record_loop(self, mut rx: mpsc::UnboundedReceiver<Vec<AttemptResult>>) {
+        while let Some(mut results) = rx.recv().await {
+            while let Ok(more) = rx.try_recv() {
+                results.extend(more);
+            }
+            if let Err(e) = self.record(&results).await {
+                warn!(error = %format!("{e:#}"), "recording webhook attempts failed; they will be retried after their lease");
+            }
+        }
+    }
+
+    /// The messages the claimed deliveries report, read in one query; an error is kept
+    /// for each delivery that needed one (it is retried later, nothing sent).
+    async fn messages_of(&self, due: &[DueDelivery]) -> Result<HashMap<Uuid, Message>, String> {
+        let ids: Vec<Uuid> = due
+            .iter()
+            .filter(|d| d.payload.is_none())
+            .filter_map(|d| d.message_id)
+            .collect();
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        match self.store.get_messages(&ids).await {
+            Ok(found) => Ok(found.into_iter().map(|m| (m.id, m)).collect()),
+            Err(e) => Err(format!("{e:#}")),
+        }
     }
 
     async fn record(&self, results: &[AttemptResult]) -> anyhow::Result<()> {
@@ -203,16 +241,14 @@ impl Dispatcher {
 
     /// The event's body: frozen by an earlier attempt, or the message as
     /// `GET /api/v1/messages/{id}` returns it, with the status the event reports.
-    async fn body(&self, d: &DueDelivery) -> anyhow::Result<Value> {
+    fn body(&self, d: &DueDelivery, message: Option<Message>) -> anyhow::Result<Value> {
         if let Some(p) = &d.payload {
             return Ok(p.clone());
         }
-        let mut data = match d.message_id {
-            Some(id) => match self.store.get_message(id).await? {
-                Some(m) => serde_json::to_value(m)?,
-                None => json!({ "id": id }),
-            },
-            None => json!({}),
+        let mut data = match (d.message_id, message) {
+            (_, Some(m)) => serde_json::to_value(m)?,
+            (Some(id), None) => json!({ "id": id }),
+            (None, None) => json!({}),
         };
         if let (Some(status), Some(obj)) = (&d.status, data.as_object_mut()) {
             obj.insert("status".into(), Value::String(status.clone()));
@@ -224,7 +260,11 @@ impl Dispatcher {
         }))
     }
 
-    async fn attempt(&self, d: DueDelivery) -> AttemptResult {
+    async fn attempt(
+        &self,
+        d: DueDelivery,
+        message: Result<Option<Message>, String>,
+    ) -> AttemptResult {
         let started = Instant::now();
         let mut result = AttemptResult {
             delivery_id: d.delivery_id,
@@ -243,7 +283,10 @@ impl Dispatcher {
             result.error = Some("the endpoint is disabled".into());
             return result;
         }
-        let payload = match self.body(&d).await {
+        let payload = match message
+            .map_err(anyhow::Error::msg)
+            .and_then(|m| self.body(&d, m))
+        {
             Ok(p) => p,
             Err(e) => {
                 // Reading the message failed: try again later, nothing was sent.
@@ -252,8 +295,8 @@ impl Dispatcher {
                 return result;
             }
         };
-        result.payload = payload.clone();
         let sent = self.post(&d, &payload).await;
+        result.payload = payload;
         let elapsed = started.elapsed();
         result.duration_ms = i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX);
         metrics::histogram!(EVENT_DELIVERY_DURATION).record(elapsed.as_secs_f64());

@@ -20,6 +20,10 @@ pub trait MessageStore: Send + Sync + 'static {
 
     async fn get_message(&self, id: Uuid) -> StoreResult<Option<Message>>;
 
+    /// The stored messages among `ids`, in no particular order (absent ids are skipped):
+    /// one query for a batch, as the event dispatcher reads them.
+    async fn get_messages(&self, ids: &[Uuid]) -> StoreResult<Vec<Message>>;
+
     /// A window of messages, newest first (`created_at`, then `id`, descending), with the
     /// total matching the filter.
     async fn page_messages(

@@ -314,7 +314,9 @@ pub(crate) fn attempt_json(r: &AttemptResult, now: &str, next: Option<String>) -
         "duration_ms": r.duration_ms,
         "status": r.outcome.delivery_status(),
         "next_attempt_at": next,
-        "payload": r.payload.to_string(),
+        // Frozen for the retries of a failed attempt only: a delivered event is not sent
+        // again, so its body is not written back.
+        "payload": (r.outcome != AttemptOutcome::Delivered).then(|| r.payload.to_string()),
         "ok": r.outcome == AttemptOutcome::Delivered,
         "gone": r.gone,
         "now": now,

@@ -298,7 +298,8 @@ impl EventStore for PgStore {
         sqlx::query(
             "update events ev set payload = r.payload::jsonb
              from (select distinct on (event_id) event_id, payload
-                   from jsonb_to_recordset($1::jsonb) as r(event_id text, payload text)) r
+                   from jsonb_to_recordset($1::jsonb) as r(event_id text, payload text)
+                   where payload is not null) r
              where ev.id = r.event_id and ev.payload is null",
         )
         .bind(&input)
@@ -313,7 +314,10 @@ impl EventStore for PgStore {
              from (select endpoint_id, bool_or(ok) as ok, bool_or(gone) as gone
                    from jsonb_to_recordset($1::jsonb) as r(endpoint_id uuid, ok bool, gone bool)
                    where endpoint_id is not null group by endpoint_id) r
-             where e.id = r.endpoint_id",
+             -- Written only when something changes, so a healthy endpoint's row stays cold.
+             where e.id = r.endpoint_id
+               and (r.gone or (r.ok and e.failing_since is not null)
+                    or (not r.ok and e.failing_since is null))",
         )
         .bind(&input)
         .run(&mut *tx)

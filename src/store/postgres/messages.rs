@@ -229,6 +229,17 @@ impl MessageStore for PgStore {
         rows::find(&self.pool, &lookup, rows::message).await
     }
 
+    async fn get_messages(&self, ids: &[Uuid]) -> StoreResult<Vec<Message>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!("select {MESSAGE_COLUMNS} from messages where id = any($1)");
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(ids)
+            .all(&self.pool, rows::message)
+            .await
+    }
+
     async fn page_messages(
         &self,
         filter: &MessageFilter,

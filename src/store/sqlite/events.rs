@@ -331,9 +331,11 @@ impl EventStore for SqliteStore {
         .await?;
         sqlx::query(
             "update events set payload = (select value ->> 'payload' from json_each(?1)
-                                          where value ->> 'event_id' = events.id limit 1)
+                                          where value ->> 'event_id' = events.id
+                                            and value ->> 'payload' is not null limit 1)
              where payload is null
-               and id in (select value ->> 'event_id' from json_each(?1))",
+               and id in (select value ->> 'event_id' from json_each(?1)
+                          where value ->> 'payload' is not null)",
         )
         .bind(&input)
         .run(&mut *tx)
@@ -348,7 +350,10 @@ impl EventStore for SqliteStore {
                           max(value ->> 'gone') as gone
                    from json_each(?1) where value ->> 'endpoint_id' is not null
                    group by value ->> 'endpoint_id') as r
-             where webhook_endpoints.id = r.endpoint_id",
+             -- Written only when something changes, so a healthy endpoint's row stays cold.
+             where webhook_endpoints.id = r.endpoint_id
+               and (r.gone or (r.ok and failing_since is not null)
+                    or (not r.ok and failing_since is null))",
         )
         .bind(&input)
         .bind(&now)

@@ -226,6 +226,19 @@ impl MessageStore for SqliteStore {
         rows::find(&self.reader, &lookup, rows::message).await
     }
 
+    async fn get_messages(&self, ids: &[Uuid]) -> StoreResult<Vec<Message>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "select {MESSAGE_COLUMNS} from messages where id in (select value from json_each(?1))"
+        );
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(id_list(ids))
+            .all(&self.reader, rows::message)
+            .await
+    }
+
     async fn page_messages(
         &self,
         filter: &MessageFilter,
