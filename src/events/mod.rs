@@ -6,7 +6,7 @@
 //! and records each attempt: 2xx delivered, 410 disables the endpoint, anything else is
 //! retried on `EVENTS_RETRY_SCHEDULE` until the chain fails.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -83,7 +83,8 @@ impl Dispatcher {
     pub async fn run(self, shutdown: CancellationToken) {
         let (tx, mut rx) = mpsc::unbounded_channel::<AttemptResult>();
         let (record_tx, record_rx) = mpsc::unbounded_channel::<Vec<AttemptResult>>();
-        let recorder = tokio::spawn(self.clone().record_loop(record_rx));
+        let unrecorded: Arc<std::sync::Mutex<HashSet<i64>>> = Arc::default();
+        let recorder = tokio::spawn(self.clone().record_loop(record_rx, unrecorded.clone()));
         let lease = self.settings.lease;
         let mut in_flight: usize = 0;
         let mut per_endpoint: HashMap<Uuid, usize> = HashMap::new();
@@ -111,8 +112,12 @@ impl Dispatcher {
             }
             let mut busy = !results.is_empty();
             if !results.is_empty() {
-                // Recorded by the recorder task, so claiming and posting go on meanwhile;
-                // until recorded, a delivery stays leased and is not claimed again.
+                // Recorded by the recorder task, so claiming and posting go on meanwhile.
+                // Until recorded, a delivery stays leased; should its lease run out first
+                // (a database slower than `EVENTS_LEASE`), this worker does not post it again.
+                if let Ok(mut set) = unrecorded.lock() {
+                    set.extend(results.iter().map(|r| r.delivery_id));
+                }
                 let _ = record_tx.send(results);
             }
             match self.store.dispatch_events(DISPATCH_BATCH).await {
@@ -148,6 +153,12 @@ impl Dispatcher {
                         }
                         let messages = self.messages_of(&due).await;
                         for d in due {
+                            if unrecorded
+                                .lock()
+                                .is_ok_and(|set| set.contains(&d.delivery_id))
+                            {
+                                continue;
+                            }
                             let message = match (&d.payload, d.message_id, &messages) {
                                 (Some(_), _, _) | (None, None, _) => Ok(None),
                                 (None, Some(id), Ok(found)) => Ok(found.get(&id).cloned()),
@@ -202,13 +213,22 @@ impl Dispatcher {
     }
 
     /// Records attempt results as they come, everything waiting in one write.
-    async fn record_loop(self, mut rx: mpsc::UnboundedReceiver<Vec<AttemptResult>>) {
+    async fn record_loop(
+        self,
+        mut rx: mpsc::UnboundedReceiver<Vec<AttemptResult>>,
+        unrecorded: Arc<std::sync::Mutex<HashSet<i64>>>,
+    ) {
         while let Some(mut results) = rx.recv().await {
             while let Ok(more) = rx.try_recv() {
                 results.extend(more);
             }
             if let Err(e) = self.record(&results).await {
                 warn!(error = %format!("{e:#}"), "recording webhook attempts failed; they will be retried after their lease");
+            }
+            if let Ok(mut set) = unrecorded.lock() {
+                for r in &results {
+                    set.remove(&r.delivery_id);
+                }
             }
         }
     }

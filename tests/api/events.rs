@@ -733,7 +733,9 @@ async fn a_worker_killed_with_200_undelivered_events_delivers_them_all_after_res
 
     let env = [
         ("EVENTS_POLL_INTERVAL", "0.02"),
-        ("EVENTS_LEASE", "2"),
+        // Long enough that a live worker's own claims never run out on a loaded machine
+        // (a claim held past its lease goes again, by design); short enough for the test.
+        ("EVENTS_LEASE", "8"),
         ("EVENTS_ENDPOINT_CONCURRENCY", "4"),
         ("WORKER_METRICS_PORT", "0"),
     ];
@@ -933,7 +935,7 @@ async fn the_single_process_killed_with_undelivered_events_delivers_them_all_aft
                 .env("RATE_LIMIT_ENABLED", "false")
                 .env("MOCK_PROVIDER_LATENCY_MS", "0")
                 .env("EVENTS_POLL_INTERVAL", "0.02")
-                .env("EVENTS_LEASE", "2")
+                .env("EVENTS_LEASE", "8")
                 .env("EVENTS_ENDPOINT_CONCURRENCY", "4")
                 .env("QUEUE_VISIBILITY_TIMEOUT", "2")
                 .stdout(out.try_clone().unwrap())
