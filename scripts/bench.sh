@@ -40,6 +40,8 @@
 #   MOCK_PROVIDER_LATENCY_MS  provider latency of the mixed, events and embedded phases
 #                             (default 20); the drain phase sets its own (0 and 100)
 #   POSTGRES_PASSWORD         password of messaging_user (default messaging_password)
+#   POSTGRES_PORT             port of the PostgreSQL on 127.0.0.1 holding the scratch database
+#                             (default 5432)
 #   REDIS_HOST / REDIS_PORT   Redis holding the scratch queue (default 127.0.0.1:6379)
 set -euo pipefail
 
@@ -49,6 +51,7 @@ PORT=${BENCH_PORT:-21100}
 DB=messaging_bench_$$
 DB_USER=${POSTGRES_USER:-messaging_user}
 DB_PASSWORD=${POSTGRES_PASSWORD:-messaging_password}
+DB_PORT=${POSTGRES_PORT:-5432}
 REDIS_HOST_=${REDIS_HOST:-127.0.0.1}
 REDIS_PORT_=${REDIS_PORT:-6379}
 PREFIX="bench-$$:"
@@ -114,7 +117,7 @@ worker_pids=()
 pg_created=0
 
 export PGPASSWORD=$DB_PASSWORD
-psql_app() { PGOPTIONS="-c client_min_messages=warning" psql -v ON_ERROR_STOP=1 -qtA -h 127.0.0.1 -U "$DB_USER" -d postgres "$@"; }
+psql_app() { PGOPTIONS="-c client_min_messages=warning" psql -v ON_ERROR_STOP=1 -qtA -h 127.0.0.1 -p "$DB_PORT" -U "$DB_USER" -d postgres "$@"; }
 redis() { redis-cli -h "$REDIS_HOST_" -p "$REDIS_PORT_" "$@"; }
 
 stop_pid() { # pid, name
@@ -268,7 +271,7 @@ if [ "$pg_phases" = 1 ]; then
   say "scratch database $DB, Redis prefix $PREFIX, API on port $PORT"
   psql_app -c "drop database if exists $DB with (force)" -c "create database $DB owner \"$DB_USER\""
   pg_created=1
-  export DATABASE_URL="postgres://$DB_USER:$DB_PASSWORD@127.0.0.1:5432/$DB"
+  export DATABASE_URL="postgres://$DB_USER:$DB_PASSWORD@127.0.0.1:$DB_PORT/$DB"
   export REDIS_URL="redis://$REDIS_HOST_:$REDIS_PORT_/0"
   export QUEUE_KEY_PREFIX=$PREFIX
   start_serve serve

@@ -1,7 +1,7 @@
 //! Delivering events to the application: every worker (and the single process's in-process
-//! worker) runs [`Dispatcher::run`] beside its message loops. It fans new outbox events out
-//! into deliveries, claims due deliveries under a lease (a killed worker's claims come due
-//! again), POSTs them concurrently — at most `EVENTS_ENDPOINT_CONCURRENCY` at once to one
+//! worker) runs [`Dispatcher::run`] beside its message loops. Events are fanned out into
+//! deliveries as they are written (the outbox insert); the dispatcher claims due deliveries
+//! under a lease (a killed worker's claims come due again), POSTs them concurrently — at most `EVENTS_ENDPOINT_CONCURRENCY` at once to one
 //! endpoint, so a slow endpoint never holds up the others — signed per Standard Webhooks,
 //! and records each attempt: 2xx delivered, 410 disables the endpoint, anything else is
 //! retried on `EVENTS_RETRY_SCHEDULE` until the chain fails.
@@ -26,7 +26,7 @@ use crate::net::UrlGuard;
 use crate::store::Store;
 use crate::store::outbox::{AttemptOutcome, AttemptResult, DueDelivery};
 
-/// Events fanned out per round.
+/// Events an earlier version stored without deliveries, fanned out per round.
 const DISPATCH_BATCH: i64 = 500;
 /// Deliveries claimed per round at most.
 const CLAIM_BATCH: usize = 100;
@@ -90,6 +90,7 @@ impl Dispatcher {
         let mut per_endpoint: HashMap<Uuid, usize> = HashMap::new();
         let mut limits: HashMap<Uuid, Arc<Semaphore>> = HashMap::new();
         let mut last_gauge = Instant::now() - Duration::from_secs(60);
+        let mut last_fan_out = Instant::now() - Duration::from_secs(60);
         // A claim that skips saturated endpoints walks past all their due deliveries: run it
         // only while it finds work for the others, else once per poll interval.
         let mut others_had_work = true;
@@ -120,9 +121,18 @@ impl Dispatcher {
                 }
                 let _ = record_tx.send(results);
             }
-            match self.store.dispatch_events(DISPATCH_BATCH).await {
-                Ok(n) => busy |= n > 0,
-                Err(e) => debug!(error = %format!("{e:#}"), "fanning out events failed"),
+            // Events an earlier version left without deliveries (a rolling upgrade): looked
+            // for once per poll interval, and again at once while there are some.
+            if last_fan_out.elapsed() >= self.settings.poll_interval {
+                last_fan_out = Instant::now();
+                match self.store.dispatch_events(DISPATCH_BATCH).await {
+                    Ok(0) => {}
+                    Ok(_) => {
+                        busy = true;
+                        last_fan_out -= self.settings.poll_interval;
+                    }
+                    Err(e) => debug!(error = %format!("{e:#}"), "fanning out events failed"),
+                }
             }
             let free = self
                 .settings

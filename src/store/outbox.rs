@@ -1,7 +1,8 @@
 //! Events to the application, decided once for every backend: the endpoint rows, the
 //! deliveries a worker claims, what an attempt's result writes, and the row decoders. Each
 //! backend's `events.rs` speaks its dialect, including `record_events`, the one outbox
-//! insert every status-changing write calls inside its own transaction.
+//! insert every status-changing write calls inside its own transaction (it writes the
+//! events' deliveries in the same transaction).
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -200,8 +201,9 @@ pub trait EventStore: Send + Sync + 'static {
     /// Queues a `test.ping` for one endpoint.
     async fn add_test_event(&self, endpoint_id: Uuid, payload: &Value) -> StoreResult<String>;
 
-    /// Fans undispatched events out into one delivery per subscribed enabled endpoint and
-    /// status callback; returns how many events it took.
+    /// Fans out events stored without their deliveries (by an earlier version, which did
+    /// this step apart; events are now fanned out as they are written): one delivery per
+    /// subscribed enabled endpoint and status callback. Returns how many events it took.
     async fn dispatch_events(&self, limit: i64) -> StoreResult<usize>;
     /// Claims due deliveries for `lease` (a crashed worker's claims come due again),
     /// skipping deliveries to `busy` endpoints and taking at most `per_endpoint` for one

@@ -20,26 +20,49 @@ use crate::store::{Page, StoreResult};
 const ENDPOINT_COLUMNS: &str = "id, url, event_types::text as event_types, description, enabled, \
      disabled_reason, created_at, updated_at";
 
+/// The deliveries of the events in the CTE `fresh (id, type, message_id, endpoint_id)`: one
+/// per subscribed enabled endpoint (or the one a `test.ping` names) and one to the message's
+/// status callback. Two CTEs, to follow `fresh` inside a `with`.
+const FAN_OUT: &str = "to_endpoints as (
+         insert into event_deliveries (event_id, endpoint_id)
+         select p.id, e.id from fresh p join webhook_endpoints e
+           on p.endpoint_id = e.id
+           or (p.endpoint_id is null and e.enabled
+               and (e.event_types is null or jsonb_exists(e.event_types, p.type)))
+     ),
+     to_callbacks as (
+         insert into event_deliveries (event_id, url)
+         select p.id, m.status_callback from fresh p join messages m on m.id = p.message_id
+         where m.status_callback is not null
+     )";
+
 /// The outbox insert: an event for each of `ids` whose status notifies the application,
 /// written only when an enabled endpoint subscribes to its type or the message has a
-/// status callback. Called inside the transaction that changed the messages.
+/// status callback, and fanned out into its deliveries at once. Called inside the
+/// transaction that changed the messages.
 pub(super) async fn record_events(conn: &mut PgConnection, ids: &[uuid::Uuid]) -> StoreResult<()> {
     if ids.is_empty() {
         return Ok(());
     }
-    sqlx::query(
-        "insert into events (id, type, message_id, status, created_at)
-         select 'evt_' || replace(gen_random_uuid()::text, '-', ''), k.value, m.id, m.status, now()
-         from messages m join jsonb_each_text($2::jsonb) k on k.key = m.status
-         where m.id = any($1)
-           and (m.status_callback is not null
-                or exists (select 1 from webhook_endpoints e
-                           where e.enabled and (e.event_types is null or jsonb_exists(e.event_types, k.value))))",
-    )
-    .bind(ids)
-    .bind(status_map())
-    .run(conn)
-    .await?;
+    let sql = format!(
+        "with fresh as (
+             insert into events (id, type, message_id, status, dispatched, created_at)
+             select 'evt_' || replace(gen_random_uuid()::text, '-', ''), k.value, m.id, m.status, true, now()
+             from messages m join jsonb_each_text($2::jsonb) k on k.key = m.status
+             where m.id = any($1)
+               and (m.status_callback is not null
+                    or exists (select 1 from webhook_endpoints e
+                               where e.enabled and (e.event_types is null or jsonb_exists(e.event_types, k.value))))
+             returning id, type, message_id, endpoint_id
+         ),
+         {FAN_OUT}
+         select count(*) from fresh"
+    );
+    sqlx::query(AssertSqlSafe(sql))
+        .bind(ids)
+        .bind(status_map())
+        .run(conn)
+        .await?;
     Ok(())
 }
 
@@ -175,41 +198,38 @@ impl EventStore for PgStore {
 
     async fn add_test_event(&self, endpoint_id: Uuid, payload: &Value) -> StoreResult<String> {
         let id = new_event_id();
-        sqlx::query(
-            "insert into events (id, type, endpoint_id, payload) values ($1, 'test.ping', $2, $3::jsonb)",
-        )
-        .bind(&id)
-        .bind(endpoint_id)
-        .bind(payload.to_string())
-        .run(&self.pool)
-        .await?;
+        let sql = format!(
+            "with fresh as (
+                 insert into events (id, type, endpoint_id, payload, dispatched)
+                 values ($1, 'test.ping', $2, $3::jsonb, true)
+                 returning id, type, message_id, endpoint_id
+             ),
+             {FAN_OUT}
+             select count(*) from fresh"
+        );
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(&id)
+            .bind(endpoint_id)
+            .bind(payload.to_string())
+            .run(&self.pool)
+            .await?;
         Ok(id)
     }
 
     async fn dispatch_events(&self, limit: i64) -> StoreResult<usize> {
-        let n = sqlx::query(
-            "with picked as (
+        let sql = format!(
+            "with fresh as (
                  select id, type, message_id, endpoint_id from events
                  where not dispatched order by created_at limit $1
                  for update skip locked
              ),
-             to_endpoints as (
-                 insert into event_deliveries (event_id, endpoint_id)
-                 select p.id, e.id from picked p join webhook_endpoints e
-                   on p.endpoint_id = e.id
-                   or (p.endpoint_id is null and e.enabled
-                       and (e.event_types is null or jsonb_exists(e.event_types, p.type)))
-             ),
-             to_callbacks as (
-                 insert into event_deliveries (event_id, url)
-                 select p.id, m.status_callback from picked p join messages m on m.id = p.message_id
-                 where m.status_callback is not null
-             )
-             update events set dispatched = true where id in (select id from picked)",
-        )
-        .bind(limit)
-        .run(&self.pool)
-        .await?;
+             {FAN_OUT}
+             update events set dispatched = true where id in (select id from fresh)"
+        );
+        let n = sqlx::query(AssertSqlSafe(sql))
+            .bind(limit)
+            .run(&self.pool)
+            .await?;
         Ok(n as usize)
     }
 

@@ -22,25 +22,62 @@ fn now() -> StoreResult<String> {
 
 /// The outbox insert: an event for each of `ids` whose status notifies the application,
 /// written only when an enabled endpoint subscribes to its type or the message has a
-/// status callback. Called inside the transaction that changed the messages.
+/// status callback, and fanned out into its deliveries at once. Called inside the
+/// transaction that changed the messages.
 pub(super) async fn record_events(conn: &mut SqliteConnection, ids: &[Uuid]) -> StoreResult<()> {
     if ids.is_empty() {
         return Ok(());
     }
-    sqlx::query(
+    let now = now()?;
+    let fresh: Vec<String> = sqlx::query(
         "insert into events (id, type, message_id, status, dispatched, created_at)
-         select 'evt_' || lower(hex(randomblob(16))), k.value, m.id, m.status, 0, ?3
+         select 'evt_' || lower(hex(randomblob(16))), k.value, m.id, m.status, 1, ?3
          from messages m join json_each(?2) k on k.key = m.status
          where m.id in (select value from json_each(?1))
            and (m.status_callback is not null
                 or exists (select 1 from webhook_endpoints e
                            where e.enabled and (e.event_types is null
-                                 or exists (select 1 from json_each(e.event_types) j where j.value = k.value))))",
+                                 or exists (select 1 from json_each(e.event_types) j where j.value = k.value))))
+         returning id",
     )
     .bind(id_list(ids))
     .bind(status_map())
-    .bind(now()?)
-    .run(conn)
+    .bind(&now)
+    .all(&mut *conn, |r| rows::StoredRow::get(r, "id"))
+    .await?;
+    fan_out(conn, &fresh, &now).await
+}
+
+/// The deliveries of these events: one per subscribed enabled endpoint (or the one a
+/// `test.ping` names) and one to the message's status callback.
+async fn fan_out(conn: &mut SqliteConnection, events: &[String], now: &str) -> StoreResult<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let list = Value::from(events.to_vec()).to_string();
+    sqlx::query(
+        "insert into event_deliveries (event_id, endpoint_id, next_attempt_at, created_at, updated_at)
+         select p.id, e.id, ?2, ?2, ?2
+         from events p join webhook_endpoints e
+           on p.endpoint_id = e.id
+           or (p.endpoint_id is null and e.enabled
+               and (e.event_types is null
+                    or exists (select 1 from json_each(e.event_types) j where j.value = p.type)))
+         where p.id in (select value from json_each(?1))",
+    )
+    .bind(&list)
+    .bind(now)
+    .run(&mut *conn)
+    .await?;
+    sqlx::query(
+        "insert into event_deliveries (event_id, url, next_attempt_at, created_at, updated_at)
+         select p.id, m.status_callback, ?2, ?2, ?2
+         from events p join messages m on m.id = p.message_id
+         where p.id in (select value from json_each(?1)) and m.status_callback is not null",
+    )
+    .bind(&list)
+    .bind(now)
+    .run(&mut *conn)
     .await?;
     Ok(())
 }
@@ -172,16 +209,20 @@ impl EventStore for SqliteStore {
 
     async fn add_test_event(&self, endpoint_id: Uuid, payload: &Value) -> StoreResult<String> {
         let id = new_event_id();
+        let now = now()?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "insert into events (id, type, endpoint_id, payload, dispatched, created_at)
-             values (?1, 'test.ping', ?2, ?3, 0, ?4)",
+             values (?1, 'test.ping', ?2, ?3, 1, ?4)",
         )
         .bind(&id)
         .bind(endpoint_id.to_string())
         .bind(payload.to_string())
-        .bind(now()?)
-        .run(&self.writer)
+        .bind(&now)
+        .run(&mut *tx)
         .await?;
+        fan_out(&mut tx, std::slice::from_ref(&id), &now).await?;
+        tx.commit().await.map_err(classify)?;
         Ok(id)
     }
 
@@ -196,35 +237,11 @@ impl EventStore for SqliteStore {
         if picked.is_empty() {
             return Ok(0);
         }
-        let list = Value::from(picked.clone()).to_string();
-        sqlx::query(
-            "insert into event_deliveries (event_id, endpoint_id, next_attempt_at, created_at, updated_at)
-             select p.id, e.id, ?2, ?2, ?2
-             from events p join webhook_endpoints e
-               on p.endpoint_id = e.id
-               or (p.endpoint_id is null and e.enabled
-                   and (e.event_types is null
-                        or exists (select 1 from json_each(e.event_types) j where j.value = p.type)))
-             where p.id in (select value from json_each(?1))",
-        )
-        .bind(&list)
-        .bind(&now)
-        .run(&mut *tx)
-        .await?;
-        sqlx::query(
-            "insert into event_deliveries (event_id, url, next_attempt_at, created_at, updated_at)
-             select p.id, m.status_callback, ?2, ?2, ?2
-             from events p join messages m on m.id = p.message_id
-             where p.id in (select value from json_each(?1)) and m.status_callback is not null",
-        )
-        .bind(&list)
-        .bind(&now)
-        .run(&mut *tx)
-        .await?;
+        fan_out(&mut tx, &picked, &now).await?;
         sqlx::query(
             "update events set dispatched = 1 where id in (select value from json_each(?1))",
         )
-        .bind(&list)
+        .bind(Value::from(picked.clone()).to_string())
         .run(&mut *tx)
         .await?;
         tx.commit().await.map_err(classify)?;
