@@ -14,8 +14,9 @@
 #              then the end-to-end rate (accepted over first send to empty backlog)
 #   events     `serve` alone: accepted rate at c=64 without and with a local receiver subscribed
 #              to every event type; then one worker (0 ms) drains, and the events/s the
-#              receiver got is the delivery rate of that backlog; then as mixed, with the
-#              receiver subscribed (events/s while the load runs)
+#              receiver got is the delivery rate of that backlog; then EVENTS_ROUNDS rounds of
+#              the mixed load without and with the receiver subscribed, interleaved, and the
+#              medians of their accepted rates compared (events/s while the load runs)
 #   embedded   the single process (`all`) on a scratch SQLite file: load at c=64 with the
 #              in-process worker running, then the end-to-end rate
 #   wrk        `serve` alone: the bench client at c=64 for 15 s, `wrk -t2 -c64 -d15s`
@@ -37,6 +38,7 @@
 #   --external           only the accept loads against --url; start nothing
 #
 #   BENCH_PORT                port of the scratch API (default 21100)
+#   EVENTS_ROUNDS             rounds of the events phase's comparison (default 3)
 #   MOCK_PROVIDER_LATENCY_MS  provider latency of the mixed, events and embedded phases
 #                             (default 20); the drain phase sets its own (0 and 100)
 #   POSTGRES_PASSWORD         password of messaging_user (default messaging_password)
@@ -56,6 +58,7 @@ REDIS_HOST_=${REDIS_HOST:-127.0.0.1}
 REDIS_PORT_=${REDIS_PORT:-6379}
 PREFIX="bench-$$:"
 MIXED_LATENCY=${MOCK_PROVIDER_LATENCY_MS:-20}
+EVENTS_ROUNDS=${EVENTS_ROUNDS:-3}
 
 phases=accept,rate,drain,mixed,embedded
 duration=10
@@ -239,6 +242,23 @@ drain_quietly() { # the backlog, with one worker at 0 ms, not measured
   stop_workers
 }
 
+# The events phase's summary row: median accepted/s of its rounds without and with an
+# endpoint, and the difference.
+events_cost_row() {
+  awk -F'\t' -v rounds="$EVENTS_ROUNDS" '
+    function median(a, n,   i, j, t) {
+      for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+      return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+    }
+    $1 ~ /^events round .*, no endpoint$/ && $2 != "-" { off[++n_off] = $2 }
+    $1 ~ /^events round .*, endpoint$/ && $1 !~ /no endpoint$/ && $2 != "-" { on[++n_on] = $2 }
+    END {
+      if (n_off == 0 || n_on == 0) exit
+      a = median(off, n_off); b = median(on, n_on)
+      printf "events: accepted/s with an endpoint vs without (median of %d rounds)\t%.0f\t-\t-\t-\t-\t-\twithout %.0f/s, with %.0f/s: %+.1f%%\n", rounds, b, a, b, (b - a) * 100 / a
+    }' "$results"
+}
+
 rate_of() { awk -F'\t' -v p="$1" '$1 == p && $2 != "-" { print int($2) }' "$results" | tail -n 1; }
 
 wrk_row() { # wrk output file, wrk CPU seconds file (user sys)
@@ -356,8 +376,18 @@ if [ "$pg_phases" = 1 ]; then
     start_workers 1 "$MIXED_LATENCY"
     has mixed && bench_load "mixed c=64, worker ${MIXED_LATENCY} ms" -c 64 --duration "$duration" \
       --wait-drain --database-url "$DATABASE_URL"
-    has events && bench_load "events c=64, worker ${MIXED_LATENCY} ms" -c 64 --duration "$duration" \
-      --events --database-url "$DATABASE_URL"
+    if has events; then
+      # The send path's cost of an endpoint with the worker delivering events alongside:
+      # rounds of the mixed load without and with the receiver subscribed, interleaved so
+      # that the machine's drift falls on both alike; the medians are compared.
+      for round in $(seq 1 "$EVENTS_ROUNDS"); do
+        bench_load "events round $round: mixed c=64, worker ${MIXED_LATENCY} ms, no endpoint" -c 64 \
+          --duration "$duration" --wait-drain --database-url "$DATABASE_URL"
+        bench_load "events round $round: mixed c=64, worker ${MIXED_LATENCY} ms, endpoint" -c 64 \
+          --duration "$duration" --events --database-url "$DATABASE_URL"
+      done
+      events_cost_row >>"$results"
+    fi
     stop_workers
   fi
   stop_serve

@@ -269,17 +269,22 @@ impl MessageStore for PgStore {
         let token = Uuid::now_v7();
         let sql = format!(
             "with target as (
-                 -- Each id through the primary key: a status index would cost the whole
-                 -- backlog per claim (every pending message matches it).
+                 -- Each id through the primary key. The status test is a CASE, which no
+                 -- index matches: the planner would otherwise take a status index whenever
+                 -- its statistics show few unfinished messages, and walk every entry of
+                 -- it, dead ones included, on each claim.
                  select m.id, m.status as old_status,
                         case when m.status = 'sending' then m.claimed_at end as previous_claimed_at
                  from unnest($1::uuid[]) as wanted(id)
                  join messages m on m.id = wanted.id
-                 where m.status = any($4)
-                   and (m.status = 'pending'
-                        or (m.status = 'retry' and (m.next_attempt_at is null or m.next_attempt_at <= now()))
-                        or (m.status = 'sending'
-                            and coalesce(m.lease_until, m.claimed_at + make_interval(secs => $3)) <= now()))
+                 where case m.status
+                           when 'pending' then 'pending' = any($4)
+                           when 'retry' then 'retry' = any($4)
+                                and (m.next_attempt_at is null or m.next_attempt_at <= now())
+                           when 'sending' then 'sending' = any($4)
+                                and coalesce(m.lease_until, m.claimed_at + make_interval(secs => $3)) <= now()
+                           else false
+                       end
                  order by m.id
                  for update of m
              ),
@@ -329,8 +334,9 @@ impl MessageStore for PgStore {
 
     async fn in_flight(&self, ids: &[Uuid]) -> StoreResult<Vec<Uuid>> {
         sqlx::query(
+            // The status test is a CASE so that the primary key is used (see `claim`).
             "select m.id from unnest($1::uuid[]) as wanted(id) join messages m on m.id = wanted.id
-             where m.status = 'sending'",
+             where case m.status when 'sending' then true else false end",
         )
         .bind(ids)
         .all(&self.pool, rows::id)
@@ -379,7 +385,10 @@ impl MessageStore for PgStore {
                      claim_token = null,
                      updated_at = now()
                  from input i
-                 where m.id = i.id and m.claim_token = $1 and m.status = 'sending'
+                 -- By primary key: the status test is a CASE so that no status index is
+                 -- taken instead (see `claim`).
+                 where m.id = i.id and m.claim_token = $1
+                   and case m.status when 'sending' then true else false end
                  returning m.id, m.status, m.provider, m.provider_message_id, m.error_code, m.error_message, m.next_attempt_at
              ),
              events as (
