@@ -15,7 +15,7 @@
 #   events     `serve` alone: accepted rate at c=64 without and with a local receiver subscribed
 #              to every event type; then one worker (0 ms) drains, and the events/s the
 #              receiver got is the delivery rate of that backlog; then EVENTS_ROUNDS rounds of
-#              the mixed load without and with the receiver subscribed, interleaved, and the
+#              the mixed load without and with the receiver subscribed, in alternating order, and the
 #              medians of their accepted rates compared (events/s while the load runs)
 #   embedded   the single process (`all`) on a scratch SQLite file: load at c=64 with the
 #              in-process worker running, then the end-to-end rate
@@ -378,13 +378,21 @@ if [ "$pg_phases" = 1 ]; then
       --wait-drain --database-url "$DATABASE_URL"
     if has events; then
       # The send path's cost of an endpoint with the worker delivering events alongside:
-      # rounds of the mixed load without and with the receiver subscribed, interleaved so
-      # that the machine's drift falls on both alike; the medians are compared.
+      # rounds of the mixed load without and with the receiver subscribed, in turn and in
+      # alternating order (A B, B A, A B, …), so that the drift of a growing table and of
+      # the machine falls on both alike; the medians are compared.
       for round in $(seq 1 "$EVENTS_ROUNDS"); do
-        bench_load "events round $round: mixed c=64, worker ${MIXED_LATENCY} ms, no endpoint" -c 64 \
-          --duration "$duration" --wait-drain --database-url "$DATABASE_URL"
-        bench_load "events round $round: mixed c=64, worker ${MIXED_LATENCY} ms, endpoint" -c 64 \
-          --duration "$duration" --events --database-url "$DATABASE_URL"
+        order="off on"
+        [ $((round % 2)) = 0 ] && order="on off"
+        for which in $order; do
+          if [ "$which" = off ]; then
+            bench_load "events round $round: mixed c=64, worker ${MIXED_LATENCY} ms, no endpoint" -c 64 \
+              --duration "$duration" --wait-drain --database-url "$DATABASE_URL"
+          else
+            bench_load "events round $round: mixed c=64, worker ${MIXED_LATENCY} ms, endpoint" -c 64 \
+              --duration "$duration" --events --database-url "$DATABASE_URL"
+          fi
+        done
       done
       events_cost_row >>"$results"
     fi
