@@ -95,9 +95,11 @@ impl Dispatcher {
         // only while it finds work for the others, else once per poll interval.
         let mut others_had_work = true;
         let mut last_skipping_claim = Instant::now() - Duration::from_secs(60);
-        // Deliveries held per endpoint: those posting plus as many waiting for a permit, so
-        // an endpoint's next posts are already claimed when its current ones finish.
-        let held_per_endpoint = self.settings.endpoint_concurrency.saturating_mul(2);
+        // Deliveries held per endpoint: at most those posting plus as many waiting for a
+        // permit, so an endpoint's next posts are already claimed when its current ones
+        // finish. A claim takes at most `claim_per_endpoint` for one endpoint, and only for
+        // endpoints holding no more than that, so the hold never exceeds twice it.
+        let claim_per_endpoint = self.settings.endpoint_concurrency.max(1);
         while !shutdown.is_cancelled() {
             let mut results = Vec::new();
             while let Ok(r) = rx.try_recv() {
@@ -141,7 +143,7 @@ impl Dispatcher {
                 .min(CLAIM_BATCH);
             let saturated: Vec<Uuid> = per_endpoint
                 .iter()
-                .filter(|(_, n)| **n >= held_per_endpoint)
+                .filter(|(_, n)| **n > claim_per_endpoint)
                 .map(|(id, _)| *id)
                 .collect();
             let claim = saturated.is_empty()
@@ -153,7 +155,7 @@ impl Dispatcher {
                 }
                 match self
                     .store
-                    .claim_deliveries(free as i64, lease, &saturated, held_per_endpoint as i64)
+                    .claim_deliveries(free as i64, lease, &saturated, claim_per_endpoint as i64)
                     .await
                 {
                     Ok(due) => {
