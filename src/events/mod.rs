@@ -1,9 +1,9 @@
 //! Delivering events to the application: every worker (and the single process's in-process
 //! worker) runs [`Dispatcher::run`] beside its message loops. Events are fanned out into
 //! deliveries as they are written (the outbox insert); the dispatcher claims due deliveries
-//! under a lease (a killed worker's claims come due again), POSTs them concurrently — at most `EVENTS_ENDPOINT_CONCURRENCY` at once to one
-//! endpoint, so a slow endpoint never holds up the others — signed per Standard Webhooks,
-//! and records each attempt: 2xx delivered, 410 disables the endpoint, anything else is
+//! under a lease (a killed worker's claims come due again), POSTs them concurrently — at
+//! most `EVENTS_ENDPOINT_CONCURRENCY` at once to one endpoint, so a slow endpoint never
+//! holds up the others — signed per Standard Webhooks, and records each attempt: 2xx delivered, 410 disables the endpoint, anything else is
 //! retried on `EVENTS_RETRY_SCHEDULE` until the chain fails.
 
 use std::collections::{HashMap, HashSet};
@@ -91,6 +91,7 @@ impl Dispatcher {
         let mut limits: HashMap<Uuid, Arc<Semaphore>> = HashMap::new();
         let mut last_gauge = Instant::now() - Duration::from_secs(60);
         let mut last_fan_out = Instant::now() - Duration::from_secs(60);
+        let mut fan_out_found_some = false;
         // A claim that skips saturated endpoints walks past all their due deliveries: run it
         // only while it finds work for the others, else once per poll interval.
         let mut others_had_work = true;
@@ -125,16 +126,16 @@ impl Dispatcher {
             }
             // Events an earlier version left without deliveries (a rolling upgrade): looked
             // for once per poll interval, and again at once while there are some.
-            if last_fan_out.elapsed() >= self.settings.poll_interval {
+            if fan_out_found_some || last_fan_out.elapsed() >= self.settings.poll_interval {
                 last_fan_out = Instant::now();
-                match self.store.dispatch_events(DISPATCH_BATCH).await {
-                    Ok(0) => {}
-                    Ok(_) => {
-                        busy = true;
-                        last_fan_out -= self.settings.poll_interval;
+                fan_out_found_some = match self.store.dispatch_events(DISPATCH_BATCH).await {
+                    Ok(n) => n > 0,
+                    Err(e) => {
+                        debug!(error = %format!("{e:#}"), "fanning out events failed");
+                        false
                     }
-                    Err(e) => debug!(error = %format!("{e:#}"), "fanning out events failed"),
-                }
+                };
+                busy |= fan_out_found_some;
             }
             let free = self
                 .settings

@@ -238,14 +238,15 @@ impl EventStore for SqliteStore {
             return Ok(0);
         }
         fan_out(&mut tx, &picked, &now).await?;
+        let taken = picked.len();
         sqlx::query(
             "update events set dispatched = 1 where id in (select value from json_each(?1))",
         )
-        .bind(Value::from(picked.clone()).to_string())
+        .bind(Value::from(picked).to_string())
         .run(&mut *tx)
         .await?;
         tx.commit().await.map_err(classify)?;
-        Ok(picked.len())
+        Ok(taken)
     }
 
     async fn claim_deliveries(
