@@ -5,6 +5,8 @@
 //!               [--scheduled-ahead] [--events] [--wait-drain] [--database-url DB]
 //!               [--phase NAME] [--results FILE] [--serve-pid PID] [--worker-pid PID ...]
 //! bench drain   --database-url DB --initial N --since-ms EPOCH_MS [--phase ...]
+//! bench load    ... --paths FILE [--follow-cursor]   (GET list pages instead of sends)
+//! bench seed    --database-url DB --messages N [--per-conversation 100]
 //! bench backlog --database-url DB
 //! bench table   --results FILE
 //! ```
@@ -60,6 +62,8 @@ enum Command {
     Load(LoadArgs),
     /// Wait for the backlog to empty and record the drain rate
     Drain(DrainArgs),
+    /// Store messages straight into a PostgreSQL database, for the list phase
+    Seed(SeedArgs),
     /// Print the number of messages waiting to be delivered
     Backlog {
         #[arg(long)]
@@ -114,6 +118,14 @@ struct LoadArgs {
     /// Register a local receiver subscribed to every event type; report events/s
     #[arg(long)]
     events: bool,
+    /// Read instead of send: GET the paths in this file (one per line, in turn); an answer
+    /// counts when it is 200
+    #[arg(long)]
+    paths: Option<String>,
+    /// With --paths: each sender follows `next_cursor` from its answers, page after page,
+    /// and starts on its next path after the last page
+    #[arg(long, requires = "paths")]
+    follow_cursor: bool,
     /// After the load, wait for the backlog to empty (needs --database-url)
     #[arg(long)]
     wait_drain: bool,
@@ -141,6 +153,18 @@ struct DrainArgs {
     drain_timeout: f64,
     #[command(flatten)]
     row: Row,
+}
+
+#[derive(ClapArgs, Debug)]
+struct SeedArgs {
+    #[arg(long)]
+    database_url: String,
+    /// Messages to store
+    #[arg(long)]
+    messages: u64,
+    /// Messages per conversation (each conversation's spread over the whole period)
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    per_conversation: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -262,12 +286,26 @@ async fn target(url: &str) -> Result<Target, String> {
     })
 }
 
-/// Writes one send request (headers and a distinct JSON body) into `out`.
+/// Writes one request into `out`: a send (headers and a distinct JSON body) or, with
+/// `reads`, a GET of one of the list paths.
 struct RequestWriter {
     head: Vec<u8>,
     body: Vec<u8>,
     mix: Mix,
     send_at: Option<String>,
+    reads: Option<Reads>,
+}
+
+/// GET requests of list paths, each sender paging on with the cursor it was given.
+struct Reads {
+    prefix: String,
+    host: String,
+    paths: Arc<Vec<String>>,
+    follow_cursor: bool,
+    /// The path of the last request and the cursor its answer gave, when there is a page
+    /// after it.
+    path: String,
+    cursor: Option<String>,
 }
 
 impl RequestWriter {
@@ -282,11 +320,56 @@ impl RequestWriter {
             body: Vec::with_capacity(512),
             mix,
             send_at,
+            reads: None,
         }
     }
 
-    /// `n` is unique in the run: it picks the recipient and tags the body.
+    fn reading(target: &Target, paths: Arc<Vec<String>>, follow_cursor: bool) -> Self {
+        let mut writer = Self::new(target, Mix::Sms, None);
+        writer.reads = Some(Reads {
+            prefix: target.path_prefix.clone(),
+            host: target.host.clone(),
+            paths,
+            follow_cursor,
+            path: String::new(),
+            cursor: None,
+        });
+        writer
+    }
+
+    /// The answer that counts as a success.
+    fn success(&self) -> u16 {
+        if self.reads.is_some() { 200 } else { 201 }
+    }
+
+    /// Whether the sender should look for `next_cursor` in the answer.
+    fn wants_cursor(&self) -> bool {
+        self.reads.as_ref().is_some_and(|r| r.follow_cursor)
+    }
+
+    /// The answer's `next_cursor` (None after the last page or on an error).
+    fn answered(&mut self, cursor: Option<String>) {
+        if let Some(r) = &mut self.reads {
+            r.cursor = cursor;
+        }
+    }
+
+    /// `n` is unique in the run: it picks the recipient and tags the body (a read: the path).
     fn write(&mut self, n: u64, out: &mut Vec<u8>) {
+        if let Some(r) = &mut self.reads {
+            if r.cursor.is_none() {
+                r.path
+                    .clone_from(&r.paths[(n % r.paths.len() as u64) as usize]);
+            }
+            out.clear();
+            let _ = write!(out, "GET {}{}", r.prefix, r.path);
+            if let Some(c) = &r.cursor {
+                let sep = if r.path.contains('?') { '&' } else { '?' };
+                let _ = write!(out, "{sep}cursor={c}");
+            }
+            let _ = write!(out, " HTTP/1.1\r\nHost: {}\r\n\r\n", r.host);
+            return;
+        }
         let b = &mut self.body;
         b.clear();
         let roll = match self.mix {
@@ -322,9 +405,20 @@ impl RequestWriter {
     }
 }
 
-/// Reads one HTTP/1.1 response from `conn`; returns its status and whether the connection
-/// stays open. `buf` keeps bytes read past the response.
-async fn read_response(conn: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(u16, bool), String> {
+/// What one response said.
+struct Response {
+    status: u16,
+    keep_alive: bool,
+    /// The body's `next_cursor`, when asked for and present (bodies with a length only).
+    next_cursor: Option<String>,
+}
+
+/// Reads one HTTP/1.1 response from `conn`. `buf` keeps bytes read past the response.
+async fn read_response(
+    conn: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    want_cursor: bool,
+) -> Result<Response, String> {
     let head_end = loop {
         if let Some(i) = find(buf, b"\r\n\r\n") {
             break i + 4;
@@ -376,14 +470,36 @@ async fn read_response(conn: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(u16, 
             }
         }
         buf.drain(..at);
+        Ok(Response {
+            status,
+            keep_alive,
+            next_cursor: None,
+        })
     } else {
         let end = head_end + length.ok_or("response without Content-Length")?;
         while buf.len() < end {
             read_more(conn, buf).await?;
         }
+        let next_cursor = if want_cursor {
+            next_cursor(&buf[head_end..end])
+        } else {
+            None
+        };
         buf.drain(..end);
+        Ok(Response {
+            status,
+            keep_alive,
+            next_cursor,
+        })
     }
-    Ok((status, keep_alive))
+}
+
+/// `"next_cursor":"…"` of a list answer (a cursor is URL-safe base64: nothing to unescape).
+fn next_cursor(body: &[u8]) -> Option<String> {
+    const KEY: &[u8] = b"\"next_cursor\":\"";
+    let start = find(body, KEY)? + KEY.len();
+    let len = body[start..].iter().position(|&c| c == b'"')?;
+    String::from_utf8(body[start..start + len].to_vec()).ok()
 }
 
 async fn read_more(conn: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(), String> {
@@ -497,22 +613,24 @@ async fn sender(
             },
         };
         let result = match stream.write_all(&out).await {
-            Ok(()) => read_response(stream, &mut buf).await,
+            Ok(()) => read_response(stream, &mut buf, writer.wants_cursor()).await,
             Err(e) => Err(e.to_string()),
         };
         match result {
-            Ok((status, keep_alive)) => {
+            Ok(answer) => {
                 tally.latency.record(started.elapsed().as_micros() as u64);
-                if status == 201 {
+                if answer.status == writer.success() {
                     tally.accepted += 1;
                 } else {
-                    *tally.rejected.entry(status).or_default() += 1;
+                    *tally.rejected.entry(answer.status).or_default() += 1;
                 }
-                if !keep_alive {
+                writer.answered(answer.next_cursor);
+                if !answer.keep_alive {
                     conn = None;
                 }
             }
             Err(e) => {
+                writer.answered(None);
                 tally.transport_errors += 1;
                 tally.last_error = Some(e);
                 conn = None;
@@ -788,6 +906,22 @@ async fn load(args: LoadArgs, threads: usize) -> Result<bool, String> {
     } else {
         None
     };
+    let paths = match &args.paths {
+        Some(file) => {
+            let text = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
+            let paths: Vec<String> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect();
+            if paths.is_empty() {
+                return Err(format!("{file}: no paths"));
+            }
+            Some(Arc::new(paths))
+        }
+        None => None,
+    };
     let send_at = if args.scheduled_ahead {
         Some(
             (time::OffsetDateTime::now_utc() + time::Duration::days(30))
@@ -820,8 +954,14 @@ async fn load(args: LoadArgs, threads: usize) -> Result<bool, String> {
     let threads = threads.clamp(1, c as usize) as u32;
     let handles: Vec<std::thread::JoinHandle<Result<Tally, String>>> = (0..threads)
         .map(|t| {
-            let (target, tickets, send_at, mix) =
-                (target.clone(), tickets.clone(), send_at.clone(), args.mix);
+            let (target, tickets, send_at, mix, paths, follow) = (
+                target.clone(),
+                tickets.clone(),
+                send_at.clone(),
+                args.mix,
+                paths.clone(),
+                args.follow_cursor,
+            );
             std::thread::spawn(move || {
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
@@ -835,9 +975,13 @@ async fn load(args: LoadArgs, threads: usize) -> Result<bool, String> {
                                 deadline,
                                 schedule: every.map(|e| (first + e * i / c, e)),
                             };
+                            let writer = match &paths {
+                                Some(p) => RequestWriter::reading(&target, p.clone(), follow),
+                                None => RequestWriter::new(&target, mix, send_at.clone()),
+                            };
                             tokio::spawn(sender(
                                 target.clone(),
-                                RequestWriter::new(&target, mix, send_at.clone()),
+                                writer,
                                 plan,
                                 tickets.clone(),
                                 limit,
@@ -888,7 +1032,11 @@ async fn load(args: LoadArgs, threads: usize) -> Result<bool, String> {
             eprintln!("[bench] {}: last error: {e}", args.row.phase);
         }
     }
-    note.push(format!("{} accepted", tally.accepted));
+    if paths.is_some() {
+        note.push(format!("{} answered 200", tally.accepted));
+    } else {
+        note.push(format!("{} accepted", tally.accepted));
+    }
     let requests = tally.accepted + tally.errors();
     if let (Some(cpu), true) = (client_cpu, requests > 0) {
         note.push(format!(
@@ -987,10 +1135,109 @@ async fn drain(args: DrainArgs) -> Result<bool, String> {
     Ok(ok)
 }
 
+/// The conversations of `seed`: $1 conversations for $2 messages, message i in conversation
+/// i % $1, message i stored at $3 + i * $4 (Unix seconds).
+const SEED_CONVERSATIONS_SQL: &str = "
+insert into conversations (id, channel, participant_a, participant_b, status, message_count,
+                           unread_count, last_message_at, created_at, updated_at)
+select md5('bench-c' || c)::uuid, 'phone', '+15551234567', '+1666' || lpad(c::text, 7, '0'),
+       case when c % 10 = 9 then 'archived' else 'active' end,
+       ($2 - 1 - c) / $1 + 1, 0,
+       to_timestamp($3 + (c + $1 * (($2 - 1 - c) / $1)) * $4),
+       to_timestamp($3 + c * $4),
+       to_timestamp($3 + (c + $1 * (($2 - 1 - c) / $1)) * $4)
+from generate_series(0, $1 - 1) c";
+
+/// Messages $1 to $2 - 1 of `seed` ($3 conversations, times as above): one in five inbound
+/// (received and read), the rest outbound: delivered, one in ten sent, one in fifty failed.
+const SEED_MESSAGES_SQL: &str = "
+insert into messages (id, conversation_id, direction, type, from_address, to_address, body,
+                      status, provider, provider_message_id, num_segments, error_code,
+                      created_at, updated_at, sent_at, delivered_at, failed_at, read_at)
+select md5('bench-m' || i)::uuid, md5('bench-c' || (i % $3))::uuid,
+       case when inbound then 'inbound' else 'outbound' end, 'sms',
+       case when inbound then peer else '+15551234567' end,
+       case when inbound then '+15551234567' else peer end,
+       'Your verification code is ' || lpad(((i * 7919) % 1000000)::text, 6, '0') || '. Ref ' || i,
+       status, 'mock', 'bench-' || i, 1,
+       case when status = 'failed' then 'bench_failure' end,
+       t, t,
+       case when status in ('sent', 'delivered') then t end,
+       case when status = 'delivered' then t end,
+       case when status = 'failed' then t end,
+       case when inbound then t end
+from (select i, inbound, t, '+1666' || lpad((i % $3)::text, 7, '0') as peer,
+             case when inbound then 'received' when i % 50 = 1 then 'failed'
+                  when i % 10 = 3 then 'sent' else 'delivered' end as status
+      from (select i, i % 5 = 4 as inbound, to_timestamp($4 + i * $5) as t
+            from generate_series($1, $2 - 1) i) g) s";
+
+/// Stores messages and their conversations straight into PostgreSQL, spread evenly over the
+/// 30 days before now, oldest first, so that list reads can be measured on a table of a
+/// size the API would take hours to fill.
+async fn seed(args: SeedArgs) -> Result<bool, String> {
+    if !args.database_url.starts_with("postgres") {
+        return Err("seed: PostgreSQL only".to_owned());
+    }
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&args.database_url)
+        .await
+        .map_err(|e| format!("cannot connect to the database: {e}"))?;
+    let n = i64::try_from(args.messages).map_err(|_| "--messages is too large")?;
+    if n == 0 {
+        return Ok(true);
+    }
+    let per =
+        i64::try_from(args.per_conversation).map_err(|_| "--per-conversation is too large")?;
+    let conversations = (n + per - 1) / per;
+    let period = 30.0 * 86_400.0;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .as_secs_f64();
+    let (start, step) = (now - period, period / n as f64);
+    let began = Instant::now();
+    sqlx::query(SEED_CONVERSATIONS_SQL)
+        .bind(conversations)
+        .bind(n)
+        .bind(start)
+        .bind(step)
+        .execute(&pool)
+        .await
+        .map_err(|e| format!("storing conversations: {e}"))?;
+    const CHUNK: i64 = 250_000;
+    let mut lo = 0;
+    while lo < n {
+        let hi = (lo + CHUNK).min(n);
+        sqlx::query(SEED_MESSAGES_SQL)
+            .bind(lo)
+            .bind(hi)
+            .bind(conversations)
+            .bind(start)
+            .bind(step)
+            .execute(&pool)
+            .await
+            .map_err(|e| format!("storing messages {lo}..{hi}: {e}"))?;
+        lo = hi;
+        let secs = began.elapsed().as_secs_f64();
+        eprintln!(
+            "[bench] seed: {hi} of {n} messages, {:.0}/s",
+            hi as f64 / secs
+        );
+    }
+    println!(
+        "{n} messages in {conversations} conversations stored in {:.0} s",
+        began.elapsed().as_secs_f64()
+    );
+    Ok(true)
+}
+
 async fn run(cli: Cli) -> Result<bool, String> {
     match cli.command {
         Command::Load(args) => load(args, cli.threads).await,
         Command::Drain(args) => drain(args).await,
+        Command::Seed(args) => seed(args).await,
         Command::Backlog { database_url } => {
             println!(
                 "{}",
@@ -1103,5 +1350,31 @@ mod tests {
         .expect("json body");
         assert_ne!(json["to"], other["to"]);
         assert_eq!(json["type"], "sms");
+    }
+
+    #[test]
+    fn reads_follow_the_cursor_then_start_over() {
+        let t = Target {
+            addr: "127.0.0.1:1".parse().expect("address"),
+            host: "h:1".to_owned(),
+            path_prefix: String::new(),
+        };
+        let paths = Arc::new(vec!["/a?limit=2".to_owned(), "/b".to_owned()]);
+        let mut w = RequestWriter::reading(&t, paths, true);
+        assert_eq!(w.success(), 200);
+        let mut out = Vec::new();
+        w.write(0, &mut out);
+        assert_eq!(out, b"GET /a?limit=2 HTTP/1.1\r\nHost: h:1\r\n\r\n");
+        let body = br#"{"messages":[],"next_cursor":"MS5hYmM","total":3}"#;
+        w.answered(next_cursor(body));
+        w.write(1, &mut out);
+        assert_eq!(
+            out,
+            b"GET /a?limit=2&cursor=MS5hYmM HTTP/1.1\r\nHost: h:1\r\n\r\n"
+        );
+        // The last page: `next_cursor` is null, so the next request starts on a path.
+        w.answered(next_cursor(br#"{"next_cursor":null}"#));
+        w.write(1, &mut out);
+        assert_eq!(out, b"GET /b HTTP/1.1\r\nHost: h:1\r\n\r\n");
     }
 }

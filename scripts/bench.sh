@@ -17,6 +17,13 @@
 #              receiver got is the delivery rate of that backlog; then EVENTS_ROUNDS rounds of
 #              the mixed load without and with the receiver subscribed, in alternating order, and the
 #              medians of their accepted rates compared (events/s while the load runs)
+#   soak       `serve` and one `worker` (mock at MOCK_PROVIDER_LATENCY_MS): load at c=64 for
+#              the maximum, then SOAK_MINUTES (default 10) minutes at half of it, one row a
+#              minute (p99 and memory, to see both stay flat), and a summary row
+#   list       --list-rows messages (default 1,000,000) stored straight into the scratch
+#              database (100 per conversation, over 30 days), then GET at c=1 and c=16: the first
+#              page of messages and of conversations, filtered by status, by conversation
+#              or participant, and every page in turn by cursor
 #   embedded   the single process (`all`) on a scratch SQLite file: load at c=64 with the
 #              in-process worker running, then the end-to-end rate
 #   wrk        `serve` alone: the bench client at c=64 for 15 s, `wrk -t2 -c64 -d15s`
@@ -24,7 +31,9 @@
 #              each with its own CPU time per request
 #
 # Options:
-#   --phases LIST        phases to run (see above); `all` for every one
+#   --phases LIST        phases to run (see above); `all` for every one but soak
+#   --soak MINUTES       add the soak phase, MINUTES long
+#   --list-rows N        messages the list phase stores (default 1000000)
 #   --duration SECS      length of each load phase (default 10)
 #   --drain-messages N   backlog stored for each drain run after the first (default 30000)
 #   --preload N          first store N messages (c=64, worker running, mock at 0 ms) and
@@ -39,6 +48,8 @@
 #
 #   BENCH_PORT                port of the scratch API (default 21100)
 #   EVENTS_ROUNDS             rounds of the events phase's comparison (default 3)
+#   SOAK_MINUTES              length of the soak phase in minutes (default 10)
+#   SOAK_RATE                 sends/s offered in the soak (default half the measured maximum)
 #   MOCK_PROVIDER_LATENCY_MS  provider latency of the mixed, events and embedded phases
 #                             (default 20); the drain phase sets its own (0 and 100)
 #   POSTGRES_PASSWORD         password of messaging_user (default messaging_password)
@@ -59,11 +70,13 @@ REDIS_PORT_=${REDIS_PORT:-6379}
 PREFIX="bench-$$:"
 MIXED_LATENCY=${MOCK_PROVIDER_LATENCY_MS:-20}
 EVENTS_ROUNDS=${EVENTS_ROUNDS:-3}
+SOAK_MINUTES=${SOAK_MINUTES:-10}
 
 phases=accept,rate,drain,mixed,embedded
 duration=10
 drain_messages=30000
 preload=0
+list_rows=1000000
 scheduled=0
 mix=sms
 url=
@@ -79,6 +92,10 @@ while [ $# -gt 0 ]; do
     --drain-messages=*) drain_messages=${1#*=} ;;
     --preload) preload=$2; shift ;;
     --preload=*) preload=${1#*=} ;;
+    --list-rows) list_rows=$2; shift ;;
+    --list-rows=*) list_rows=${1#*=} ;;
+    --soak) SOAK_MINUTES=$2; extra+=(soak); shift ;;
+    --soak=*) SOAK_MINUTES=${1#*=}; extra+=(soak) ;;
     --scheduled) scheduled=$2; shift ;;
     --scheduled=*) scheduled=${1#*=} ;;
     --mix) mix=$2; shift ;;
@@ -94,7 +111,7 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-[ "$phases" = all ] && phases=accept,rate,drain,mixed,events,embedded,wrk
+[ "$phases" = all ] && phases=accept,rate,drain,mixed,events,list,embedded,wrk
 for p in "${extra[@]}"; do phases="$phases,$p"; done
 has() { [[ ",$phases," == *",$1,"* ]]; }
 if [ "$external" = 1 ] && [ -z "$url" ]; then echo "bench: --external needs --url" >&2; exit 2; fi
@@ -259,6 +276,21 @@ events_cost_row() {
     }' "$results"
 }
 
+# The soak phase's summary row: its minutes' accepted/s, p99 and memory, first and last.
+soak_row() {
+  awk -F'\t' '
+    $1 ~ /^soak minute / {
+      n++; split($3, l, / \/ /); p99 = l[3] + 0
+      if (n == 1) { first_p99 = p99; first_s = $6; first_w = $7; lo = p99; hi = p99 }
+      if (p99 < lo) lo = p99; if (p99 > hi) hi = p99
+      sum += $2; last_p99 = p99; last_s = $6; last_w = $7; errors += $4
+    }
+    END {
+      if (n == 0) exit
+      printf "soak: %d minutes\t%.0f\t-\t%d\t-\t%s -> %s\t%s -> %s\tp99 first minute %.2f ms, last %.2f ms, lowest %.2f, highest %.2f; memory first -> last minute\n", n, sum / n, errors, first_s, last_s, first_w, last_w, first_p99, last_p99, lo, hi
+    }' "$results"
+}
+
 rate_of() { awk -F'\t' -v p="$1" '$1 == p && $2 != "-" { print int($2) }' "$results" | tail -n 1; }
 
 wrk_row() { # wrk output file, wrk CPU seconds file (user sys)
@@ -281,7 +313,7 @@ wrk_row() { # wrk output file, wrk CPU seconds file (user sys)
 
 machine
 pg_phases=0
-for p in accept rate drain mixed events wrk; do has "$p" && pg_phases=1; done
+for p in accept rate drain mixed events soak list wrk; do has "$p" && pg_phases=1; done
 [ "$preload" -gt 0 ] && pg_phases=1
 [ "$scheduled" -gt 0 ] && [ "$phases" != embedded ] && pg_phases=1
 [ "$external" = 1 ] && pg_phases=0
@@ -399,6 +431,58 @@ if [ "$pg_phases" = 1 ]; then
       events_cost_row >>"$results"
     fi
     stop_workers
+  fi
+  if has soak; then
+    [ "$(backlog)" -gt 0 ] && { say "draining what the phases above stored (not measured)"; drain_quietly; }
+    start_workers 1 "$MIXED_LATENCY"
+    bench_load "soak: mixed c=64, worker ${MIXED_LATENCY} ms (the maximum)" -c 64 --duration "$duration" \
+      --wait-drain --database-url "$DATABASE_URL"
+    max=$(rate_of "soak: mixed c=64, worker ${MIXED_LATENCY} ms (the maximum)")
+    [ -n "${SOAK_RATE:-}" ] && max=$((SOAK_RATE * 2))
+    if [ -n "$max" ] && [ "$max" -gt 1 ]; then
+      half=$((max / 2))
+      for minute in $(seq 1 "$SOAK_MINUTES"); do
+        bench_load "soak minute $minute: ${half}/s offered, worker ${MIXED_LATENCY} ms" -c 64 --rate "$half" --duration 60
+      done
+      soak_row >>"$results"
+    else
+      say "soak: no maximum measured; skipping the soak"
+    fi
+    stop_workers
+  fi
+  if has list; then
+    [ "$(backlog)" -gt 0 ] && { say "draining what the phases above stored (not measured)"; drain_quietly; }
+    say "list: storing $list_rows messages straight into the database"
+    $BENCH seed --database-url "$DATABASE_URL" --messages "$list_rows"
+    psql_app -d "$DB" -c "vacuum analyze messages, conversations" \
+      -c "select gin_clean_pending_list('messages_text_search_idx')" >/dev/null
+    n=$(stored)
+    # A thousand conversations (and their participants) picked at random for the filtered reads.
+    psql_app -d "$DB" -c "select id, participant_b from conversations order by random() limit 1000" >"$run_dir/sample"
+    list_paths() { # name, then the paths
+      local name=$1; shift
+      printf '%s\n' "$@" >"$run_dir/paths.$name"
+      echo "$run_dir/paths.$name"
+    }
+    per_conversation=() per_participant=()
+    while IFS='|' read -r id peer; do
+      per_conversation+=("/api/v1/messages?limit=50&conversation_id=$id")
+      per_participant+=("/api/v1/conversations?limit=50&participant=%2B${peer#+}")
+    done <"$run_dir/sample"
+    list_load() { # row name, paths file, then load options: one reader, then 16
+      local name=$1 file=$2 c; shift 2
+      for c in 1 16; do
+        bench_load "list c=$c ($n stored): $name" -c "$c" --duration "$duration" --paths "$file" "$@"
+      done
+    }
+    list_load "messages, first page" "$(list_paths m1 '/api/v1/messages?limit=50')"
+    list_load "messages, status=failed" "$(list_paths mf '/api/v1/messages?limit=50&status=failed')"
+    list_load "messages of one conversation" "$(list_paths mc "${per_conversation[@]}")"
+    list_load "messages, every page by cursor" "$(list_paths m1 '/api/v1/messages?limit=50')" --follow-cursor
+    list_load "conversations, first page" "$(list_paths c1 '/api/v1/conversations?limit=50')"
+    list_load "conversations, status=archived" "$(list_paths ca '/api/v1/conversations?limit=50&status=archived')"
+    list_load "conversations of one participant" "$(list_paths cp "${per_participant[@]}")"
+    list_load "conversations, every page by cursor" "$(list_paths c1 '/api/v1/conversations?limit=50')" --follow-cursor
   fi
   stop_serve
   unset DATABASE_URL REDIS_URL QUEUE_KEY_PREFIX

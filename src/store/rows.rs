@@ -327,7 +327,7 @@ pub(crate) async fn list<'c, DB, E, T>(
     decode: Decoder<DB, T>,
 ) -> StoreResult<Listed<T>>
 where
-    DB: Backend,
+    DB: Backend + sqlx::database::HasStatementCache,
     E: Executor<'c, Database = DB> + Copy,
     DB::Arguments: IntoArguments<DB>,
     String: for<'t> Encode<'t, DB> + Type<DB>,
@@ -336,11 +336,16 @@ where
     OffsetDateTime: for<'t> Encode<'t, DB> + Type<DB>,
 {
     let (page, count) = (listing.page_sql(dialect), listing.count_sql(dialect));
-    let mut items = bound(&page).all(on, decode).await?;
+    // Planned for their values each time (not prepared once): one statement serves filters
+    // of very different selectivity (a status of 2% of the rows or of 90%), and the generic
+    // plan PostgreSQL switches to after five calls counted `status = $1` by reading the
+    // whole table (1 ms became 13 ms for 10,000 of 100,000 conversations).
+    let mut items = bound(&page).persistent(false).all(on, decode).await?;
     let limit = usize::try_from(listing.window.page.limit).unwrap_or(usize::MAX);
     let more = items.len() > limit;
     items.truncate(limit);
     let total = bound(&count)
+        .persistent(false)
         .optional(on, total::<DB::Row>)
         .await?
         .unwrap_or_default();
