@@ -124,7 +124,7 @@ impl Application {
             components.store.clone(),
             components.queue.clone(),
             settings.ingest_batch_size,
-            settings.ingest_writers,
+            settings.ingest_writers(),
             !settings.sync_message_processing,
         );
         let security = SecurityState::for_deployment(&settings, components.queue.as_ref())?;

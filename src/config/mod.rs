@@ -152,8 +152,9 @@ pub struct Settings {
     pub mock_provider: MockProviderSettings,
     /// Send requests committed together in one transaction, at most.
     pub ingest_batch_size: usize,
-    /// Transactions the send path keeps in flight at once.
-    pub ingest_writers: usize,
+    /// Transactions the send path keeps in flight at once, when `INGEST_WRITERS` is set;
+    /// see [`Settings::ingest_writers`] for the default.
+    pub ingest_writers_configured: Option<usize>,
     pub request_timeout: Duration,
     pub shutdown_grace: Duration,
     /// Real providers, their selection per channel, failover and pacing.
@@ -435,7 +436,10 @@ impl Settings {
             queue,
             mock_provider,
             ingest_batch_size: env.positive("INGEST_BATCH_SIZE", 256)?,
-            ingest_writers: env.positive("INGEST_WRITERS", 4)?,
+            ingest_writers_configured: match env.raw("INGEST_WRITERS") {
+                Some(_) => Some(env.positive("INGEST_WRITERS", 1)?),
+                None => None,
+            },
             request_timeout: env.seconds("REQUEST_TIMEOUT", 30.0)?,
             shutdown_grace: env.seconds("SHUTDOWN_GRACE", 25.0)?,
             providers,
@@ -471,6 +475,15 @@ impl Settings {
 
     pub fn database_is_sqlite(&self) -> bool {
         is_sqlite(self.database_url.expose())
+    }
+
+    /// Transactions the send path keeps in flight at once: `INGEST_WRITERS`, else 4 on
+    /// PostgreSQL (commits overlap there) and 1 on SQLite, which writes through one
+    /// connection: more writers only split the waiting requests into smaller batches that
+    /// queue for it (measured: 2,344–2,779 accepted/s with one, 1,428–1,955 with four).
+    pub fn ingest_writers(&self) -> usize {
+        self.ingest_writers_configured
+            .unwrap_or(if self.database_is_sqlite() { 1 } else { 4 })
     }
 }
 
@@ -580,6 +593,21 @@ mod tests {
             .single_process();
         assert!(s.database_is_sqlite());
         assert_eq!(s.queue_backend, QueueBackend::Redis);
+    }
+
+    #[test]
+    fn the_send_path_writes_with_one_writer_on_sqlite_and_four_on_postgres() {
+        let sqlite = Settings::from_env(&Env::from_pairs([("DATABASE_URL", "sqlite://x.db")]));
+        assert_eq!(sqlite.unwrap().ingest_writers(), 1);
+        let pg = Settings::from_env(&Env::from_pairs([("DATABASE_URL", "postgres://u@h/d")]));
+        assert_eq!(pg.unwrap().ingest_writers(), 4);
+        let set = Settings::from_env(&Env::from_pairs([
+            ("DATABASE_URL", "sqlite://x.db"),
+            ("INGEST_WRITERS", "3"),
+        ]));
+        assert_eq!(set.unwrap().ingest_writers(), 3);
+        let zero = Settings::from_env(&Env::from_pairs([("INGEST_WRITERS", "0")]));
+        assert!(zero.is_err());
     }
 
     #[test]
