@@ -259,6 +259,22 @@ drain_quietly() { # the backlog, with one worker at 0 ms, not measured
   stop_workers
 }
 
+# What the phases before stored and did not send, so that a phase starts without a backlog.
+drain_leftovers() {
+  [ "$(backlog)" -gt 0 ] || return 0
+  say "draining what the phases above stored (not measured)"
+  drain_quietly
+}
+
+# After a bulk load, what it leaves behind (autovacuum, the search index's pending list) is
+# done at once, so the phases measure tables at rest rather than the clean-up. Only the
+# tables the load wrote: the role owns them, not the catalogs.
+settle_tables() {
+  say "vacuum analyze after the bulk load"
+  psql_app -d "$DB" -c "vacuum analyze messages, message_events, conversations" \
+    -c "select gin_clean_pending_list('messages_text_search_idx')" >/dev/null
+}
+
 # The events phase's summary row: median accepted/s of its rounds without and with an
 # endpoint, and the difference.
 events_cost_row() {
@@ -337,12 +353,7 @@ if [ "$pg_phases" = 1 ]; then
     bench_load "store $scheduled scheduled" --count "$scheduled" -c 64 --scheduled-ahead
   fi
   if [ "$scheduled" -gt 0 ] || [ "$preload" -gt 0 ]; then
-    # What a bulk load leaves behind (autovacuum, the search index's pending list) is done
-    # now, so the phases measure a table at rest rather than the clean-up.
-    say "vacuum analyze after the bulk load"
-    # The tables the load wrote (a role that owns them, not the catalogs).
-    psql_app -d "$DB" -c "vacuum analyze messages, message_events, conversations" \
-      -c "select gin_clean_pending_list('messages_text_search_idx')" >/dev/null
+    settle_tables
   fi
   if has wrk; then
     if command -v wrk >/dev/null; then
@@ -382,16 +393,15 @@ if [ "$pg_phases" = 1 ]; then
     fill "$drain_messages"; drain_run 2 0
     fill "$drain_messages"; drain_run 1 100
     fill "$drain_messages"; drain_run 2 100
-  elif [ "$(backlog)" -gt 0 ]; then
-    say "draining what the phases above stored (not measured)"
-    drain_quietly
+  else
+    drain_leftovers
   fi
   if has events; then
     # The send path's cost of an endpoint: the accepted rate with the worker stopped, first
     # without an endpoint, then with one subscribed to every type (the client registers its
     # receiver); then one worker (mock at 0 ms) drains those messages, and the events/s
     # the receiver gets is the delivery rate of a backlog.
-    [ "$(backlog)" -gt 0 ] && { say "draining what the phases above stored (not measured)"; drain_quietly; }
+    drain_leftovers
     bench_load "events: accept c=64, no endpoint" -c 64 --count "$drain_messages"
     drain_quietly
     before=$(stored)
@@ -433,16 +443,15 @@ if [ "$pg_phases" = 1 ]; then
     stop_workers
   fi
   if has soak; then
-    [ "$(backlog)" -gt 0 ] && { say "draining what the phases above stored (not measured)"; drain_quietly; }
+    drain_leftovers
     start_workers 1 "$MIXED_LATENCY"
     bench_load "soak: mixed c=64, worker ${MIXED_LATENCY} ms (the maximum)" -c 64 --duration "$duration" \
       --wait-drain --database-url "$DATABASE_URL"
     max=$(rate_of "soak: mixed c=64, worker ${MIXED_LATENCY} ms (the maximum)")
-    [ -n "${SOAK_RATE:-}" ] && max=$((SOAK_RATE * 2))
-    if [ -n "$max" ] && [ "$max" -gt 1 ]; then
-      half=$((max / 2))
+    rate=${SOAK_RATE:-$((${max:-0} / 2))}
+    if [ "$rate" -gt 0 ]; then
       for minute in $(seq 1 "$SOAK_MINUTES"); do
-        bench_load "soak minute $minute: ${half}/s offered, worker ${MIXED_LATENCY} ms" -c 64 --rate "$half" --duration 60
+        bench_load "soak minute $minute: ${rate}/s offered, worker ${MIXED_LATENCY} ms" -c 64 --rate "$rate" --duration 60
       done
       soak_row >>"$results"
     else
@@ -451,11 +460,10 @@ if [ "$pg_phases" = 1 ]; then
     stop_workers
   fi
   if has list; then
-    [ "$(backlog)" -gt 0 ] && { say "draining what the phases above stored (not measured)"; drain_quietly; }
+    drain_leftovers
     say "list: storing $list_rows messages straight into the database"
     $BENCH seed --database-url "$DATABASE_URL" --messages "$list_rows"
-    psql_app -d "$DB" -c "vacuum analyze messages, conversations" \
-      -c "select gin_clean_pending_list('messages_text_search_idx')" >/dev/null
+    settle_tables
     n=$(stored)
     # A thousand conversations (and their participants) picked at random for the filtered reads.
     psql_app -d "$DB" -c "select id, participant_b from conversations order by random() limit 1000" >"$run_dir/sample"

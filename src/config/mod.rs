@@ -436,10 +436,10 @@ impl Settings {
             queue,
             mock_provider,
             ingest_batch_size: env.positive("INGEST_BATCH_SIZE", 256)?,
-            ingest_writers_configured: match env.raw("INGEST_WRITERS") {
-                Some(_) => Some(env.positive("INGEST_WRITERS", 1)?),
-                None => None,
-            },
+            ingest_writers_configured: env
+                .raw("INGEST_WRITERS")
+                .map(|_| env.positive("INGEST_WRITERS", 1))
+                .transpose()?,
             request_timeout: env.seconds("REQUEST_TIMEOUT", 30.0)?,
             shutdown_grace: env.seconds("SHUTDOWN_GRACE", 25.0)?,
             providers,

@@ -3,8 +3,9 @@
 //! deliveries as they are written (the outbox insert); the dispatcher claims due deliveries
 //! under a lease (a killed worker's claims come due again), POSTs them concurrently — at
 //! most `EVENTS_ENDPOINT_CONCURRENCY` at once to one endpoint, so a slow endpoint never
-//! holds up the others — signed per Standard Webhooks, and records each attempt: 2xx delivered, 410 disables the endpoint, anything else is
-//! retried on `EVENTS_RETRY_SCHEDULE` until the chain fails.
+//! holds up the others — signed per Standard Webhooks, and records each attempt: 2xx
+//! delivered, 410 disables the endpoint, anything else is retried on
+//! `EVENTS_RETRY_SCHEDULE` until the chain fails.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
