@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use serde_json::Value;
 use sqlx::{AssertSqlSafe, QueryBuilder, Sqlite};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -17,7 +16,7 @@ use super::{SqliteStore, classify, id_list, ts};
 use crate::domain::{Message, MessageEvent, MessageStatus, NewMessage};
 use crate::store::audit;
 use crate::store::batch::{BatchPlan, ConversationKey, DedupeKey, LookupKeys, existing_of};
-use crate::store::lifecycle::{OutcomeRow, claim_detail, claimable_statuses, plan_outcomes};
+use crate::store::lifecycle::{claim_detail, claimable_statuses, plan_outcomes};
 use crate::store::query::{Listing, SQLITE, by_id};
 use crate::store::rows::{self, EVENT_COLUMNS, Fetch, MESSAGE_COLUMNS, StoredRow};
 use crate::store::{
@@ -28,30 +27,32 @@ use crate::store::{
 /// Rows per multi-row insert: well under SQLite's limit of 32766 bound parameters.
 const ROWS_PER_INSERT: usize = 500;
 
-/// One message of the insert as the JSON object the statement reads with `json_each`:
-/// text throughout, attachments and metadata as their JSON text.
-fn message_input(m: &NewMessage, conversation_id: Uuid) -> anyhow::Result<Value> {
-    Ok(serde_json::json!({
-        "id": m.id.to_string(),
-        "conversation_id": conversation_id.to_string(),
-        "direction": m.direction.as_str(),
-        "type": m.kind.as_str(),
-        "from_address": m.from.as_str(),
-        "to_address": m.to.as_str(),
-        "body": m.body,
-        "subject": m.subject,
-        "attachments": serde_json::to_string(&m.attachments)?,
-        "status": m.status.as_str(),
-        "metadata": serde_json::to_string(&m.metadata)?,
-        "idempotency_key": m.idempotency_key,
-        "request_hash": m.request_hash,
-        "provider": m.provider,
-        "provider_message_id": m.provider_message_id,
-        "provider_timestamp": m.provider_timestamp.map(ts).transpose()?,
-        "send_at": m.send_at.map(ts).transpose()?,
-        "created_at": ts(m.created_at)?,
-        "status_callback": m.status_callback,
-    }))
+/// The columns of one message row that are not borrowed from the message as they are:
+/// ids and instants as text, attachments and metadata as their JSON text.
+struct MessageText<'a> {
+    message: &'a NewMessage,
+    id: String,
+    conversation_id: String,
+    attachments: String,
+    metadata: String,
+    provider_timestamp: Option<String>,
+    send_at: Option<String>,
+    created_at: String,
+}
+
+impl<'a> MessageText<'a> {
+    fn of(m: &'a NewMessage, conversation_id: Uuid) -> anyhow::Result<Self> {
+        Ok(Self {
+            message: m,
+            id: m.id.to_string(),
+            conversation_id: conversation_id.to_string(),
+            attachments: serde_json::to_string(&m.attachments)?,
+            metadata: serde_json::to_string(&m.metadata)?,
+            provider_timestamp: m.provider_timestamp.map(ts).transpose()?,
+            send_at: m.send_at.map(ts).transpose()?,
+            created_at: ts(m.created_at)?,
+        })
+    }
 }
 
 /// One row of the message_events insert.
@@ -163,29 +164,45 @@ impl SqliteStore {
 
         let (placed, conversation_of) = plan.placed(batch, &conversation_ids)?;
         if !placed.is_empty() {
-            let input = placed
+            let rows = placed
                 .into_iter()
-                .map(|(m, conversation_id)| message_input(m, conversation_id))
+                .map(|(m, conversation_id)| MessageText::of(m, conversation_id))
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            let input = Value::from(input).to_string();
-            sqlx::query(
-                "insert into messages
-                     (id, conversation_id, direction, type, from_address, to_address, body, subject,
-                      attachments, status, metadata, idempotency_key, request_hash, provider,
-                      provider_message_id, provider_timestamp, send_at, created_at, updated_at, status_callback)
-                 select value ->> 'id', value ->> 'conversation_id', value ->> 'direction',
-                        value ->> 'type', value ->> 'from_address', value ->> 'to_address',
-                        value ->> 'body', value ->> 'subject', value ->> 'attachments',
-                        value ->> 'status', value ->> 'metadata', value ->> 'idempotency_key',
-                        value ->> 'request_hash', value ->> 'provider',
-                        value ->> 'provider_message_id', value ->> 'provider_timestamp',
-                        value ->> 'send_at', value ->> 'created_at', value ->> 'created_at',
-                        value ->> 'status_callback'
-                 from json_each(?1) order by key",
-            )
-            .bind(&input)
-            .run(&mut *tx)
-            .await?;
+            // Bound values, not a JSON document: SQLite would parse the document once per
+            // column read from it.
+            for chunk in rows.chunks(ROWS_PER_INSERT / 2) {
+                let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                    "insert into messages
+                         (id, conversation_id, direction, type, from_address, to_address, body,
+                          subject, attachments, status, metadata, idempotency_key, request_hash,
+                          provider, provider_message_id, provider_timestamp, send_at, created_at,
+                          updated_at, status_callback) ",
+                );
+                q.push_values(chunk, |mut b, r| {
+                    let m = r.message;
+                    b.push_bind(r.id.as_str())
+                        .push_bind(r.conversation_id.as_str())
+                        .push_bind(m.direction.as_str())
+                        .push_bind(m.kind.as_str())
+                        .push_bind(m.from.as_str())
+                        .push_bind(m.to.as_str())
+                        .push_bind(m.body.as_deref())
+                        .push_bind(m.subject.as_deref())
+                        .push_bind(r.attachments.as_str())
+                        .push_bind(m.status.as_str())
+                        .push_bind(r.metadata.as_str())
+                        .push_bind(m.idempotency_key.as_deref())
+                        .push_bind(m.request_hash.as_deref())
+                        .push_bind(m.provider.as_deref())
+                        .push_bind(m.provider_message_id.as_deref())
+                        .push_bind(r.provider_timestamp.as_deref())
+                        .push_bind(r.send_at.as_deref())
+                        .push_bind(r.created_at.as_str())
+                        .push_bind(r.created_at.as_str())
+                        .push_bind(m.status_callback.as_deref());
+                });
+                q.build().run(&mut *tx).await?;
+            }
             // No `created` event row: the message row records its creation (see `audit`).
             super::events::record_events(&mut tx, &crate::store::outbox::notifying(batch)).await?;
         }
@@ -197,21 +214,6 @@ impl SqliteStore {
         plan.results(batch, &existing, &conversation_of)
             .map_err(StoreError::Other)
     }
-}
-
-/// One outcome as the JSON object the update reads with `json_each`.
-fn outcome_input(row: &OutcomeRow) -> anyhow::Result<Value> {
-    Ok(serde_json::json!({
-        "id": row.id.to_string(),
-        "status": row.status.as_str(),
-        "provider": row.provider,
-        "provider_message_id": row.provider_message_id,
-        "error_code": row.error_code(),
-        "error_message": row.error_message(),
-        "next_attempt_at": row.next_attempt_at.map(ts).transpose()?,
-        "num_segments": row.num_segments,
-        "attempted": row.attempted,
-    }))
 }
 
 #[async_trait]
@@ -390,14 +392,37 @@ impl MessageStore for SqliteStore {
             return Ok(Vec::new());
         }
         let planned = plan_outcomes(outcomes)?;
-        let input = planned
+        let texts = planned
             .iter()
-            .map(outcome_input)
+            .map(|r| Ok((r.id.to_string(), r.next_attempt_at.map(ts).transpose()?)))
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let token = token.to_string();
         let now = ts(OffsetDateTime::now_utc())?;
         let mut tx = self.begin_write().await?;
-        let applied = sqlx::query(
-            "update messages set
+        let mut applied = Vec::with_capacity(planned.len());
+        // Bound values rather than a JSON document (see `insert_batch`); 9 per outcome.
+        for (rows, texts) in planned
+            .chunks(ROWS_PER_INSERT)
+            .zip(texts.chunks(ROWS_PER_INSERT))
+        {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("with t (now) as (select ");
+            q.push_bind(now.as_str());
+            q.push(
+                "), i (id, status, provider, provider_message_id, error_code, error_message,
+                       next_attempt_at, num_segments, attempted) as (",
+            );
+            q.push_values(rows.iter().zip(texts), |mut b, (r, (id, next))| {
+                b.push_bind(id.as_str())
+                    .push_bind(r.status.as_str())
+                    .push_bind(r.provider.as_deref())
+                    .push_bind(r.provider_message_id.as_deref())
+                    .push_bind(r.error_code())
+                    .push_bind(r.error_message())
+                    .push_bind(next.as_deref())
+                    .push_bind(r.num_segments)
+                    .push_bind(r.attempted);
+            });
+            q.push(") update messages set
                  status = i.status,
                  provider = coalesce(i.provider, messages.provider),
                  provider_message_id = coalesce(i.provider_message_id, messages.provider_message_id),
@@ -406,33 +431,19 @@ impl MessageStore for SqliteStore {
                  num_segments = coalesce(i.num_segments, messages.num_segments),
                  retry_count = messages.retry_count + (i.status = 'retry' and i.attempted),
                  next_attempt_at = i.next_attempt_at,
-                 sent_at = case when i.status = 'sent' then ?3 else messages.sent_at end,
-                 failed_at = case when i.status = 'failed' then ?3 else messages.failed_at end,
+                 sent_at = case when i.status = 'sent' then t.now else messages.sent_at end,
+                 failed_at = case when i.status = 'failed' then t.now else messages.failed_at end,
                  claimed_at = null,
                  lease_until = null,
                  deliveries = 0,
                  claim_token = null,
-                 updated_at = ?3
-             from (
-                 select value ->> 'id' as id,
-                        value ->> 'status' as status,
-                        value ->> 'provider' as provider,
-                        value ->> 'provider_message_id' as provider_message_id,
-                        value ->> 'error_code' as error_code,
-                        value ->> 'error_message' as error_message,
-                        value ->> 'next_attempt_at' as next_attempt_at,
-                        value ->> 'num_segments' as num_segments,
-                        value ->> 'attempted' as attempted
-                 from json_each(?2)
-             ) as i
-             where messages.id = i.id and messages.claim_token = ?1 and messages.status = 'sending'
-             returning messages.id",
-        )
-        .bind(token.to_string())
-        .bind(Value::from(input).to_string())
-        .bind(&now)
-        .all(&mut *tx, rows::id)
-        .await?;
+                 updated_at = t.now
+             from i, t
+             where messages.id = i.id and messages.claim_token = ");
+            q.push_bind(token.as_str());
+            q.push(" and messages.status = 'sending' returning messages.id");
+            applied.extend(q.build().all(&mut *tx, rows::id).await?);
+        }
         let mut events = Vec::with_capacity(applied.len());
         for row in planned.iter().filter(|r| applied.contains(&r.id)) {
             events.push(EventRow {

@@ -187,7 +187,9 @@ fn options(url: &ConnectionUrl) -> anyhow::Result<(SqliteConnectOptions, PathBuf
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
         .foreign_keys(true)
-        .busy_timeout(BUSY_TIMEOUT);
+        .busy_timeout(BUSY_TIMEOUT)
+        // Statement journals (multi-row writes) in memory instead of a temporary file each.
+        .pragma("temp_store", "memory");
     let path = options.get_filename().to_owned();
     if path.as_os_str().is_empty() || path.to_string_lossy().contains(":memory:") {
         anyhow::bail!(
