@@ -77,6 +77,10 @@ impl Components {
             settings: settings.queue.clone(),
             delivery: settings.delivery.clone(),
             provider_timeout: delivery_timeout(settings),
+            outcomes: crate::worker::OutcomeWriters::start(
+                self.store.clone(),
+                settings.ingest_writers(),
+            ),
         }
     }
 

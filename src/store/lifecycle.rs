@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
-use super::{Outcome, StoreError, StoreResult};
+use super::{Outcome, Settlement, StoreError, StoreResult};
 use crate::domain::{ErrorInfo, MessageStatus};
 
 /// The error code a deferred (paced) message carries until its attempt.
@@ -53,6 +53,8 @@ pub(crate) fn redrive_from() -> StoreResult<MessageStatus> {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct OutcomeRow {
     pub id: Uuid,
+    /// The claim the outcome belongs to: the row is written only while it holds the message.
+    pub token: Uuid,
     pub status: MessageStatus,
     pub provider: Option<String>,
     pub provider_message_id: Option<String>,
@@ -94,19 +96,23 @@ impl OutcomeRow {
     }
 }
 
-/// The rows a batch of outcomes writes, in input order. Every outcome is a move out of
-/// `sending`; one the lifecycle table refuses fails the whole batch.
-pub(crate) fn plan_outcomes(outcomes: &[Outcome]) -> anyhow::Result<Vec<OutcomeRow>> {
-    outcomes.iter().map(outcome_row).collect()
+/// The rows the outcomes of several claims write, in input order. Every outcome is a move
+/// out of `sending`; one the lifecycle table refuses fails the whole batch.
+pub(crate) fn plan_outcomes(settlements: &[Settlement]) -> anyhow::Result<Vec<OutcomeRow>> {
+    settlements
+        .iter()
+        .flat_map(|s| s.outcomes.iter().map(|o| outcome_row(s.token, o)))
+        .collect()
 }
 
-fn outcome_row(outcome: &Outcome) -> anyhow::Result<OutcomeRow> {
+fn outcome_row(token: Uuid, outcome: &Outcome) -> anyhow::Result<OutcomeRow> {
     use anyhow::Context;
     let status = MessageStatus::Sending
         .transition_to(outcome.status())
         .context("recording an outcome")?;
     let unchanged = OutcomeRow {
         id: outcome.id(),
+        token,
         status,
         provider: None,
         provider_message_id: None,
@@ -166,15 +172,22 @@ fn outcome_row(outcome: &Outcome) -> anyhow::Result<OutcomeRow> {
 mod tests {
     use super::*;
 
+    fn settled(outcome: Outcome) -> [Settlement; 1] {
+        [Settlement {
+            token: Uuid::now_v7(),
+            outcomes: vec![outcome],
+        }]
+    }
+
     #[test]
     fn a_deferral_is_paced_and_not_an_attempt() {
         let at = time::macros::datetime!(2026-11-28 10:00:00 UTC);
         let id = Uuid::now_v7();
-        let rows = plan_outcomes(&[Outcome::Deferred {
+        let rows = plan_outcomes(&settled(Outcome::Deferred {
             id,
             reason: "sender pace".into(),
             next_attempt_at: at,
-        }])
+        }))
         .unwrap();
         assert_eq!(rows[0].status, MessageStatus::Retry);
         assert_eq!(rows[0].error_code(), Some(DEFERRED_CODE));
@@ -194,11 +207,11 @@ mod tests {
     fn a_deferral_for_a_circuit_or_a_reconcile_keeps_its_code() {
         let at = time::macros::datetime!(2026-12-02 10:00:00 UTC);
         let deferred = |reason: &str| {
-            plan_outcomes(&[Outcome::Deferred {
+            plan_outcomes(&settled(Outcome::Deferred {
                 id: Uuid::now_v7(),
                 reason: reason.into(),
                 next_attempt_at: at,
-            }])
+            }))
             .unwrap()
             .remove(0)
         };
@@ -218,12 +231,12 @@ mod tests {
     #[test]
     fn a_success_writes_its_provider_and_segments_and_clears_the_error() {
         let id = Uuid::now_v7();
-        let rows = plan_outcomes(&[Outcome::Sent {
+        let rows = plan_outcomes(&settled(Outcome::Sent {
             id,
             provider: "mock".into(),
             provider_message_id: "SM1".into(),
             num_segments: Some(2),
-        }])
+        }))
         .unwrap();
         assert_eq!(rows[0].status, MessageStatus::Sent);
         assert_eq!(rows[0].error, None);
@@ -237,18 +250,43 @@ mod tests {
 
     #[test]
     fn a_failure_without_a_provider_keeps_the_stored_one() {
-        let rows = plan_outcomes(&[Outcome::Failed {
+        let rows = plan_outcomes(&settled(Outcome::Failed {
             id: Uuid::now_v7(),
             provider: None,
             error: ErrorInfo {
                 code: "21211".into(),
                 message: "invalid".into(),
             },
-        }])
+        }))
         .unwrap();
         assert_eq!(rows[0].status, MessageStatus::Failed);
         assert_eq!(rows[0].provider, None);
         assert_eq!(rows[0].next_attempt_at, None);
+    }
+
+    #[test]
+    fn outcomes_of_several_claims_keep_their_order_and_each_its_claims_token() {
+        let sent = |id| Outcome::Sent {
+            id,
+            provider: "mock".into(),
+            provider_message_id: format!("SM{id}"),
+            num_segments: None,
+        };
+        let (a, b, c) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let (first, second) = (Uuid::now_v7(), Uuid::now_v7());
+        let rows = plan_outcomes(&[
+            Settlement {
+                token: first,
+                outcomes: vec![sent(a), sent(b)],
+            },
+            Settlement {
+                token: second,
+                outcomes: vec![sent(c)],
+            },
+        ])
+        .unwrap();
+        let planned: Vec<(Uuid, Uuid)> = rows.iter().map(|r| (r.id, r.token)).collect();
+        assert_eq!(planned, vec![(a, first), (b, first), (c, second)]);
     }
 
     #[test]

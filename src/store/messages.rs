@@ -6,8 +6,8 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::{
-    Claim, Inserted, Listed, MessageFilter, Outcome, Page, StoreResult, Stranded, SweepQuery,
-    Window,
+    Claim, Inserted, Listed, MessageFilter, Outcome, Page, Settlement, StoreResult, Stranded,
+    SweepQuery, Window,
 };
 use crate::domain::{Message, MessageEvent, NewMessage};
 
@@ -61,8 +61,18 @@ pub trait MessageStore: Send + Sync + 'static {
     /// Those among `ids` currently held by some worker (`sending`).
     async fn in_flight(&self, ids: &[Uuid]) -> StoreResult<Vec<Uuid>>;
 
-    /// Records send outcomes for messages still held under `token`; returns the ids applied.
-    async fn record_outcomes(&self, token: Uuid, outcomes: &[Outcome]) -> StoreResult<Vec<Uuid>>;
+    /// Records the outcomes of several claims in one transaction, each for a message still
+    /// held under its claim's token; returns the ids applied.
+    async fn record_settlements(&self, settlements: &[Settlement]) -> StoreResult<Vec<Uuid>>;
+
+    /// Records one claim's outcomes (see `record_settlements`).
+    async fn record_outcomes(&self, token: Uuid, outcomes: &[Outcome]) -> StoreResult<Vec<Uuid>> {
+        self.record_settlements(&[Settlement {
+            token,
+            outcomes: outcomes.to_vec(),
+        }])
+        .await
+    }
 
     /// Finds messages that should be in the queue but may not be, and marks them as
     /// enqueued now so that concurrent sweepers do not repeat the work.

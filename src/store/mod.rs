@@ -156,6 +156,13 @@ impl Claim {
     }
 }
 
+/// One claim's outcomes: each is recorded only if the claim's token still holds its message.
+#[derive(Debug, Clone)]
+pub struct Settlement {
+    pub token: Uuid,
+    pub outcomes: Vec<Outcome>,
+}
+
 /// What happened when a worker tried to send a claimed message.
 #[derive(Debug, Clone)]
 pub enum Outcome {

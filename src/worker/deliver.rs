@@ -28,6 +28,8 @@ pub struct Deliverer {
     pub settings: QueueSettings,
     pub delivery: DeliverySettings,
     pub provider_timeout: Duration,
+    /// Where outcomes are recorded, a group of claims per transaction.
+    pub outcomes: super::settle::OutcomeWriters,
 }
 
 /// The error code of a message dead-lettered because its deliveries kept ending without an
@@ -37,8 +39,9 @@ pub const POISON_CODE: &str = "delivery_attempts_exhausted";
 impl Deliverer {
     /// Delivers a claim: each message is sent (or, when an earlier claim on it expired,
     /// first looked up at the provider), and each outcome is recorded as soon as it is known,
-    /// batched only with the outcomes that are ready at the same moment. The lease is renewed
-    /// until every outcome is written. Returns the ids whose outcome was stored.
+    /// with this claim's other outcomes ready at the same moment and whatever other claims'
+    /// outcomes are waiting (see `settle`). The lease is renewed until every outcome is
+    /// written. Returns the ids whose outcome was stored.
     pub async fn deliver_claim(&self, claim: &Claim) -> HashSet<Uuid> {
         let _lease = super::lease::LeaseKeeper::start(
             self.store.clone(),
@@ -268,7 +271,7 @@ impl Deliverer {
     /// Records outcomes (the truth) and then performs their queue side effects: delayed
     /// retries and dead letters. Returns the ids whose outcome was stored.
     pub async fn settle(&self, claim: &Claim, outcomes: &[Outcome]) -> anyhow::Result<Vec<Uuid>> {
-        let applied = self.record_with_retries(claim.token, outcomes).await?;
+        let applied = self.outcomes.record(claim.token, outcomes).await?;
         let kind_of = |id: Uuid| claim.messages.iter().find(|m| m.id == id).map(|m| m.kind);
         let mut scheduled = Vec::new();
         let mut dead = Vec::new();
@@ -303,44 +306,5 @@ impl Deliverer {
             error!(error = %format!("{e:#}"), count = dead.len(), "could not write dead letters");
         }
         Ok(applied)
-    }
-
-    /// An outcome the provider confirmed is kept until it is written: a lost one means a
-    /// second send after reclaim. Tried again with backoff (capped at a few seconds) for as
-    /// long as this process runs; the write is guarded by the claim's token, so a write that
-    /// lands after another worker took the message over changes nothing. On shutdown the
-    /// worker waits for these writes within its grace period.
-    async fn record_with_retries(
-        &self,
-        token: Uuid,
-        outcomes: &[Outcome],
-    ) -> anyhow::Result<Vec<Uuid>> {
-        let mut delay = Duration::from_millis(100);
-        let mut attempt = 0u32;
-        loop {
-            match self.store.record_outcomes(token, outcomes).await {
-                Ok(applied) => {
-                    if attempt > 0 {
-                        info!(
-                            count = applied.len(),
-                            attempt, "outcomes recorded after the database came back"
-                        );
-                    }
-                    return Ok(applied);
-                }
-                // Not an outage: a few tries, then the tasks are reclaimed later.
-                Err(e @ crate::store::StoreError::Other(_)) if attempt >= 5 => {
-                    return Err(e.into());
-                }
-                Err(e) => {
-                    if attempt == 0 || attempt.is_multiple_of(20) {
-                        warn!(error = %format!("{e:#}"), attempt, count = outcomes.len(), "recording outcomes failed; keeping them and trying again");
-                    }
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(2));
-                    attempt += 1;
-                }
-            }
-        }
     }
 }

@@ -6,10 +6,12 @@ mod backoff;
 mod deliver;
 mod lease;
 pub mod scheduler;
+mod settle;
 pub mod suppression;
 
 pub use backoff::retry_delay;
 pub use deliver::{Deliverer, POISON_CODE};
+pub use settle::OutcomeWriters;
 
 use std::collections::HashSet;
 use std::sync::Arc;

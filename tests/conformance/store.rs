@@ -6,7 +6,9 @@ use std::time::Duration;
 use messaging_service::domain::{
     ErrorInfo, Message, MessageStatus, MessageType, NewMessage, OutboundContent,
 };
-use messaging_service::store::{Inserted, MessageFilter, Outcome, Page, Store, SweepQuery};
+use messaging_service::store::{
+    Inserted, MessageFilter, Outcome, Page, Settlement, Store, SweepQuery,
+};
 use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -19,6 +21,7 @@ on_every_store!(
     a_claim_is_exclusive_until_it_goes_stale,
     outcomes_follow_the_lifecycle_and_schedule_retries,
     outcomes_under_a_lost_claim_are_not_applied,
+    outcomes_of_several_claims_apply_each_under_its_own_token,
     deliveries_count_claims_since_the_last_outcome,
     the_sweep_finds_stranded_messages_and_marks_them,
     the_audit_trail_records_every_transition_in_order,
@@ -531,6 +534,45 @@ async fn outcomes_under_a_lost_claim_are_not_applied(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert!(again.is_empty(), "an outcome is recorded once");
+}
+
+async fn outcomes_of_several_claims_apply_each_under_its_own_token(store: Arc<dyn Store>) {
+    let (a, b, c) = (
+        insert_one(&store, sms()).await,
+        insert_one(&store, sms()).await,
+        insert_one(&store, sms()).await,
+    );
+    let one = store.claim(&[a.id, b.id], lease()).await.unwrap();
+    // `c` is claimed twice: the first claim is lost to the second.
+    let lost = store.claim(&[c.id], Duration::ZERO).await.unwrap();
+    let other = store.claim(&[c.id], lease()).await.unwrap();
+    let settle = |token, outcomes| Settlement { token, outcomes };
+    let mut applied = store
+        .record_settlements(&[
+            settle(one.token, vec![sent(a.id), sent(b.id)]),
+            settle(lost.token, vec![sent(c.id)]),
+        ])
+        .await
+        .unwrap();
+    applied.sort();
+    let mut expected = vec![a.id, b.id];
+    expected.sort();
+    assert_eq!(applied, expected, "the lost claim's outcome is not applied");
+    let status = |m: Uuid| {
+        let store = store.clone();
+        async move { store.get_message(m).await.unwrap().unwrap().status }
+    };
+    assert_eq!(status(a.id).await, MessageStatus::Sent);
+    assert_eq!(status(c.id).await, MessageStatus::Sending);
+    let applied = store
+        .record_settlements(&[
+            settle(other.token, vec![sent(c.id)]),
+            settle(one.token, vec![sent(a.id)]),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(applied, vec![c.id], "an outcome is recorded once");
+    assert_eq!(status(c.id).await, MessageStatus::Sent);
 }
 
 async fn the_sweep_finds_stranded_messages_and_marks_them(store: Arc<dyn Store>) {

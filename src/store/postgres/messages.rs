@@ -17,7 +17,7 @@ use crate::store::lifecycle::{claimable_statuses, plan_outcomes};
 use crate::store::query::{Listing, POSTGRES, by_id};
 use crate::store::rows::{self, EVENT_COLUMNS, Fetch, MESSAGE_COLUMNS};
 use crate::store::{
-    Claim, Inserted, Listed, MessageFilter, MessageStore, Outcome, StoreError, StoreResult,
+    Claim, Inserted, Listed, MessageFilter, MessageStore, Settlement, StoreError, StoreResult,
     Stranded, SweepQuery, Window,
 };
 
@@ -343,10 +343,11 @@ impl MessageStore for PgStore {
         .await
     }
 
-    #[tracing::instrument(skip_all, fields(count = outcomes.len()))]
-    async fn record_outcomes(&self, token: Uuid, outcomes: &[Outcome]) -> StoreResult<Vec<Uuid>> {
-        let planned = plan_outcomes(outcomes)?;
+    #[tracing::instrument(skip_all, fields(claims = settlements.len()))]
+    async fn record_settlements(&self, settlements: &[Settlement]) -> StoreResult<Vec<Uuid>> {
+        let planned = plan_outcomes(settlements)?;
         let ids: Vec<Uuid> = planned.iter().map(|r| r.id).collect();
+        let tokens: Vec<Uuid> = planned.iter().map(|r| r.token).collect();
         let status: Vec<&str> = planned.iter().map(|r| r.status.as_str()).collect();
         let provider: Vec<Option<&str>> = planned.iter().map(|r| r.provider.as_deref()).collect();
         let provider_message_id: Vec<Option<&str>> = planned
@@ -363,9 +364,9 @@ impl MessageStore for PgStore {
         let applied = sqlx::query(
             "with input as (
                  select * from unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[],
-                                      $9::int4[], $10::bool[])
+                                      $9::int4[], $10::bool[], $1::uuid[])
                      as u(id, status, provider, provider_message_id, error_code, error_message, next_attempt_at,
-                          num_segments, attempted)
+                          num_segments, attempted, token)
              ),
              updated as (
                  update messages m set
@@ -387,7 +388,7 @@ impl MessageStore for PgStore {
                  from input i
                  -- By primary key: the status test is a CASE so that no status index is
                  -- taken instead (see `claim`).
-                 where m.id = i.id and m.claim_token = $1
+                 where m.id = i.id and m.claim_token = i.token
                    and case m.status when 'sending' then true else false end
                  returning m.id, m.status, m.provider, m.provider_message_id, m.error_code, m.error_message, m.next_attempt_at
              ),
@@ -403,7 +404,7 @@ impl MessageStore for PgStore {
              )
              select id from updated",
         )
-        .bind(token)
+        .bind(&tokens)
         .bind(&ids)
         .bind(&status)
         .bind(&provider)
@@ -417,9 +418,10 @@ impl MessageStore for PgStore {
         .await?;
         super::events::record_events(&mut tx, &applied).await?;
         // Receipts that arrived before these provider ids were recorded apply now.
+        let applied_ids: std::collections::HashSet<Uuid> = applied.iter().copied().collect();
         let recorded: Vec<&str> = planned
             .iter()
-            .filter(|r| applied.contains(&r.id))
+            .filter(|r| applied_ids.contains(&r.id))
             .filter_map(|r| r.provider_message_id.as_deref())
             .collect();
         super::webhooks::apply_early_receipts(&mut tx, &recorded).await?;

@@ -20,7 +20,7 @@ use crate::store::lifecycle::{claim_detail, claimable_statuses, plan_outcomes};
 use crate::store::query::{Listing, SQLITE, by_id};
 use crate::store::rows::{self, EVENT_COLUMNS, Fetch, MESSAGE_COLUMNS, StoredRow};
 use crate::store::{
-    Claim, Inserted, Listed, MessageFilter, MessageStore, Outcome, StoreError, StoreResult,
+    Claim, Inserted, Listed, MessageFilter, MessageStore, Settlement, StoreError, StoreResult,
     Stranded, SweepQuery, Window,
 };
 
@@ -386,21 +386,26 @@ impl MessageStore for SqliteStore {
         .await
     }
 
-    #[tracing::instrument(skip_all, fields(count = outcomes.len()))]
-    async fn record_outcomes(&self, token: Uuid, outcomes: &[Outcome]) -> StoreResult<Vec<Uuid>> {
-        if outcomes.is_empty() {
+    #[tracing::instrument(skip_all, fields(claims = settlements.len()))]
+    async fn record_settlements(&self, settlements: &[Settlement]) -> StoreResult<Vec<Uuid>> {
+        let planned = plan_outcomes(settlements)?;
+        if planned.is_empty() {
             return Ok(Vec::new());
         }
-        let planned = plan_outcomes(outcomes)?;
         let texts = planned
             .iter()
-            .map(|r| Ok((r.id.to_string(), r.next_attempt_at.map(ts).transpose()?)))
+            .map(|r| {
+                Ok((
+                    r.id.to_string(),
+                    r.token.to_string(),
+                    r.next_attempt_at.map(ts).transpose()?,
+                ))
+            })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let token = token.to_string();
         let now = ts(OffsetDateTime::now_utc())?;
         let mut tx = self.begin_write().await?;
         let mut applied = Vec::with_capacity(planned.len());
-        // Bound values rather than a JSON document (see `insert_batch`); 9 per outcome.
+        // Bound values rather than a JSON document (see `insert_batch`); 10 per outcome.
         for (rows, texts) in planned
             .chunks(ROWS_PER_INSERT)
             .zip(texts.chunks(ROWS_PER_INSERT))
@@ -408,11 +413,12 @@ impl MessageStore for SqliteStore {
             let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("with t (now) as (select ");
             q.push_bind(now.as_str());
             q.push(
-                "), i (id, status, provider, provider_message_id, error_code, error_message,
-                       next_attempt_at, num_segments, attempted) as (",
+                "), i (id, token, status, provider, provider_message_id, error_code,
+                       error_message, next_attempt_at, num_segments, attempted) as (",
             );
-            q.push_values(rows.iter().zip(texts), |mut b, (r, (id, next))| {
+            q.push_values(rows.iter().zip(texts), |mut b, (r, (id, token, next))| {
                 b.push_bind(id.as_str())
+                    .push_bind(token.as_str())
                     .push_bind(r.status.as_str())
                     .push_bind(r.provider.as_deref())
                     .push_bind(r.provider_message_id.as_deref())
@@ -439,13 +445,15 @@ impl MessageStore for SqliteStore {
                  claim_token = null,
                  updated_at = t.now
              from i, t
-             where messages.id = i.id and messages.claim_token = ");
-            q.push_bind(token.as_str());
-            q.push(" and messages.status = 'sending' returning messages.id");
+             where messages.id = i.id and messages.claim_token = i.token
+               and messages.status = 'sending'
+             returning messages.id",
+            );
             applied.extend(q.build().all(&mut *tx, rows::id).await?);
         }
+        let applied_ids: std::collections::HashSet<Uuid> = applied.iter().copied().collect();
         let mut events = Vec::with_capacity(applied.len());
-        for row in planned.iter().filter(|r| applied.contains(&r.id)) {
+        for row in planned.iter().filter(|r| applied_ids.contains(&r.id)) {
             events.push(EventRow {
                 message_id: row.id.to_string(),
                 from_status: Some(MessageStatus::Sending.as_str()),
@@ -458,7 +466,7 @@ impl MessageStore for SqliteStore {
         // Receipts that arrived before these provider ids were recorded apply now.
         let recorded: Vec<&str> = planned
             .iter()
-            .filter(|r| applied.contains(&r.id))
+            .filter(|r| applied_ids.contains(&r.id))
             .filter_map(|r| r.provider_message_id.as_deref())
             .collect();
         super::webhooks::apply_early_receipts(&mut tx, &now, &recorded).await?;

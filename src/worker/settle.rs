@@ -1,0 +1,154 @@
+//! Recording outcomes a group at a time. The sends of every claim in flight report to a few
+//! writer tasks; each takes all the outcomes waiting (from any number of claims, up to a
+//! group) and has the store record them in one transaction, then answers each claim with
+//! the ids applied. While one transaction runs the next group gathers, so the number of
+//! transactions follows the database's commit rate instead of the number of claims and
+//! sends in flight, as `service::ingest` does for the send path. An outcome is written as
+//! soon as the transaction before it is done: none waits for a slower send.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Mutex, mpsc, oneshot};
+use tracing::{info, warn};
+use uuid::Uuid;
+
+use crate::store::{Outcome, Settlement, Store, StoreError};
+
+/// Most claims whose outcomes share one transaction.
+const MAX_CLAIMS_PER_GROUP: usize = 64;
+/// A store error that is not an outage is tried this many times more before giving up.
+const OTHER_ERROR_TRIES: u32 = 5;
+
+type Reply = oneshot::Sender<anyhow::Result<Vec<Uuid>>>;
+
+struct Job {
+    settlement: Settlement,
+    reply: Reply,
+}
+
+/// The handle the deliverer records outcomes through; cloned with it.
+#[derive(Clone)]
+pub struct OutcomeWriters {
+    tx: mpsc::Sender<Job>,
+}
+
+impl OutcomeWriters {
+    /// Starts `writers` writer tasks; they stop when the last handle is dropped.
+    pub fn start(store: Arc<dyn Store>, writers: usize) -> Self {
+        let writers = writers.max(1);
+        let (tx, rx) = mpsc::channel(MAX_CLAIMS_PER_GROUP * writers * 4);
+        let rx = Arc::new(Mutex::new(rx));
+        for _ in 0..writers {
+            tokio::spawn(run(store.clone(), rx.clone()));
+        }
+        Self { tx }
+    }
+
+    /// Records one claim's outcomes (with whatever else is waiting) and returns the ids whose
+    /// outcome was stored: those the claim's token still held.
+    pub async fn record(&self, token: Uuid, outcomes: &[Outcome]) -> anyhow::Result<Vec<Uuid>> {
+        let (reply, answer) = oneshot::channel();
+        let settlement = Settlement {
+            token,
+            outcomes: outcomes.to_vec(),
+        };
+        self.tx
+            .send(Job { settlement, reply })
+            .await
+            .map_err(|_| anyhow::anyhow!("the outcome writers have stopped"))?;
+        answer
+            .await
+            .map_err(|_| anyhow::anyhow!("the outcome writer stopped before answering"))?
+    }
+}
+
+async fn run(store: Arc<dyn Store>, rx: Arc<Mutex<mpsc::Receiver<Job>>>) {
+    let mut jobs = Vec::with_capacity(MAX_CLAIMS_PER_GROUP);
+    loop {
+        // The lock is held only while this writer waits for work.
+        if rx
+            .lock()
+            .await
+            .recv_many(&mut jobs, MAX_CLAIMS_PER_GROUP)
+            .await
+            == 0
+        {
+            return;
+        }
+        let (settlements, replies): (Vec<Settlement>, Vec<Reply>) =
+            jobs.drain(..).map(|j| (j.settlement, j.reply)).unzip();
+        match record_with_retries(store.as_ref(), &settlements).await {
+            Ok(applied) => answer(&settlements, replies, &applied),
+            // One claim's bad outcome must not fail the claims that shared its transaction:
+            // record them one by one so only the culprit fails.
+            Err(_) if settlements.len() > 1 => {
+                for (settlement, reply) in settlements.into_iter().zip(replies) {
+                    let one = std::slice::from_ref(&settlement);
+                    let result = record_with_retries(store.as_ref(), one).await;
+                    let _ = reply.send(result);
+                }
+            }
+            Err(e) => {
+                let message = format!("{e:#}");
+                for reply in replies {
+                    let _ = reply.send(Err(anyhow::anyhow!("{message}")));
+                }
+            }
+        }
+    }
+}
+
+/// Answers each claim with the ids among its own outcomes that were applied.
+fn answer(settlements: &[Settlement], replies: Vec<Reply>, applied: &[Uuid]) {
+    let applied: HashSet<Uuid> = applied.iter().copied().collect();
+    for (settlement, reply) in settlements.iter().zip(replies) {
+        let ids = settlement
+            .outcomes
+            .iter()
+            .map(Outcome::id)
+            .filter(|id| applied.contains(id))
+            .collect();
+        let _ = reply.send(Ok(ids));
+    }
+}
+
+/// An outcome the provider confirmed is kept until it is written: a lost one means a
+/// second send after reclaim. Tried again with backoff (capped at a few seconds) for as
+/// long as this process runs; each write is guarded by its claim's token, so a write that
+/// lands after another worker took the message over changes nothing. On shutdown the
+/// worker waits for these writes within its grace period.
+async fn record_with_retries(
+    store: &dyn Store,
+    settlements: &[Settlement],
+) -> anyhow::Result<Vec<Uuid>> {
+    let count: usize = settlements.iter().map(|s| s.outcomes.len()).sum();
+    let mut delay = Duration::from_millis(100);
+    let mut attempt = 0u32;
+    loop {
+        match store.record_settlements(settlements).await {
+            Ok(applied) => {
+                if attempt > 0 {
+                    info!(
+                        count = applied.len(),
+                        attempt, "outcomes recorded after the database came back"
+                    );
+                }
+                return Ok(applied);
+            }
+            // Not an outage: a few tries, then the tasks are reclaimed later.
+            Err(e @ StoreError::Other(_)) if attempt >= OTHER_ERROR_TRIES => {
+                return Err(e.into());
+            }
+            Err(e) => {
+                if attempt == 0 || attempt.is_multiple_of(20) {
+                    warn!(error = %format!("{e:#}"), attempt, count, "recording outcomes failed; keeping them and trying again");
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+                attempt += 1;
+            }
+        }
+    }
+}
