@@ -9,6 +9,7 @@ use messaging_service::domain::{
 use messaging_service::store::{
     Inserted, MessageFilter, Outcome, Page, Settlement, Store, SweepQuery,
 };
+use messaging_service::worker::OutcomeWriters;
 use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -22,6 +23,7 @@ on_every_store!(
     outcomes_follow_the_lifecycle_and_schedule_retries,
     outcomes_under_a_lost_claim_are_not_applied,
     outcomes_of_several_claims_apply_each_under_its_own_token,
+    the_outcome_writers_answer_each_claim_with_its_own_ids,
     deliveries_count_claims_since_the_last_outcome,
     the_sweep_finds_stranded_messages_and_marks_them,
     the_audit_trail_records_every_transition_in_order,
@@ -573,6 +575,36 @@ async fn outcomes_of_several_claims_apply_each_under_its_own_token(store: Arc<dy
         .unwrap();
     assert_eq!(applied, vec![c.id], "an outcome is recorded once");
     assert_eq!(status(c.id).await, MessageStatus::Sent);
+}
+
+async fn the_outcome_writers_answer_each_claim_with_its_own_ids(store: Arc<dyn Store>) {
+    let (a, b, c) = (
+        insert_one(&store, sms()).await,
+        insert_one(&store, sms()).await,
+        insert_one(&store, sms()).await,
+    );
+    let one = store.claim(&[a.id], lease()).await.unwrap();
+    let two = store.claim(&[b.id], lease()).await.unwrap();
+    let lost = store.claim(&[c.id], Duration::ZERO).await.unwrap();
+    store.claim(&[c.id], lease()).await.unwrap();
+    // One writer: whatever arrives while it writes goes into its next transaction together.
+    let writers = OutcomeWriters::start(store.clone(), 1);
+    let (sent_a, sent_b, sent_c) = ([sent(a.id)], [sent(b.id)], [sent(c.id)]);
+    let (first, second, third) = tokio::join!(
+        writers.record(one.token, &sent_a),
+        writers.record(two.token, &sent_b),
+        writers.record(lost.token, &sent_c),
+    );
+    assert_eq!(first.unwrap(), vec![a.id]);
+    assert_eq!(second.unwrap(), vec![b.id]);
+    assert!(
+        third.unwrap().is_empty(),
+        "the lost claim's outcome is not applied"
+    );
+    assert_eq!(
+        store.get_message(b.id).await.unwrap().unwrap().status,
+        MessageStatus::Sent
+    );
 }
 
 async fn the_sweep_finds_stranded_messages_and_marks_them(store: Arc<dyn Store>) {
