@@ -18,7 +18,7 @@ use crate::store::{Outcome, Settlement, Store, StoreError};
 
 /// Most claims whose outcomes share one transaction.
 const MAX_CLAIMS_PER_GROUP: usize = 64;
-/// A store error that is not an outage is tried this many times more before giving up.
+/// A store error that is not an outage is tried this many times more for one claim.
 const OTHER_ERROR_TRIES: u32 = 5;
 
 type Reply = oneshot::Sender<anyhow::Result<Vec<Uuid>>>;
@@ -79,14 +79,19 @@ async fn run(store: Arc<dyn Store>, rx: Arc<Mutex<mpsc::Receiver<Job>>>) {
         }
         let (settlements, replies): (Vec<Settlement>, Vec<Reply>) =
             jobs.drain(..).map(|j| (j.settlement, j.reply)).unzip();
-        match record_with_retries(store.as_ref(), &settlements).await {
+        // A group is not tried again on an error that is not an outage: it goes one claim at
+        // a time at once, so the others do not wait out the culprit's tries.
+        let shared = settlements.len() > 1;
+        let tries = if shared { 0 } else { OTHER_ERROR_TRIES };
+        match record_with_retries(store.as_ref(), &settlements, tries).await {
             Ok(applied) => answer(&settlements, replies, &applied),
             // One claim's bad outcome must not fail the claims that shared its transaction:
             // record them one by one so only the culprit fails.
-            Err(_) if settlements.len() > 1 => {
+            Err(e) if shared => {
+                warn!(error = %format!("{e:#}"), claims = settlements.len(), "recording a group of outcomes failed; recording its claims one by one");
                 for (settlement, reply) in settlements.into_iter().zip(replies) {
                     let one = std::slice::from_ref(&settlement);
-                    let result = record_with_retries(store.as_ref(), one).await;
+                    let result = record_with_retries(store.as_ref(), one, OTHER_ERROR_TRIES).await;
                     let _ = reply.send(result);
                 }
             }
@@ -118,10 +123,12 @@ fn answer(settlements: &[Settlement], replies: Vec<Reply>, applied: &[Uuid]) {
 /// second send after reclaim. Tried again with backoff (capped at a few seconds) for as
 /// long as this process runs; each write is guarded by its claim's token, so a write that
 /// lands after another worker took the message over changes nothing. On shutdown the
-/// worker waits for these writes within its grace period.
+/// worker waits for these writes within its grace period. An error that is not an outage is
+/// tried `other_tries` more times.
 async fn record_with_retries(
     store: &dyn Store,
     settlements: &[Settlement],
+    other_tries: u32,
 ) -> anyhow::Result<Vec<Uuid>> {
     let count: usize = settlements.iter().map(|s| s.outcomes.len()).sum();
     let mut delay = Duration::from_millis(100);
@@ -138,7 +145,7 @@ async fn record_with_retries(
                 return Ok(applied);
             }
             // Not an outage: a few tries, then the tasks are reclaimed later.
-            Err(e @ StoreError::Other(_)) if attempt >= OTHER_ERROR_TRIES => {
+            Err(e @ StoreError::Other(_)) if attempt >= other_tries => {
                 return Err(e.into());
             }
             Err(e) => {
