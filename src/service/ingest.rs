@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use time::OffsetDateTime;
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
 use super::{Context, ServiceError};
@@ -76,10 +76,9 @@ pub struct Ingestor {
 struct Writer {
     store: Arc<dyn Store>,
     queue: Arc<dyn Queue>,
-    rx: Arc<Mutex<mpsc::Receiver<Job>>>,
-    max_batch: usize,
     enqueue: bool,
-    queue_down_until_ms: Arc<AtomicI64>,
+    /// Shared by the writer tasks: after an enqueue failure, none tries Redis until then.
+    queue_down_until_ms: AtomicI64,
 }
 
 impl Ingestor {
@@ -92,20 +91,16 @@ impl Ingestor {
         writers: usize,
         enqueue: bool,
     ) -> Self {
-        let (tx, rx) = mpsc::channel(max_batch * writers * 4);
-        let rx = Arc::new(Mutex::new(rx));
-        let queue_down_until_ms = Arc::new(AtomicI64::new(0));
-        for _ in 0..writers {
-            let writer = Writer {
-                store: store.clone(),
-                queue: queue.clone(),
-                rx: rx.clone(),
-                max_batch,
-                enqueue,
-                queue_down_until_ms: queue_down_until_ms.clone(),
-            };
-            tokio::spawn(writer.run());
-        }
+        let writer = Arc::new(Writer {
+            store,
+            queue,
+            enqueue,
+            queue_down_until_ms: AtomicI64::new(0),
+        });
+        let tx = super::group_commit::start(writers, max_batch, move |jobs| {
+            let writer = writer.clone();
+            async move { writer.write(jobs).await }
+        });
         Self { tx }
     }
 
@@ -126,28 +121,9 @@ fn now_ms() -> i64 {
 }
 
 impl Writer {
-    async fn run(self) {
-        let mut jobs = Vec::with_capacity(self.max_batch);
-        loop {
-            // Waits for the first job, then takes everything already waiting (up to a
-            // batch) in one call; the lock is held only while this writer is idle.
-            if self
-                .rx
-                .lock()
-                .await
-                .recv_many(&mut jobs, self.max_batch)
-                .await
-                == 0
-            {
-                return;
-            }
-            self.write(&mut jobs).await;
-        }
-    }
-
-    async fn write(&self, jobs: &mut Vec<Job>) {
+    async fn write(&self, mut jobs: Vec<Job>) {
         // Suppressed recipients are refused before anything is stored: one lookup per batch.
-        self.refuse_suppressed(jobs).await;
+        self.refuse_suppressed(&mut jobs).await;
         if jobs.is_empty() {
             return;
         }
@@ -162,7 +138,7 @@ impl Writer {
             Err(StoreError::Other(e)) if messages.len() > 1 => {
                 warn!(error = %format!("{e:#}"), batch = messages.len(), "storing a batch failed; storing its messages one by one");
                 for (message, reply) in messages.into_iter().zip(replies) {
-                    Box::pin(self.write(&mut vec![Job { message, reply }])).await;
+                    Box::pin(self.write(vec![Job { message, reply }])).await;
                 }
                 return;
             }

@@ -23,6 +23,7 @@ pub mod compliance;
 pub mod conversations;
 pub mod correct_status;
 pub mod deliver_now;
+pub mod group_commit;
 pub mod inbound_email;
 pub mod ingest;
 pub mod listing;

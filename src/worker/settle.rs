@@ -1,16 +1,16 @@
-//! Recording outcomes a group at a time. The sends of every claim in flight report to a few
-//! writer tasks; each takes all the outcomes waiting (from any number of claims, up to a
-//! group) and has the store record them in one transaction, then answers each claim with
-//! the ids applied. While one transaction runs the next group gathers, so the number of
+//! Recording outcomes a group at a time (`service::group_commit`, as the send path does).
+//! The sends of every claim in flight report to a few writer tasks; each takes all the
+//! outcomes waiting (from any number of claims, up to a group) and has the store record them
+//! in one transaction, then answers each claim with the ids applied. The number of
 //! transactions follows the database's commit rate instead of the number of claims and
-//! sends in flight, as `service::ingest` does for the send path. An outcome is written as
-//! soon as the transaction before it is done: none waits for a slower send.
+//! sends in flight, and an outcome is written as soon as the transaction before it is done:
+//! none waits for a slower send.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 use uuid::Uuid;
 
@@ -37,12 +37,10 @@ pub struct OutcomeWriters {
 impl OutcomeWriters {
     /// Starts `writers` writer tasks; they stop when the last handle is dropped.
     pub fn start(store: Arc<dyn Store>, writers: usize) -> Self {
-        let writers = writers.max(1);
-        let (tx, rx) = mpsc::channel(MAX_CLAIMS_PER_GROUP * writers * 4);
-        let rx = Arc::new(Mutex::new(rx));
-        for _ in 0..writers {
-            tokio::spawn(run(store.clone(), rx.clone()));
-        }
+        let tx = crate::service::group_commit::start(writers, MAX_CLAIMS_PER_GROUP, move |jobs| {
+            let store = store.clone();
+            async move { write(store.as_ref(), jobs).await }
+        });
         Self { tx }
     }
 
@@ -64,42 +62,29 @@ impl OutcomeWriters {
     }
 }
 
-async fn run(store: Arc<dyn Store>, rx: Arc<Mutex<mpsc::Receiver<Job>>>) {
-    let mut jobs = Vec::with_capacity(MAX_CLAIMS_PER_GROUP);
-    loop {
-        // The lock is held only while this writer waits for work.
-        if rx
-            .lock()
-            .await
-            .recv_many(&mut jobs, MAX_CLAIMS_PER_GROUP)
-            .await
-            == 0
-        {
-            return;
-        }
-        let (settlements, replies): (Vec<Settlement>, Vec<Reply>) =
-            jobs.drain(..).map(|j| (j.settlement, j.reply)).unzip();
-        // A group is not tried again on an error that is not an outage: it goes one claim at
-        // a time at once, so the others do not wait out the culprit's tries.
-        let shared = settlements.len() > 1;
-        let tries = if shared { 0 } else { OTHER_ERROR_TRIES };
-        match record_with_retries(store.as_ref(), &settlements, tries).await {
-            Ok(applied) => answer(&settlements, replies, &applied),
-            // One claim's bad outcome must not fail the claims that shared its transaction:
-            // record them one by one so only the culprit fails.
-            Err(e) if shared => {
-                warn!(error = %format!("{e:#}"), claims = settlements.len(), "recording a group of outcomes failed; recording its claims one by one");
-                for (settlement, reply) in settlements.into_iter().zip(replies) {
-                    let one = std::slice::from_ref(&settlement);
-                    let result = record_with_retries(store.as_ref(), one, OTHER_ERROR_TRIES).await;
-                    let _ = reply.send(result);
-                }
+/// Records one group of claims' outcomes and answers each claim.
+async fn write(store: &dyn Store, jobs: Vec<Job>) {
+    let (settlements, replies): (Vec<Settlement>, Vec<Reply>) =
+        jobs.into_iter().map(|j| (j.settlement, j.reply)).unzip();
+    // A group is not tried again on an error that is not an outage: it goes one claim at a
+    // time at once, so the others do not wait out the culprit's tries.
+    let shared = settlements.len() > 1;
+    let tries = if shared { 0 } else { OTHER_ERROR_TRIES };
+    match record_with_retries(store, &settlements, tries).await {
+        Ok(applied) => answer(&settlements, replies, &applied),
+        // One claim's bad outcome must not fail the claims that shared its transaction:
+        // record them one by one so only the culprit fails.
+        Err(e) if shared => {
+            warn!(error = %format!("{e:#}"), claims = settlements.len(), "recording a group of outcomes failed; recording its claims one by one");
+            for (settlement, reply) in settlements.into_iter().zip(replies) {
+                let one = std::slice::from_ref(&settlement);
+                let _ = reply.send(record_with_retries(store, one, OTHER_ERROR_TRIES).await);
             }
-            Err(e) => {
-                let message = format!("{e:#}");
-                for reply in replies {
-                    let _ = reply.send(Err(anyhow::anyhow!("{message}")));
-                }
+        }
+        // A group of one: its only claim gets the error.
+        Err(e) => {
+            if let Some(reply) = replies.into_iter().next() {
+                let _ = reply.send(Err(e));
             }
         }
     }
