@@ -1150,7 +1150,9 @@ from generate_series(0, $1 - 1) c";
 
 /// Messages $1 to $2 - 1 of `seed` ($3 conversations, times as above): one in five inbound
 /// (received and read), the rest outbound: delivered, one in ten sent, one in fifty failed.
+/// Each with its search document, as the send path stores it.
 const SEED_MESSAGES_SQL: &str = "
+with stored as (
 insert into messages (id, conversation_id, direction, type, from_address, to_address, body,
                       status, provider, provider_message_id, num_segments, error_code,
                       created_at, updated_at, sent_at, delivered_at, failed_at, read_at)
@@ -1170,7 +1172,10 @@ from (select i, inbound, t, '+1666' || lpad((i % $3)::text, 7, '0') as peer,
              case when inbound then 'received' when i % 50 = 1 then 'failed'
                   when i % 10 = 3 then 'sent' else 'delivered' end as status
       from (select i, i % 5 = 4 as inbound, to_timestamp($4 + i * $5) as t
-            from generate_series($1, $2 - 1) i) g) s";
+            from generate_series($1, $2 - 1) i) g) s
+returning id, conversation_id, body)
+insert into message_texts (message_id, conversation_id, document)
+select id, conversation_id, to_tsvector('simple', left(' ' || coalesce(body, ''), 65536)) from stored";
 
 /// Stores messages and their conversations straight into PostgreSQL, spread evenly over the
 /// 30 days before now, oldest first, so that list reads can be measured on a table of a

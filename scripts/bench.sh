@@ -271,8 +271,8 @@ drain_leftovers() {
 # tables the load wrote: the role owns them, not the catalogs.
 settle_tables() {
   say "vacuum analyze after the bulk load"
-  psql_app -d "$DB" -c "vacuum analyze messages, message_events, conversations" \
-    -c "select gin_clean_pending_list('messages_text_search_idx')" >/dev/null
+  psql_app -d "$DB" -c "vacuum analyze messages, message_texts, message_events, conversations" \
+    -c "select gin_clean_pending_list('message_texts_document_idx')" >/dev/null
 }
 
 # The events phase's summary row: median accepted/s of its rounds without and with an

@@ -161,11 +161,24 @@ async fn conversations_count_messages_and_unread_until_marked_read(store: Arc<dy
     assert_eq!(total, 5);
     assert_eq!(messages[0].id, sent[0].id, "oldest first");
 
+    let found = |text: &'static str| {
+        let store = store.clone();
+        async move {
+            let query = SearchQuery::parse(Some(text)).unwrap();
+            let hits = store.search_conversations(&query, 10).await.unwrap();
+            hits.iter()
+                .filter(|h| h.conversation.id == id)
+                .map(|h| h.matching_messages)
+                .sum::<i64>()
+        }
+    };
+    assert_eq!(found("two").await, 1, "found before the delete");
     assert!(store.delete_conversation(id).await.unwrap());
     assert!(
         store.get_message(sent[0].id).await.unwrap().is_none(),
         "messages go too"
     );
+    assert_eq!(found("two").await, 0, "and so does their text");
     assert!(!store.delete_conversation(id).await.unwrap());
 }
 
@@ -213,6 +226,20 @@ async fn search_ranks_by_matching_messages_and_participants_first(store: Arc<dyn
     let both = search("lunch invoice").await;
     assert_eq!(both.len(), 1, "every word must be present");
     assert_eq!(both[0].conversation.id, one[0].conversation_id);
+    // Sending changes the message's status, not its text: it is still found, once.
+    finish(
+        &store,
+        Outcome::Sent {
+            id: one[0].id,
+            provider: "twilio".into(),
+            provider_message_id: "SMlunch".into(),
+            num_segments: None,
+        },
+    )
+    .await;
+    let sent = search("lunch invoice").await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].matching_messages, 1, "{sent:?}");
     assert!(search("voice").await.is_empty(), "not substrings");
 
     // Carol's own conversation ranks above one that merely mentions her number.

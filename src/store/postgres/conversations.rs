@@ -16,10 +16,6 @@ use crate::store::{
     ConversationFilter, ConversationStore, Listed, Page, SearchHit, SortOrder, StoreResult, Window,
 };
 
-/// The indexed text of a message; must match `messages_text_search_idx` exactly.
-const MESSAGE_TSVECTOR: &str =
-    "to_tsvector('simple', left(coalesce(m.subject, '') || ' ' || coalesce(m.body, ''), 65536))";
-
 #[async_trait]
 impl ConversationStore for PgStore {
     #[tracing::instrument(skip_all)]
@@ -136,11 +132,18 @@ impl ConversationStore for PgStore {
 
     #[tracing::instrument(skip_all, fields(conversation_id = %id))]
     async fn delete_conversation(&self, id: Uuid) -> StoreResult<bool> {
-        // Messages and their events go with it (`on delete cascade`).
+        // Messages and their events go with it (`on delete cascade`); their search documents
+        // have no foreign key (see the `message_texts` migration), so they go here.
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        sqlx::query("delete from message_texts where conversation_id = $1")
+            .bind(id)
+            .run(&mut *tx)
+            .await?;
         let deleted = sqlx::query("delete from conversations where id = $1")
             .bind(id)
-            .run(&self.pool)
+            .run(&mut *tx)
             .await?;
+        tx.commit().await.map_err(classify)?;
         Ok(deleted > 0)
     }
 
@@ -184,11 +187,11 @@ impl ConversationStore for PgStore {
         let sql = format!(
             "with q as (select websearch_to_tsquery('simple', $1) as query),
              text_hits as (
-                 select m.conversation_id, sum(ts_rank({MESSAGE_TSVECTOR}, q.query))::float8 as rank,
+                 select t.conversation_id, sum(ts_rank(t.document, q.query))::float8 as rank,
                         count(*) as hits
-                 from messages m, q
-                 where {MESSAGE_TSVECTOR} @@ q.query
-                 group by m.conversation_id
+                 from message_texts t, q
+                 where t.document @@ q.query
+                 group by t.conversation_id
              ),
              participant_hits as (
                  select id as conversation_id,

@@ -9,7 +9,7 @@ use sqlx::AssertSqlSafe;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{PgStore, classify};
+use super::{PgStore, SEARCH_DOCUMENT, classify};
 use crate::domain::{Message, MessageEvent, NewMessage};
 use crate::store::audit;
 use crate::store::batch::{BatchPlan, ConversationKey, DedupeKey, LookupKeys, existing_of};
@@ -152,45 +152,53 @@ impl PgStore {
         }
 
         if !columns.id.is_empty() {
-            let inserted = sqlx::query(
-                "insert into messages
-                     (id, conversation_id, direction, type, from_address, to_address, body, subject,
-                      attachments, status, metadata, idempotency_key, request_hash, provider,
-                      provider_message_id, provider_timestamp, send_at, created_at, updated_at, status_callback)
-                 select id, conversation_id, direction, type, from_address, to_address, body, subject,
-                        attachments::jsonb, status, metadata::jsonb, idempotency_key, request_hash, provider,
-                        provider_message_id, provider_timestamp, send_at, created_at, created_at, status_callback
-                 from unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                             $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
-                             $14::text[], $15::text[], $16::timestamptz[], $17::timestamptz[], $18::timestamptz[],
-                             $19::text[])
-                     as t(id, conversation_id, direction, type, from_address, to_address, body, subject,
+            // Each stored message's search document goes into `message_texts` in the same
+            // statement; the count is of those, one per message stored.
+            let sql = format!(
+                "with stored as (
+                     insert into messages
+                         (id, conversation_id, direction, type, from_address, to_address, body, subject,
                           attachments, status, metadata, idempotency_key, request_hash, provider,
-                          provider_message_id, provider_timestamp, created_at, send_at, status_callback)
-                 -- No target: both the idempotency key and the inbound provider id are unique.
-                 on conflict do nothing",
-            )
-            .bind(&columns.id)
-            .bind(&columns.conversation_id)
-            .bind(&columns.direction)
-            .bind(&columns.kind)
-            .bind(&columns.from)
-            .bind(&columns.to)
-            .bind(&columns.body)
-            .bind(&columns.subject)
-            .bind(&columns.attachments)
-            .bind(&columns.status)
-            .bind(&columns.metadata)
-            .bind(&columns.idempotency_key)
-            .bind(&columns.request_hash)
-            .bind(&columns.provider)
-            .bind(&columns.provider_message_id)
-            .bind(&columns.provider_timestamp)
-            .bind(&columns.created_at)
-            .bind(&columns.send_at)
-            .bind(&columns.status_callback)
-            .run(&mut *tx)
-            .await?;
+                          provider_message_id, provider_timestamp, send_at, created_at, updated_at, status_callback)
+                     select id, conversation_id, direction, type, from_address, to_address, body, subject,
+                            attachments::jsonb, status, metadata::jsonb, idempotency_key, request_hash, provider,
+                            provider_message_id, provider_timestamp, send_at, created_at, created_at, status_callback
+                     from unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                                 $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
+                                 $14::text[], $15::text[], $16::timestamptz[], $17::timestamptz[], $18::timestamptz[],
+                                 $19::text[])
+                         as t(id, conversation_id, direction, type, from_address, to_address, body, subject,
+                              attachments, status, metadata, idempotency_key, request_hash, provider,
+                              provider_message_id, provider_timestamp, created_at, send_at, status_callback)
+                     -- No target: both the idempotency key and the inbound provider id are unique.
+                     on conflict do nothing
+                     returning id, conversation_id, subject, body
+                 )
+                 insert into message_texts (message_id, conversation_id, document)
+                 select id, conversation_id, {SEARCH_DOCUMENT} from stored"
+            );
+            let inserted = sqlx::query(AssertSqlSafe(sql))
+                .bind(&columns.id)
+                .bind(&columns.conversation_id)
+                .bind(&columns.direction)
+                .bind(&columns.kind)
+                .bind(&columns.from)
+                .bind(&columns.to)
+                .bind(&columns.body)
+                .bind(&columns.subject)
+                .bind(&columns.attachments)
+                .bind(&columns.status)
+                .bind(&columns.metadata)
+                .bind(&columns.idempotency_key)
+                .bind(&columns.request_hash)
+                .bind(&columns.provider)
+                .bind(&columns.provider_message_id)
+                .bind(&columns.provider_timestamp)
+                .bind(&columns.created_at)
+                .bind(&columns.send_at)
+                .bind(&columns.status_callback)
+                .run(&mut *tx)
+                .await?;
             if inserted != columns.id.len() as u64 {
                 tx.rollback().await.map_err(classify)?;
                 return Ok(BatchAttempt::Raced);

@@ -28,6 +28,14 @@ use crate::config::ConnectionUrl;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
+/// A message's full-text search document as `message_texts` stores it (from the message's
+/// `subject` and `body`): 'simple' does no stemming (messages are in any language), and only
+/// the first 64 KiB are indexed so that a large email can never exceed the vector's size
+/// limit and fail the batch it is written in. The migration that created the table uses the
+/// same expression for the messages stored before it.
+pub(super) const SEARCH_DOCUMENT: &str =
+    "to_tsvector('simple', left(coalesce(subject, '') || ' ' || coalesce(body, ''), 65536))";
+
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
@@ -166,7 +174,7 @@ impl Store for PgStore {
     /// the merge. Merging here, every second, keeps the list short and that work off the
     /// accept path. Two workers merging at once take turns.
     async fn maintain_search_index(&self) -> StoreResult<()> {
-        sqlx::query("select gin_clean_pending_list('messages_text_search_idx'::regclass)")
+        sqlx::query("select gin_clean_pending_list('message_texts_document_idx'::regclass)")
             .execute(&self.pool)
             .await
             .map_err(classify)?;
