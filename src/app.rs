@@ -169,9 +169,12 @@ impl Application {
             self.state.settings.metrics_sample_interval,
             shutdown.child_token(),
         );
+        let search_index =
+            crate::service::search_index::spawn(self.state.store.clone(), shutdown.child_token());
         self.state.startup.finish();
         crate::http::server::serve(self.listener, router(self.state), shutdown).await;
         sampler.abort();
+        search_index.abort();
         Ok(())
     }
 }

@@ -23,7 +23,7 @@ insert into message_texts (message_id, conversation_id, document)
            to_tsvector('simple', left(coalesce(subject, '') || ' ' || coalesce(body, ''), 65536))
     from messages;
 
--- The pending list (GIN `fastupdate`) as before: workers fold it into the index about once a
+-- The pending list (GIN `fastupdate`) as before: the API folds it into the index about once a
 -- second, and the limit leaves room should none run for a while.
 create index message_texts_document_idx on message_texts using gin (document)
     with (gin_pending_list_limit = 32768);

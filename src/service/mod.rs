@@ -14,7 +14,8 @@
 //! - [`inbound_email`]: SendGrid Inbound Parse posts reduced to one email, attachments
 //!   stored when configured;
 //! - [`messages`] and [`conversations`]: reads and edits whose rules are more than one
-//!   store call.
+//!   store call;
+//! - [`search_index`]: the API's merge of the full-text index's pending list.
 //!
 //! Nothing here knows HTTP; errors are [`ServiceError`]s.
 
@@ -31,6 +32,7 @@ pub mod messages;
 pub mod receive;
 pub mod redrive;
 pub mod schedule;
+pub mod search_index;
 pub mod send;
 pub mod webhook_endpoints;
 pub mod webhook_intake;

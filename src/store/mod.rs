@@ -256,7 +256,8 @@ pub trait Store:
 
     /// Folds what the search index has gathered since the last call into the index proper,
     /// so that no accepted message's insert has to (see "Search" in the README). Called by
-    /// every worker about once a second; a no-op where the index needs no help.
+    /// the API about once a second (`service::search_index`); a no-op where the index needs
+    /// no help.
     async fn maintain_search_index(&self) -> StoreResult<()> {
         Ok(())
     }

@@ -29,9 +29,6 @@ use crate::observability;
 use crate::queue::{Delivery, Task};
 use crate::store::{MessageFilter, Page, SweepQuery};
 
-/// How often a worker folds the search index's pending entries into the index.
-const SEARCH_INDEX_INTERVAL: Duration = Duration::from_secs(1);
-
 #[derive(Clone)]
 pub struct Worker {
     deliverer: Deliverer,
@@ -310,8 +307,7 @@ impl Worker {
         let mut reclaim =
             tokio::time::interval((s.visibility_timeout / 4).max(Duration::from_millis(100)));
         let mut sweep = tokio::time::interval(s.sweep_interval.max(Duration::from_millis(100)));
-        let mut search_index = tokio::time::interval(SEARCH_INDEX_INTERVAL);
-        for t in [&mut promote, &mut reclaim, &mut sweep, &mut search_index] {
+        for t in [&mut promote, &mut reclaim, &mut sweep] {
             t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         }
         loop {
@@ -320,7 +316,6 @@ impl Worker {
                 _ = promote.tick() => self.deliverer.queue.promote_due(1000).await.map(|_| ()),
                 _ = reclaim.tick() => self.reclaim_once().await.map(|_| ()),
                 _ = sweep.tick() => self.sweep_once().await.map(|_| ()),
-                _ = search_index.tick() => self.deliverer.store.maintain_search_index().await.map_err(anyhow::Error::from),
             };
             if let Err(e) = result {
                 debug!(error = %format!("{e:#}"), "housekeeping step failed; will try again");

@@ -168,11 +168,11 @@ impl Store for PgStore {
         Ok(())
     }
 
-    /// New and updated rows reach the full-text index through its pending list (GIN
+    /// New search documents reach the full-text index through its pending list (GIN
     /// `fastupdate`): cheap to append to, exact for searches, but merged into the index by
     /// whichever insert fills it past `gin_pending_list_limit`, which then takes as long as
     /// the merge. Merging here, every second, keeps the list short and that work off the
-    /// accept path. Two workers merging at once take turns.
+    /// accept path. Two processes merging at once take turns.
     async fn maintain_search_index(&self) -> StoreResult<()> {
         sqlx::query("select gin_clean_pending_list('message_texts_document_idx'::regclass)")
             .execute(&self.pool)
