@@ -79,7 +79,7 @@ impl Components {
             provider_timeout: delivery_timeout(settings),
             outcomes: crate::worker::OutcomeWriters::start(
                 self.store.clone(),
-                settings.ingest_writers(),
+                settings.outcome_writers(),
             ),
         }
     }
