@@ -6,8 +6,8 @@
 # Phases (`--phases a,b,...`; default accept,rate,drain,mixed,embedded):
 #   accept     `serve` alone (no worker): closed-loop load at c=16 and at c=64
 #   rate       `serve` alone: open-loop load at half the c=64 accepted rate (p99 at half load)
-#   drain      the backlog left by the phases before, then a backlog of --drain-messages
-#              each time: mock provider at 0 ms with one and with two `worker` processes,
+#   drain      a backlog of --drain-messages each time (what the phases before left is
+#              drained first, unmeasured): mock provider at 0 ms with one and with two `worker` processes,
 #              at 100 ms with one and with two; the rate is the backlog over the time from
 #              starting the workers to an empty backlog (counted in the database)
 #   mixed      `serve` and one `worker` (mock at MOCK_PROVIDER_LATENCY_MS): load at c=64,
@@ -388,8 +388,11 @@ if [ "$pg_phases" = 1 ]; then
     fi
   fi
   if has drain; then
-    [ "$(backlog)" -gt 0 ] || fill "$drain_messages"
-    drain_run 1 0
+    # Every run drains the same backlog, so one and two workers compare like with like (the
+    # accept phases' backlog, several times larger, would give the first run a longer
+    # steady state to amortise its start over).
+    drain_leftovers
+    fill "$drain_messages"; drain_run 1 0
     fill "$drain_messages"; drain_run 2 0
     fill "$drain_messages"; drain_run 1 100
     fill "$drain_messages"; drain_run 2 100
