@@ -1173,9 +1173,11 @@ from (select i, inbound, t, '+1666' || lpad((i % $3)::text, 7, '0') as peer,
                   when i % 10 = 3 then 'sent' else 'delivered' end as status
       from (select i, i % 5 = 4 as inbound, to_timestamp($4 + i * $5) as t
             from generate_series($1, $2 - 1) i) g) s
-returning id, conversation_id, body)
+returning id, conversation_id, subject, body)
 insert into message_texts (message_id, conversation_id, document)
-select id, conversation_id, to_tsvector('simple', left(' ' || coalesce(body, ''), 65536)) from stored";
+select id, conversation_id,
+       to_tsvector('simple', left(coalesce(subject, '') || ' ' || coalesce(body, ''), 65536))
+from stored";
 
 /// Stores messages and their conversations straight into PostgreSQL, spread evenly over the
 /// 30 days before now, oldest first, so that list reads can be measured on a table of a

@@ -398,6 +398,23 @@ async fn delete_answers_204_and_removes_the_messages_and_their_events() {
     let id = m["conversation_id"].as_str().unwrap();
     let msg_id = m["id"].as_str().unwrap();
     app.drain_until(msg_id, MessageStatus::Sent).await;
+    // Search finds the sent message once (its status changes do not index its text again)
+    // until the conversation is deleted.
+    let matching = |found: &Value| -> Vec<(String, i64)> {
+        found["conversations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                let id = c["id"].as_str().unwrap().to_owned();
+                (id, c["matching_messages"].as_i64().unwrap())
+            })
+            .collect()
+    };
+    let hello = json!({"query": "hello"});
+    let (status, found) = post(&app, "/api/v1/conversations/search", &hello).await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(matching(&found), vec![(id.to_owned(), 1)], "{found}");
 
     let (status, body) = call(
         &app,
@@ -422,6 +439,35 @@ async fn delete_answers_204_and_removes_the_messages_and_their_events() {
         )
         .await;
     assert_eq!(events, 0, "events of deleted messages are gone");
+    let (_, found) = post(&app, "/api/v1/conversations/search", &hello).await;
+    assert_eq!(
+        matching(&found),
+        vec![],
+        "the deleted text is not found: {found}"
+    );
+    // Search would not show it anyway (a hit needs its conversation), so look at the table:
+    // the text itself must be gone. (SQLite's index is emptied by a trigger, checked in the
+    // conformance suite's `sqlite_vacuum`.)
+    if crate::helpers::backend() == crate::helpers::Backend::PostgresRedis {
+        let texts = app
+            .db_count(
+                "select count(*) from message_texts where cast(conversation_id as text) = $1",
+                &[id],
+            )
+            .await;
+        assert_eq!(
+            texts, 0,
+            "the search documents of deleted messages are gone"
+        );
+    }
+    let (_, kept) = post(
+        &app,
+        "/api/v1/conversations/search",
+        &json!({"query": "keep"}),
+    )
+    .await;
+    let other_conversation = other["conversation_id"].as_str().unwrap().to_owned();
+    assert_eq!(matching(&kept), vec![(other_conversation, 1)], "{kept}");
     let (status, _) = call(
         &app,
         Method::DELETE,
