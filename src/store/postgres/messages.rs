@@ -4,6 +4,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use anyhow::Context;
+
 use async_trait::async_trait;
 use sqlx::AssertSqlSafe;
 use time::OffsetDateTime;
@@ -12,7 +14,7 @@ use uuid::Uuid;
 use super::{PgStore, SEARCH_DOCUMENT, classify};
 use crate::domain::{Message, MessageEvent, NewMessage};
 use crate::store::audit;
-use crate::store::batch::{BatchPlan, ConversationKey, DedupeKey, LookupKeys, existing_of};
+use crate::store::batch::{BatchPlan, DedupeKey, LookupKeys, existing_of};
 use crate::store::lifecycle::{claimable_statuses, plan_outcomes};
 use crate::store::query::{Listing, POSTGRES, by_id};
 use crate::store::rows::{self, EVENT_COLUMNS, Fetch, MESSAGE_COLUMNS};
@@ -21,19 +23,22 @@ use crate::store::{
     Stranded, SweepQuery, Window,
 };
 
-/// Column arrays for one multi-row insert through `unnest`.
+/// Column arrays for one multi-row insert through `unnest`. Each message names its
+/// conversation by key; the statement that stores them takes the id from the upsert.
 #[derive(Default)]
 struct MessageColumns {
     id: Vec<Uuid>,
-    conversation_id: Vec<Uuid>,
-    direction: Vec<String>,
-    kind: Vec<String>,
+    channel: Vec<&'static str>,
+    participant_a: Vec<String>,
+    participant_b: Vec<String>,
+    direction: Vec<&'static str>,
+    kind: Vec<&'static str>,
     from: Vec<String>,
     to: Vec<String>,
     body: Vec<Option<String>>,
     subject: Vec<Option<String>>,
     attachments: Vec<String>,
-    status: Vec<String>,
+    status: Vec<&'static str>,
     metadata: Vec<String>,
     idempotency_key: Vec<Option<String>>,
     request_hash: Vec<Option<String>>,
@@ -46,18 +51,21 @@ struct MessageColumns {
 }
 
 impl MessageColumns {
-    fn push(&mut self, m: &NewMessage, conversation_id: Uuid) -> anyhow::Result<()> {
+    fn push(&mut self, m: &NewMessage) -> anyhow::Result<()> {
+        let (channel, a, b) = m.conversation_key();
         self.id.push(m.id);
-        self.conversation_id.push(conversation_id);
-        self.direction.push(m.direction.as_str().to_owned());
-        self.kind.push(m.kind.as_str().to_owned());
+        self.channel.push(channel.as_str());
+        self.participant_a.push(a);
+        self.participant_b.push(b);
+        self.direction.push(m.direction.as_str());
+        self.kind.push(m.kind.as_str());
         self.from.push(m.from.as_str().to_owned());
         self.to.push(m.to.as_str().to_owned());
         self.body.push(m.body.clone());
         self.subject.push(m.subject.clone());
         self.attachments
             .push(serde_json::to_string(&m.attachments)?);
-        self.status.push(m.status.as_str().to_owned());
+        self.status.push(m.status.as_str());
         self.metadata.push(serde_json::to_string(&m.metadata)?);
         self.idempotency_key.push(m.idempotency_key.clone());
         self.request_hash.push(m.request_hash.clone());
@@ -71,6 +79,66 @@ impl MessageColumns {
     }
 }
 
+/// Stores a batch's conversations, messages and search documents in one statement: the
+/// conversation upsert, the messages (each given its conversation's id by key) and their
+/// documents. It answers each stored message's conversation. A message whose conversation
+/// the upsert did not return would have a null `conversation_id`, which fails the whole
+/// statement; so does a repeated idempotency key or inbound provider id (a batch that
+/// raced another one), so nothing of a failed statement is stored.
+fn store_batch_sql() -> String {
+    format!(
+        "with conversation as (
+             insert into conversations as c
+                 (id, channel, participant_a, participant_b, message_count, unread_count, last_message_at)
+             select * from unnest($20::uuid[], $21::text[], $22::text[], $23::text[], $24::int8[], $25::int8[], $26::timestamptz[])
+             on conflict (channel, participant_a, participant_b) do update set
+                 message_count = c.message_count + excluded.message_count,
+                 unread_count = c.unread_count + excluded.unread_count,
+                 last_message_at = greatest(c.last_message_at, excluded.last_message_at),
+                 -- An inbound message re-opens an archived conversation.
+                 status = case when excluded.unread_count > 0 and c.status = 'archived' then 'active' else c.status end,
+                 updated_at = now()
+             returning id, channel, participant_a, participant_b
+         ),
+         stored as (
+             insert into messages
+                 (id, conversation_id, direction, type, from_address, to_address, body, subject,
+                  attachments, status, metadata, idempotency_key, request_hash, provider,
+                  provider_message_id, provider_timestamp, send_at, created_at, updated_at, status_callback)
+             select t.id, c.id, t.direction, t.type, t.from_address, t.to_address, t.body, t.subject,
+                    t.attachments::jsonb, t.status, t.metadata::jsonb, t.idempotency_key, t.request_hash, t.provider,
+                    t.provider_message_id, t.provider_timestamp, t.send_at, t.created_at, t.created_at, t.status_callback
+             from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                         $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
+                         $14::text[], $15::text[], $16::text[], $17::timestamptz[], $18::timestamptz[],
+                         $19::timestamptz[], $27::text[], $28::text[])
+                 as t(id, channel, participant_a, participant_b, direction, type, from_address, to_address,
+                      body, subject, attachments, status, metadata, idempotency_key, request_hash,
+                      provider, provider_timestamp, created_at, send_at, provider_message_id, status_callback)
+             left join conversation c on c.channel = t.channel
+                 and c.participant_a = t.participant_a and c.participant_b = t.participant_b
+             returning id, conversation_id, subject, body
+         ),
+         texts as (
+             insert into message_texts (message_id, conversation_id, document)
+             select id, conversation_id, {SEARCH_DOCUMENT} from stored
+         )
+         select id, conversation_id from stored"
+    )
+}
+
+/// Whether a statement failed on a unique index: a concurrent batch stored one of the
+/// batch's idempotency keys or inbound provider ids first.
+fn raced(e: &StoreError) -> bool {
+    match e {
+        StoreError::Other(e) => e
+            .downcast_ref::<sqlx::Error>()
+            .and_then(|e| e.as_database_error())
+            .is_some_and(|d| d.code().as_deref() == Some("23505")),
+        StoreError::Unavailable(_) => false,
+    }
+}
+
 enum BatchAttempt {
     Done(Vec<Inserted>),
     /// A concurrent batch stored one of our idempotency keys or provider ids first: run again.
@@ -79,14 +147,25 @@ enum BatchAttempt {
 
 impl PgStore {
     async fn try_insert_batch(&self, batch: &[NewMessage]) -> StoreResult<BatchAttempt> {
-        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let dedupe: Vec<Option<DedupeKey>> = batch.iter().map(DedupeKey::of_new).collect();
+        let keys = LookupKeys::of(&dedupe);
+        let notifying = crate::store::outbox::notifying(batch);
+        let could_change_lists =
+            !crate::store::suppressions::keyword_changes(batch, &vec![true; batch.len()])
+                .is_empty();
+        // A batch with no key to look up, no event to record and no keyword is a single
+        // statement, which is its own transaction: no BEGIN and COMMIT round trips, which
+        // under load cost more time than the statement itself.
+        let mut tx = if keys.is_empty() && notifying.is_empty() && !could_change_lists {
+            None
+        } else {
+            Some(self.pool.begin().await.map_err(classify)?)
+        };
 
         // Idempotency keys and inbound provider ids already used by stored messages, in one
         // round trip (each half of the union uses its own unique index).
-        let dedupe: Vec<Option<DedupeKey>> = batch.iter().map(DedupeKey::of_new).collect();
-        let keys = LookupKeys::of(&dedupe);
         let mut found = Vec::new();
-        if !keys.is_empty() {
+        if let Some(tx) = tx.as_mut().filter(|_| !keys.is_empty()) {
             let (providers, provider_ids): (Vec<&str>, Vec<&str>) = keys
                 .inbound
                 .iter()
@@ -103,15 +182,19 @@ impl PgStore {
                 .bind(&keys.idempotency)
                 .bind(&providers)
                 .bind(&provider_ids)
-                .all(&mut *tx, rows::message_and_hash)
+                .all(&mut **tx, rows::message_and_hash)
                 .await?;
         }
         let existing = existing_of(found);
 
         let plan = BatchPlan::new(batch, dedupe, &existing);
-        let conversations = plan.conversation_rows();
-        let mut conversation_ids: HashMap<ConversationKey, Uuid> = HashMap::new();
-        if !conversations.is_empty() {
+        let mut conversation_of = vec![Uuid::nil(); batch.len()];
+        let mut columns = MessageColumns::default();
+        for (m, _) in batch.iter().zip(&plan.fresh).filter(|(_, fresh)| **fresh) {
+            columns.push(m)?;
+        }
+        if !columns.id.is_empty() {
+            let conversations = plan.conversation_rows();
             let ids: Vec<Uuid> = conversations.iter().map(|c| c.id).collect();
             let channels: Vec<&str> = conversations.iter().map(|c| c.key.0.as_str()).collect();
             let lows: Vec<&str> = conversations.iter().map(|c| c.key.1.as_str()).collect();
@@ -120,66 +203,12 @@ impl PgStore {
             let unread: Vec<i64> = conversations.iter().map(|c| c.unread).collect();
             let last: Vec<OffsetDateTime> =
                 conversations.iter().map(|c| c.last_message_at).collect();
-            // An inbound message re-opens an archived conversation.
-            let upserted = sqlx::query(
-                "insert into conversations as c
-                     (id, channel, participant_a, participant_b, message_count, unread_count, last_message_at)
-                 select * from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::int8[], $7::timestamptz[])
-                 on conflict (channel, participant_a, participant_b) do update set
-                     message_count = c.message_count + excluded.message_count,
-                     unread_count = c.unread_count + excluded.unread_count,
-                     last_message_at = greatest(c.last_message_at, excluded.last_message_at),
-                     status = case when excluded.unread_count > 0 and c.status = 'archived' then 'active' else c.status end,
-                     updated_at = now()
-                 returning id, channel, participant_a, participant_b",
-            )
-            .bind(&ids)
-            .bind(&channels)
-            .bind(&lows)
-            .bind(&highs)
-            .bind(&counts)
-            .bind(&unread)
-            .bind(&last)
-            .all(&mut *tx, rows::conversation_key)
-            .await?;
-            conversation_ids.extend(upserted);
-        }
-
-        let (placed, conversation_of) = plan.placed(batch, &conversation_ids)?;
-        let mut columns = MessageColumns::default();
-        for (m, conversation_id) in placed {
-            columns.push(m, conversation_id)?;
-        }
-
-        if !columns.id.is_empty() {
-            // Each stored message's search document goes into `message_texts` in the same
-            // statement; the count is of those, one per message stored.
-            let sql = format!(
-                "with stored as (
-                     insert into messages
-                         (id, conversation_id, direction, type, from_address, to_address, body, subject,
-                          attachments, status, metadata, idempotency_key, request_hash, provider,
-                          provider_message_id, provider_timestamp, send_at, created_at, updated_at, status_callback)
-                     select id, conversation_id, direction, type, from_address, to_address, body, subject,
-                            attachments::jsonb, status, metadata::jsonb, idempotency_key, request_hash, provider,
-                            provider_message_id, provider_timestamp, send_at, created_at, created_at, status_callback
-                     from unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                                 $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
-                                 $14::text[], $15::text[], $16::timestamptz[], $17::timestamptz[], $18::timestamptz[],
-                                 $19::text[])
-                         as t(id, conversation_id, direction, type, from_address, to_address, body, subject,
-                              attachments, status, metadata, idempotency_key, request_hash, provider,
-                              provider_message_id, provider_timestamp, created_at, send_at, status_callback)
-                     -- No target: both the idempotency key and the inbound provider id are unique.
-                     on conflict do nothing
-                     returning id, conversation_id, subject, body
-                 )
-                 insert into message_texts (message_id, conversation_id, document)
-                 select id, conversation_id, {SEARCH_DOCUMENT} from stored"
-            );
-            let inserted = sqlx::query(AssertSqlSafe(sql))
+            let sql = store_batch_sql();
+            let query = sqlx::query(AssertSqlSafe(sql))
                 .bind(&columns.id)
-                .bind(&columns.conversation_id)
+                .bind(&columns.channel)
+                .bind(&columns.participant_a)
+                .bind(&columns.participant_b)
                 .bind(&columns.direction)
                 .bind(&columns.kind)
                 .bind(&columns.from)
@@ -192,24 +221,44 @@ impl PgStore {
                 .bind(&columns.idempotency_key)
                 .bind(&columns.request_hash)
                 .bind(&columns.provider)
-                .bind(&columns.provider_message_id)
                 .bind(&columns.provider_timestamp)
                 .bind(&columns.created_at)
                 .bind(&columns.send_at)
-                .bind(&columns.status_callback)
-                .run(&mut *tx)
-                .await?;
-            if inserted != columns.id.len() as u64 {
-                tx.rollback().await.map_err(classify)?;
-                return Ok(BatchAttempt::Raced);
+                .bind(&ids)
+                .bind(&channels)
+                .bind(&lows)
+                .bind(&highs)
+                .bind(&counts)
+                .bind(&unread)
+                .bind(&last)
+                .bind(&columns.provider_message_id)
+                .bind(&columns.status_callback);
+            let stored = match tx.as_mut() {
+                Some(tx) => query.all(&mut **tx, rows::message_conversation).await,
+                None => query.all(&self.pool, rows::message_conversation).await,
+            };
+            let stored: HashMap<Uuid, Uuid> = match stored {
+                Ok(stored) => stored.into_iter().collect(),
+                // The transaction (if any) rolls back when dropped.
+                Err(e) if raced(&e) => return Ok(BatchAttempt::Raced),
+                Err(e) => return Err(e),
+            };
+            for (i, m) in batch.iter().enumerate().filter(|(i, _)| plan.fresh[*i]) {
+                conversation_of[i] = *stored
+                    .get(&m.id)
+                    .context("the batch statement did not return a stored message")?;
             }
-            // No `created` event row: the message row records its creation (see `audit`).
-            super::events::record_events(&mut tx, &crate::store::outbox::notifying(batch)).await?;
         }
-        // Opt-out and opt-in keywords take effect with the message that carries them.
-        let keywords = crate::store::suppressions::keyword_changes(batch, &plan.fresh);
-        super::suppressions::apply_keywords(&mut tx, &keywords).await?;
-        tx.commit().await.map_err(classify)?;
+        if let Some(mut tx) = tx {
+            if !columns.id.is_empty() {
+                // No `created` event row: the message row records its creation (see `audit`).
+                super::events::record_events(&mut tx, &notifying).await?;
+            }
+            // Opt-out and opt-in keywords take effect with the message that carries them.
+            let keywords = crate::store::suppressions::keyword_changes(batch, &plan.fresh);
+            super::suppressions::apply_keywords(&mut tx, &keywords).await?;
+            tx.commit().await.map_err(classify)?;
+        }
 
         let results = plan.results(batch, &existing, &conversation_of)?;
         Ok(BatchAttempt::Done(results))
