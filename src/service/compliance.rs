@@ -1,7 +1,7 @@
 //! Compliance: the suppression list and what feeds it. Opt-out and opt-in keywords in
 //! inbound SMS, SendGrid's bounce, complaint and unsubscribe events, and operators through
-//! the API add or lift entries; the send path refuses a suppressed recipient (looked up
-//! once per group-committed batch, see [`suppressed_recipients`]), and outbound sms/mms
+//! the API add or lift entries; the send path refuses a suppressed recipient (checked for
+//! once per group-committed batch, see [`suppression_keys`]), and outbound sms/mms
 //! bodies are sized here (smart encoding, the segment limit).
 
 use serde_json::{Value, json};
@@ -17,9 +17,7 @@ use crate::domain::segments::{count_segments, smart_encode};
 use crate::domain::{
     ChannelFamily, Direction, Message, MessageType, NewMessage, OutboundContent, address_mask,
 };
-use crate::store::{
-    Inserted, Page, Store, StoreError, Suppressed, SuppressionFilter, suppressions_of,
-};
+use crate::store::{Inserted, Page, Suppressed, SuppressionFilter};
 
 /// Sizes an outbound sms/mms body: look-alikes replaced when smart encoding is on, then the
 /// segment limit (sms). Refuses the reserved metadata key.
@@ -60,21 +58,17 @@ fn shape_body(settings: &Settings, message: &mut NewMessage) -> Result<(), Servi
     Ok(())
 }
 
-/// For each message of a batch, the suppression its outbound recipient is under, if any:
-/// one query on the list's primary key for the whole batch (none when the batch holds no
-/// outbound message).
-pub async fn suppressed_recipients(
-    store: &dyn Store,
-    batch: &[&NewMessage],
-) -> Result<Vec<Option<Suppression>>, StoreError> {
-    let keys: Vec<Option<SuppressedAddress>> = batch
+/// For each message of a batch, the address the suppression list is checked for: the
+/// recipient of an outbound message that is not an automatic reply (which answers a keyword
+/// and must reach even a recipient who just opted out); none for the others.
+pub fn suppression_keys(batch: &[NewMessage]) -> Vec<Option<SuppressedAddress>> {
+    batch
         .iter()
         .map(|m| {
             (m.direction == Direction::Outbound && !is_reply(&m.metadata))
                 .then(|| SuppressedAddress::of(&m.to))
         })
-        .collect();
-    suppressions_of(store, &keys).await
+        .collect()
 }
 
 /// Queues the configured confirmation of an inbound keyword (the list change itself was

@@ -18,7 +18,7 @@ use tracing::{error, info, warn};
 use super::{Context, ServiceError};
 use crate::domain::{Direction, Message, MessageStatus, NewMessage, address_mask};
 use crate::queue::Queue;
-use crate::store::{Inserted, Store, StoreError};
+use crate::store::{Guarded, Inserted, Store, StoreError, lookup_addresses, matched};
 
 /// Stores one new message through the batch writers and logs what happened: a new
 /// outbound message is accepted, a new inbound one received; an existing one (a repeated
@@ -121,18 +121,40 @@ fn now_ms() -> i64 {
 }
 
 impl Writer {
-    async fn write(&self, mut jobs: Vec<Job>) {
-        // Suppressed recipients are refused before anything is stored: one lookup per batch.
-        self.refuse_suppressed(&mut jobs).await;
+    async fn write(&self, jobs: Vec<Job>) {
         if jobs.is_empty() {
             return;
         }
-        // The messages move to the store; the replies wait for its answer.
+        // The messages move to the store; the replies wait for its answer. The store checks
+        // the suppression list in the same round trip (see `Store::insert_messages_unless_suppressed`).
         let (messages, replies): (Vec<NewMessage>, Vec<Reply>) =
-            jobs.drain(..).map(|j| (j.message, j.reply)).unzip();
-        let result = self.store.insert_messages(&messages).await;
+            jobs.into_iter().map(|j| (j.message, j.reply)).unzip();
+        let keys = super::compliance::suppression_keys(&messages);
+        let result = self
+            .store
+            .insert_messages_unless_suppressed(&messages, &lookup_addresses(&keys))
+            .await;
         let results = match result {
-            Ok(results) => results,
+            Ok(Guarded::Stored(results)) => results,
+            // Nothing was stored: refuse the suppressed recipients, then store the others.
+            Ok(Guarded::Suppressed(found)) => {
+                let mut others = Vec::new();
+                for ((message, reply), suppression) in messages
+                    .into_iter()
+                    .zip(replies)
+                    .zip(matched(&keys, &found))
+                {
+                    match suppression {
+                        Some(s) => {
+                            info!(to = %address_mask(&s.address), reason = s.reason.as_str(), "Send refused: recipient suppressed");
+                            let _ = reply.send(Err(IngestError::Suppressed(s)));
+                        }
+                        None => others.push(Job { message, reply }),
+                    }
+                }
+                Box::pin(self.write(others)).await;
+                return;
+            }
             // One bad message must not fail the requests that happened to share its
             // transaction: store them one by one so only the culprit fails.
             Err(StoreError::Other(e)) if messages.len() > 1 => {
@@ -201,37 +223,6 @@ impl Writer {
             .swap(now_ms() + ENQUEUE_BACKOFF_MS, Ordering::Relaxed);
         if previous == 0 {
             warn!(error = %error, count = messages.len(), "could not enqueue messages; they stay pending and the sweeper will enqueue them");
-        }
-    }
-
-    /// Answers the jobs whose recipient is on the suppression list (or all of them, if the
-    /// list cannot be read) and leaves the others in `jobs`.
-    async fn refuse_suppressed(&self, jobs: &mut Vec<Job>) {
-        let batch: Vec<&NewMessage> = jobs.iter().map(|j| &j.message).collect();
-        let found = match super::compliance::suppressed_recipients(self.store.as_ref(), &batch)
-            .await
-        {
-            Ok(found) => found,
-            Err(e) => {
-                let reply = match &e {
-                    StoreError::Unavailable(_) => IngestError::Unavailable,
-                    StoreError::Other(_) => IngestError::Failed,
-                };
-                error!(error = %format!("{:#}", anyhow::Error::from(e)), batch = jobs.len(), "looking up suppressed recipients failed");
-                for job in jobs.drain(..) {
-                    let _ = job.reply.send(Err(reply.clone()));
-                }
-                return;
-            }
-        };
-        for (job, suppression) in std::mem::take(jobs).into_iter().zip(found) {
-            match suppression {
-                Some(s) => {
-                    info!(to = %address_mask(&s.address), reason = s.reason.as_str(), "Send refused: recipient suppressed");
-                    let _ = job.reply.send(Err(IngestError::Suppressed(s)));
-                }
-                None => jobs.push(job),
-            }
         }
     }
 }

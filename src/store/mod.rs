@@ -29,7 +29,9 @@ pub use dead_letters::DeadLetterStore;
 pub use messages::MessageStore;
 pub use outbox::EventStore;
 pub use schedule::ScheduleStore;
-pub use suppressions::{Suppressed, SuppressionFilter, SuppressionStore, suppressions_of};
+pub use suppressions::{
+    Suppressed, SuppressionFilter, SuppressionStore, lookup_addresses, matched, suppressions_of,
+};
 pub use webhooks::{
     EventOutcome, HistoryEntry, LogResult, ProviderEvent, ReceiptPlan, StatusChange,
     WebhookDelivery, WebhookLogEntry, WebhookStore, plan_receipts,
@@ -39,7 +41,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::domain::{Direction, ErrorInfo, Message, MessageStatus, MessageType};
+use crate::domain::{Direction, ErrorInfo, Message, MessageStatus, MessageType, NewMessage};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -227,6 +229,15 @@ pub struct SweepQuery {
     pub limit: i64,
 }
 
+/// What [`Store::insert_messages_unless_suppressed`] did.
+#[derive(Debug)]
+pub enum Guarded {
+    /// The batch is stored: one result per message, in batch order.
+    Stored(Vec<Inserted>),
+    /// Nothing is stored: these entries of the suppression list name recipients of the batch.
+    Suppressed(Vec<crate::domain::compliance::Suppression>),
+}
+
 /// Everything the service needs from its database. Each aggregate has its own trait (one
 /// file per aggregate); a backend implements them all and is then a `Store`.
 #[async_trait]
@@ -246,6 +257,23 @@ pub trait Store:
 {
     /// Name of the backend, for start-up logs and `/ready`.
     fn backend(&self) -> &'static str;
+
+    /// Stores a batch as [`MessageStore::insert_messages`] does, unless one of `addresses`
+    /// (normalised recipients, see [`lookup_addresses`]) is on the suppression list: then
+    /// nothing is stored and the entries found are answered, for the caller to refuse those
+    /// messages and store the others. By default a lookup, then the insert; a backend that
+    /// can do both in one round trip does.
+    async fn insert_messages_unless_suppressed(
+        &self,
+        batch: &[NewMessage],
+        addresses: &[String],
+    ) -> StoreResult<Guarded> {
+        let found = self.find_suppressions(addresses).await?;
+        if !found.is_empty() {
+            return Ok(Guarded::Suppressed(found));
+        }
+        Ok(Guarded::Stored(self.insert_messages(batch).await?))
+    }
 
     async fn ping(&self) -> StoreResult<()>;
 

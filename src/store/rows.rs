@@ -210,11 +210,6 @@ pub(crate) fn conversation_key<R: StoredRow>(
     Ok((key, row.uuid("id")?))
 }
 
-/// A stored message's id and its conversation's.
-pub(crate) fn message_conversation<R: StoredRow>(row: &R) -> anyhow::Result<(Uuid, Uuid)> {
-    Ok((row.uuid("id")?, row.uuid("conversation_id")?))
-}
-
 pub(crate) const API_KEY_COLUMNS: &str = "id, name, prefix, created_at, revoked_at";
 
 pub(crate) fn api_key<R: StoredRow>(row: &R) -> anyhow::Result<ApiKey> {

@@ -77,24 +77,37 @@ pub async fn suppressions_of(
     store: &dyn SuppressionStore,
     keys: &[Option<SuppressedAddress>],
 ) -> StoreResult<Vec<Option<Suppression>>> {
+    let addresses = lookup_addresses(keys);
+    if addresses.is_empty() {
+        return Ok(vec![None; keys.len()]);
+    }
+    let found = store.find_suppressions(&addresses).await?;
+    Ok(matched(keys, &found))
+}
+
+/// The distinct addresses of `keys`, as the list is looked up by.
+pub fn lookup_addresses(keys: &[Option<SuppressedAddress>]) -> Vec<String> {
     let mut addresses: Vec<String> = keys
         .iter()
         .flatten()
         .map(|k| k.as_str().to_owned())
         .collect();
-    if addresses.is_empty() {
-        return Ok(vec![None; keys.len()]);
-    }
     addresses.sort_unstable();
     addresses.dedup();
-    let found = store.find_suppressions(&addresses).await?;
-    Ok(keys
-        .iter()
+    addresses
+}
+
+/// For each key, the entry among `found` it is under, if any.
+pub fn matched(
+    keys: &[Option<SuppressedAddress>],
+    found: &[Suppression],
+) -> Vec<Option<Suppression>> {
+    keys.iter()
         .map(|k| {
             k.as_ref()
                 .and_then(|k| found.iter().find(|s| s.address == k.as_str()).cloned())
         })
-        .collect())
+        .collect()
 }
 
 /// One list change a stored keyword message makes, applied in the transaction that stores

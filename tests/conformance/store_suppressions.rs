@@ -5,14 +5,20 @@ use std::sync::Arc;
 use messaging_service::domain::compliance::{
     SuppressedAddress, SuppressionCause, SuppressionReason,
 };
-use messaging_service::domain::{ChannelFamily, InboundContent, MessageType, NewMessage};
-use messaging_service::store::{Page, Store, Suppressed, SuppressionFilter, suppressions_of};
+use messaging_service::domain::{
+    ChannelFamily, InboundContent, MessageType, NewMessage, OutboundContent,
+};
+use messaging_service::store::{
+    Guarded, Inserted, Page, Store, Suppressed, SuppressionFilter, lookup_addresses, matched,
+    suppressions_of,
+};
 use uuid::Uuid;
 
 on_every_store!(
     an_address_is_suppressed_once_and_every_change_is_audited,
     suppressions_are_found_in_one_lookup_and_listed_with_filters,
     keyword_messages_change_the_list_in_the_transaction_that_stores_them,
+    a_batch_with_a_suppressed_recipient_stores_nothing_and_answers_the_entry,
 );
 
 fn address(raw: &str) -> SuppressedAddress {
@@ -237,4 +243,99 @@ async fn keyword_messages_change_the_list_in_the_transaction_that_stores_them(
         .await
         .unwrap();
     assert_eq!(total, 1);
+}
+
+/// The send path's batch write: a batch with a suppressed recipient stores nothing and
+/// answers the entry; the rest of it then stores; a repeated request (its idempotency key
+/// already stored) to a recipient suppressed since is refused as well.
+async fn a_batch_with_a_suppressed_recipient_stores_nothing_and_answers_the_entry(
+    store: Arc<dyn Store>,
+) {
+    let to = |raw: &str| {
+        NewMessage::outbound(OutboundContent {
+            from: Some("+15551234567".into()),
+            to: Some(raw.into()),
+            body: Some("hello".into()),
+            ..Default::default()
+        })
+        .expect("a valid message")
+    };
+    store
+        .suppress(
+            &address("+15550000001"),
+            SuppressionReason::OptedOut,
+            &SuppressionCause::Api,
+        )
+        .await
+        .unwrap();
+
+    let batch = [to("+15550000001"), to("+15550000002")];
+    let keys: Vec<Option<SuppressedAddress>> = batch
+        .iter()
+        .map(|m| Some(SuppressedAddress::of(&m.to)))
+        .collect();
+    let answer = store
+        .insert_messages_unless_suppressed(&batch, &lookup_addresses(&keys))
+        .await
+        .unwrap();
+    let Guarded::Suppressed(found) = answer else {
+        panic!("expected the batch to be refused, got {answer:?}");
+    };
+    let matched = matched(&keys, &found);
+    assert_eq!(
+        matched[0].as_ref().map(|s| (s.address.as_str(), s.reason)),
+        Some(("+15550000001", SuppressionReason::OptedOut))
+    );
+    assert!(matched[1].is_none(), "{matched:?}");
+    for m in &batch {
+        assert!(
+            store.get_message(m.id).await.unwrap().is_none(),
+            "a refused batch stores nothing"
+        );
+    }
+
+    // The others, on their own, are stored.
+    let rest = &batch[1..];
+    let answer = store
+        .insert_messages_unless_suppressed(rest, &["+15550000002".to_owned()])
+        .await
+        .unwrap();
+    let Guarded::Stored(results) = answer else {
+        panic!("expected the message to be stored, got {answer:?}");
+    };
+    assert!(matches!(results[..], [Inserted::Created(_)]), "{results:?}");
+    let stored = store
+        .get_message(rest[0].id)
+        .await
+        .unwrap()
+        .expect("stored");
+    assert_eq!(stored.to, "+15550000002");
+
+    // Stored with a key, then its recipient suppressed: the repeat is refused too.
+    let mut keyed = to("+15550000003");
+    keyed.idempotency_key = Some("repeat".into());
+    let guard = ["+15550000003".to_owned()];
+    let first = store
+        .insert_messages_unless_suppressed(std::slice::from_ref(&keyed), &guard)
+        .await
+        .unwrap();
+    assert!(matches!(first, Guarded::Stored(_)), "{first:?}");
+    store
+        .suppress(
+            &address("+15550000003"),
+            SuppressionReason::Manual,
+            &SuppressionCause::Api,
+        )
+        .await
+        .unwrap();
+    let mut repeat = to("+15550000003");
+    repeat.idempotency_key = Some("repeat".into());
+    let again = store
+        .insert_messages_unless_suppressed(&[repeat], &guard)
+        .await
+        .unwrap();
+    assert!(
+        matches!(again, Guarded::Suppressed(ref f) if f.len() == 1),
+        "{again:?}"
+    );
 }

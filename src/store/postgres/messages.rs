@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{PgStore, SEARCH_DOCUMENT, classify};
+use crate::domain::compliance::Suppression;
 use crate::domain::{Message, MessageEvent, NewMessage};
 use crate::store::audit;
 use crate::store::batch::{BatchPlan, DedupeKey, LookupKeys, existing_of};
@@ -19,8 +20,8 @@ use crate::store::lifecycle::{claimable_statuses, plan_outcomes};
 use crate::store::query::{Listing, POSTGRES, by_id};
 use crate::store::rows::{self, EVENT_COLUMNS, Fetch, MESSAGE_COLUMNS};
 use crate::store::{
-    Claim, Inserted, Listed, MessageFilter, MessageStore, Settlement, StoreError, StoreResult,
-    Stranded, SweepQuery, Window,
+    Claim, Guarded, Inserted, Listed, MessageFilter, MessageStore, Settlement, StoreError,
+    StoreResult, Stranded, SweepQuery, Window,
 };
 
 /// Column arrays for one multi-row insert through `unnest`. Each message names its
@@ -85,12 +86,28 @@ impl MessageColumns {
 /// the upsert did not return would have a null `conversation_id`, which fails the whole
 /// statement; so does a repeated idempotency key or inbound provider id (a batch that
 /// raced another one), so nothing of a failed statement is stored.
-fn store_batch_sql() -> String {
+///
+/// `guarded`: the statement first looks the recipients (`$29`) up in the suppression list;
+/// if any is on it, it stores nothing and answers the entries found instead.
+fn store_batch_sql(guarded: bool) -> String {
+    let (blocked, unless_blocked, answer_blocked) = if guarded {
+        (
+            "blocked as (
+                 select address, channel, reason, since from suppressions where address = any($29)
+             ),",
+            "where not exists (select from blocked)",
+            "union all select null, null, address, channel, reason, since from blocked",
+        )
+    } else {
+        ("", "", "")
+    };
     format!(
-        "with conversation as (
+        "with {blocked}
+         conversation as (
              insert into conversations as c
                  (id, channel, participant_a, participant_b, message_count, unread_count, last_message_at)
              select * from unnest($20::uuid[], $21::text[], $22::text[], $23::text[], $24::int8[], $25::int8[], $26::timestamptz[])
+             {unless_blocked}
              on conflict (channel, participant_a, participant_b) do update set
                  message_count = c.message_count + excluded.message_count,
                  unread_count = c.unread_count + excluded.unread_count,
@@ -117,14 +134,33 @@ fn store_batch_sql() -> String {
                       provider, provider_timestamp, created_at, send_at, provider_message_id, status_callback)
              left join conversation c on c.channel = t.channel
                  and c.participant_a = t.participant_a and c.participant_b = t.participant_b
+             {unless_blocked}
              returning id, conversation_id, subject, body
          ),
          texts as (
              insert into message_texts (message_id, conversation_id, document)
              select id, conversation_id, {SEARCH_DOCUMENT} from stored
          )
-         select id, conversation_id from stored"
+         select id, conversation_id, null::text as address, null::text as channel,
+                null::text as reason, null::timestamptz as since
+         from stored
+         {answer_blocked}"
     )
+}
+
+/// One row of the batch statement: a stored message and its conversation, or an entry of
+/// the suppression list that kept the batch from being stored.
+enum BatchRow {
+    Stored(Uuid, Uuid),
+    Blocked(Suppression),
+}
+
+fn batch_row(row: &sqlx::postgres::PgRow) -> anyhow::Result<BatchRow> {
+    use crate::store::rows::StoredRow;
+    Ok(match row.opt_uuid("id")? {
+        Some(id) => BatchRow::Stored(id, row.uuid("conversation_id")?),
+        None => BatchRow::Blocked(crate::store::suppressions::suppression(row)?),
+    })
 }
 
 /// Whether a statement failed on a unique index: a concurrent batch stored one of the
@@ -140,13 +176,35 @@ fn raced(e: &StoreError) -> bool {
 }
 
 enum BatchAttempt {
-    Done(Vec<Inserted>),
+    Done(Guarded),
     /// A concurrent batch stored one of our idempotency keys or provider ids first: run again.
     Raced,
 }
 
 impl PgStore {
-    async fn try_insert_batch(&self, batch: &[NewMessage]) -> StoreResult<BatchAttempt> {
+    /// Stores `batch` unless one of `guard` (recipients) is on the suppression list.
+    pub(super) async fn insert_batch(
+        &self,
+        batch: &[NewMessage],
+        guard: &[String],
+    ) -> StoreResult<Guarded> {
+        // Each retry sees the keys the racing batch committed, so two rounds suffice;
+        // the third is a safety margin.
+        for _ in 0..3 {
+            if let BatchAttempt::Done(done) = self.try_insert_batch(batch, guard).await? {
+                return Ok(done);
+            }
+        }
+        Err(StoreError::Other(anyhow::anyhow!(
+            "idempotency keys or provider ids kept racing with concurrent batches"
+        )))
+    }
+
+    async fn try_insert_batch(
+        &self,
+        batch: &[NewMessage],
+        guard: &[String],
+    ) -> StoreResult<BatchAttempt> {
         let dedupe: Vec<Option<DedupeKey>> = batch.iter().map(DedupeKey::of_new).collect();
         let keys = LookupKeys::of(&dedupe);
         let notifying = crate::store::outbox::notifying(batch);
@@ -203,7 +261,7 @@ impl PgStore {
             let unread: Vec<i64> = conversations.iter().map(|c| c.unread).collect();
             let last: Vec<OffsetDateTime> =
                 conversations.iter().map(|c| c.last_message_at).collect();
-            let sql = store_batch_sql();
+            let sql = store_batch_sql(!guard.is_empty());
             let query = sqlx::query(AssertSqlSafe(sql))
                 .bind(&columns.id)
                 .bind(&columns.channel)
@@ -232,21 +290,44 @@ impl PgStore {
                 .bind(&unread)
                 .bind(&last)
                 .bind(&columns.provider_message_id)
-                .bind(&columns.status_callback);
-            let stored = match tx.as_mut() {
-                Some(tx) => query.all(&mut **tx, rows::message_conversation).await,
-                None => query.all(&self.pool, rows::message_conversation).await,
+                .bind(&columns.status_callback)
+                .bind(guard);
+            let answered = match tx.as_mut() {
+                Some(tx) => query.all(&mut **tx, batch_row).await,
+                None => query.all(&self.pool, batch_row).await,
             };
-            let stored: HashMap<Uuid, Uuid> = match stored {
-                Ok(stored) => stored.into_iter().collect(),
-                // The transaction (if any) rolls back when dropped.
+            // On a race or a suppressed recipient the transaction (if any) rolls back when
+            // dropped; the statement itself stored nothing.
+            let answered = match answered {
+                Ok(answered) => answered,
                 Err(e) if raced(&e) => return Ok(BatchAttempt::Raced),
                 Err(e) => return Err(e),
             };
+            let mut stored: HashMap<Uuid, Uuid> = HashMap::new();
+            let mut blocked = Vec::new();
+            for row in answered {
+                match row {
+                    BatchRow::Stored(id, conversation_id) => {
+                        stored.insert(id, conversation_id);
+                    }
+                    BatchRow::Blocked(entry) => blocked.push(entry),
+                }
+            }
+            if !blocked.is_empty() {
+                return Ok(BatchAttempt::Done(Guarded::Suppressed(blocked)));
+            }
             for (i, m) in batch.iter().enumerate().filter(|(i, _)| plan.fresh[*i]) {
                 conversation_of[i] = *stored
                     .get(&m.id)
                     .context("the batch statement did not return a stored message")?;
+            }
+        }
+        if columns.id.is_empty() && !guard.is_empty() {
+            // Nothing new to store, so no statement looked the recipients up: a repeated
+            // request to a recipient suppressed since is refused all the same.
+            let found = crate::store::SuppressionStore::find_suppressions(self, guard).await?;
+            if !found.is_empty() {
+                return Ok(BatchAttempt::Done(Guarded::Suppressed(found)));
             }
         }
         if let Some(mut tx) = tx {
@@ -261,7 +342,7 @@ impl PgStore {
         }
 
         let results = plan.results(batch, &existing, &conversation_of)?;
-        Ok(BatchAttempt::Done(results))
+        Ok(BatchAttempt::Done(Guarded::Stored(results)))
     }
 }
 
@@ -269,16 +350,12 @@ impl PgStore {
 impl MessageStore for PgStore {
     #[tracing::instrument(skip_all, fields(batch = batch.len()))]
     async fn insert_messages(&self, batch: &[NewMessage]) -> StoreResult<Vec<Inserted>> {
-        // Each retry sees the keys the racing batch committed, so two rounds suffice;
-        // the third is a safety margin.
-        for _ in 0..3 {
-            if let BatchAttempt::Done(results) = self.try_insert_batch(batch).await? {
-                return Ok(results);
-            }
+        match self.insert_batch(batch, &[]).await? {
+            Guarded::Stored(results) => Ok(results),
+            Guarded::Suppressed(_) => Err(StoreError::Other(anyhow::anyhow!(
+                "a batch stored without a suppression check was refused"
+            ))),
         }
-        Err(StoreError::Other(anyhow::anyhow!(
-            "idempotency keys or provider ids kept racing with concurrent batches"
-        )))
     }
 
     async fn get_message(&self, id: Uuid) -> StoreResult<Option<Message>> {
