@@ -102,6 +102,46 @@ async fn stop_through_a_signed_twilio_webhook_refuses_sends_until_start() {
     assert_eq!(listed["total"], 0);
 }
 
+/// Sends arriving together share the send path's batches: a suppressed recipient among them
+/// is refused, and the others in the same batch are stored and queued all the same.
+#[tokio::test]
+async fn sends_at_once_refuse_only_the_suppressed_recipient() {
+    let app = spawn_app().await;
+    let (status, _) = app
+        .post_json("/api/v1/suppressions", &json!({"address": THEIRS}))
+        .await;
+    assert_eq!(status, 201);
+
+    let sends = (0..40).map(|i| {
+        let app = &app;
+        async move {
+            let to = if i % 2 == 0 {
+                THEIRS.to_owned()
+            } else {
+                format!("+1555000{i:04}")
+            };
+            let (status, body) = app.post_json("/api/v1/messages/send", &sms_to(&to)).await;
+            (to, status, body)
+        }
+    });
+    let answers = futures_util::future::join_all(sends).await;
+    for (to, status, body) in &answers {
+        if to == THEIRS {
+            assert_eq!(*status, 422, "{to}: {body}");
+            assert_eq!(body["error"], "recipient_suppressed", "{body}");
+        } else {
+            assert_eq!(*status, 201, "{to}: {body}");
+        }
+    }
+    let (_, outbound) = app
+        .get_json("/api/v1/messages?direction=outbound&limit=100")
+        .await;
+    assert_eq!(outbound["total"], 20, "only the others are stored");
+    let stored = outbound["messages"].as_array().expect("messages");
+    assert!(stored.iter().all(|m| m["to"] != THEIRS), "{outbound}");
+    assert_eq!(app.xlen("message_queue:sms").await, 20, "and queued");
+}
+
 #[tokio::test]
 async fn a_keyword_through_the_original_webhook_api_suppresses_the_sender() {
     let app = spawn_app().await;
