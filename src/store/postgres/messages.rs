@@ -106,7 +106,7 @@ fn store_batch_sql(guarded: bool) -> String {
          conversation as (
              insert into conversations as c
                  (id, channel, participant_a, participant_b, message_count, unread_count, last_message_at)
-             select * from unnest($20::uuid[], $21::text[], $22::text[], $23::text[], $24::int8[], $25::int8[], $26::timestamptz[])
+             select * from unnest($22::uuid[], $23::text[], $24::text[], $25::text[], $26::int8[], $27::int8[], $28::timestamptz[])
              {unless_blocked}
              on conflict (channel, participant_a, participant_b) do update set
                  message_count = c.message_count + excluded.message_count,
@@ -127,11 +127,11 @@ fn store_batch_sql(guarded: bool) -> String {
                     t.provider_message_id, t.provider_timestamp, t.send_at, t.created_at, t.created_at, t.status_callback
              from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
                          $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
-                         $14::text[], $15::text[], $16::text[], $17::timestamptz[], $18::timestamptz[],
-                         $19::timestamptz[], $27::text[], $28::text[])
+                         $14::text[], $15::text[], $16::text[], $17::text[], $18::text[],
+                         $19::timestamptz[], $20::timestamptz[], $21::timestamptz[])
                  as t(id, channel, participant_a, participant_b, direction, type, from_address, to_address,
                       body, subject, attachments, status, metadata, idempotency_key, request_hash,
-                      provider, provider_timestamp, created_at, send_at, provider_message_id, status_callback)
+                      provider, provider_message_id, status_callback, provider_timestamp, created_at, send_at)
              left join conversation c on c.channel = t.channel
                  and c.participant_a = t.participant_a and c.participant_b = t.participant_b
              {unless_blocked}
@@ -261,8 +261,8 @@ impl PgStore {
             let unread: Vec<i64> = conversations.iter().map(|c| c.unread).collect();
             let last: Vec<OffsetDateTime> =
                 conversations.iter().map(|c| c.last_message_at).collect();
-            let sql = store_batch_sql(!guard.is_empty());
-            let query = sqlx::query(AssertSqlSafe(sql))
+            let guarded = !guard.is_empty();
+            let mut query = sqlx::query(AssertSqlSafe(store_batch_sql(guarded)))
                 .bind(&columns.id)
                 .bind(&columns.channel)
                 .bind(&columns.participant_a)
@@ -279,6 +279,8 @@ impl PgStore {
                 .bind(&columns.idempotency_key)
                 .bind(&columns.request_hash)
                 .bind(&columns.provider)
+                .bind(&columns.provider_message_id)
+                .bind(&columns.status_callback)
                 .bind(&columns.provider_timestamp)
                 .bind(&columns.created_at)
                 .bind(&columns.send_at)
@@ -288,10 +290,10 @@ impl PgStore {
                 .bind(&highs)
                 .bind(&counts)
                 .bind(&unread)
-                .bind(&last)
-                .bind(&columns.provider_message_id)
-                .bind(&columns.status_callback)
-                .bind(guard);
+                .bind(&last);
+            if guarded {
+                query = query.bind(guard);
+            }
             let answered = match tx.as_mut() {
                 Some(tx) => query.all(&mut **tx, batch_row).await,
                 None => query.all(&self.pool, batch_row).await,
