@@ -8,8 +8,10 @@
 #   rate       `serve` alone: open-loop load at half the c=64 accepted rate (p99 at half load)
 #   drain      a backlog of --drain-messages each time (what the phases before left is
 #              drained first, unmeasured): mock provider at 0 ms with one and with two `worker` processes,
-#              at 100 ms with one and with two; the rate is the backlog over the time from
-#              starting the workers to an empty backlog (counted in the database)
+#              at 100 ms with one and with two; four runs per latency, in the order one, two,
+#              two, one worker, each on freshly vacuumed tables; a row's rate is its two
+#              backlogs over their times from starting the workers to an empty backlog
+#              (counted in the database)
 #   mixed      `serve` and one `worker` (mock at MOCK_PROVIDER_LATENCY_MS): load at c=64,
 #              then the end-to-end rate (accepted over first send to empty backlog)
 #   events     `serve` alone: accepted rate at c=64 without and with a local receiver subscribed
@@ -231,18 +233,53 @@ bench_load() { # phase name, then load options
 
 backlog() { $BENCH backlog --database-url "$DATABASE_URL"; }
 
-drain_run() { # workers, latency ms
-  local n since phase="drain ${2} ms, $1 worker"
+drain_phase() { # workers, latency ms
+  local phase="drain ${2} ms, $1 worker"
   [ "$1" = 1 ] || phase="${phase}s"
+  echo "$phase"
+}
+
+drain_run() { # workers, latency ms, results file
+  local n since phase
+  phase=$(drain_phase "$1" "$2")
   n=$(backlog)
   say "$phase ($n waiting)"
   since=$(date +%s%3N)
   start_workers "$1" "$2"
   # shellcheck disable=SC2046
   $BENCH drain --database-url "$DATABASE_URL" --initial "$n" --since-ms "$since" \
-    --phase "$phase" --results "$results" --serve-pid "$serve_pid" $(worker_args) ||
+    --phase "$phase" --results "$3" --serve-pid "$serve_pid" $(worker_args) ||
     say "$phase: did not complete"
   stop_workers
+}
+
+# One and two workers at one provider latency: four runs in the order 1 2 2 1, each draining
+# a fresh backlog of the same size from freshly vacuumed tables. Every run leaves the tables
+# larger (and, with autovacuum off, full of dead rows), so a fixed order would hand the
+# second configuration a bigger table; in this order both get the same. Each row is the
+# backlog of its two runs over their total time.
+drain_pair() { # latency ms
+  local w runs=$run_dir/drain-$1.tsv
+  : >"$runs"
+  for w in 1 2 2 1; do
+    fill "$drain_messages"
+    settle_tables "before the drain run"
+    drain_run "$w" "$1" "$runs"
+  done
+  for w in 1 2; do
+    awk -F'\t' -v p="$(drain_phase "$w" "$1")" '
+      $1 == p {
+        n++; split($8, a, / /)
+        if (a[2] == "in") { msgs += a[1]; secs += a[3]; times = times (times == "" ? "" : " and ") a[3] " s" }
+        else failed = failed $8 "; "
+        mem_s = $6; mem_w = $7
+      }
+      END {
+        if (n == 0) exit
+        rate = "-"; if (failed == "" && secs > 0) rate = sprintf("%.0f", msgs / secs)
+        printf "%s\t-\t-\t-\t%s\t%s\t%s\t%s%d runs (order 1 2 2 1, tables vacuumed before each): %d messages each, in %s\n", p, rate, mem_s, mem_w, failed, n, msgs / n, times
+      }' "$runs" | tee -a "$results" | sed 's/\t/ | /g; s/^/[bench] /'
+  done
 }
 
 fill() { # messages
@@ -269,8 +306,8 @@ drain_leftovers() {
 # After a bulk load, what it leaves behind (autovacuum, the search index's pending list) is
 # done at once, so the phases measure tables at rest rather than the clean-up. Only the
 # tables the load wrote: the role owns them, not the catalogs.
-settle_tables() {
-  say "vacuum analyze after the bulk load"
+settle_tables() { # [why]
+  say "vacuum analyze ${1:-after the bulk load}"
   psql_app -d "$DB" -c "vacuum analyze messages, message_texts, message_events, conversations" \
     -c "select gin_clean_pending_list('message_texts_document_idx')" >/dev/null
 }
@@ -392,10 +429,8 @@ if [ "$pg_phases" = 1 ]; then
     # accept phases' backlog, several times larger, would give the first run a longer
     # steady state to amortise its start over).
     drain_leftovers
-    fill "$drain_messages"; drain_run 1 0
-    fill "$drain_messages"; drain_run 2 0
-    fill "$drain_messages"; drain_run 1 100
-    fill "$drain_messages"; drain_run 2 100
+    drain_pair 0
+    drain_pair 100
   else
     drain_leftovers
   fi
