@@ -41,6 +41,10 @@ use tokio::net::TcpStream;
 const DRAIN_POLL: Duration = Duration::from_millis(100);
 const BACKLOG_SQL: &str =
     "select count(*) from messages where status in ('pending', 'sending', 'retry')";
+/// 1 while any message waits, else 0: what the drain polls. Counting the whole backlog on
+/// every poll cost PostgreSQL 6-10 ms a time, a few percent of the run it was measuring.
+const ANY_BACKLOG_SQL: &str = "select count(*) from (select 1 from messages
+     where status in ('pending', 'sending', 'retry') limit 1) as waiting";
 const SENT_SQL: &str = "select count(*) from messages where status in ('sent', 'delivered')";
 
 #[derive(Parser, Debug)]
@@ -678,16 +682,15 @@ impl Db {
         Ok(n.max(0) as u64)
     }
 
-    /// Polls until the backlog is empty; returns when it was, or the last count seen.
+    /// Polls until the backlog is empty; returns when it was, or the backlog left at the timeout.
     async fn wait_empty(&self, timeout: Duration) -> Result<Result<Instant, u64>, String> {
         let from = Instant::now();
         loop {
-            let n = self.count(BACKLOG_SQL).await?;
-            if n == 0 {
+            if self.count(ANY_BACKLOG_SQL).await? == 0 {
                 return Ok(Ok(Instant::now()));
             }
             if from.elapsed() >= timeout {
-                return Ok(Err(n));
+                return Ok(Err(self.count(BACKLOG_SQL).await?));
             }
             tokio::time::sleep(DRAIN_POLL).await;
         }
