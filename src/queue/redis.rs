@@ -201,6 +201,15 @@ impl RedisQueue {
     }
 }
 
+/// A delayed task's score: its due time in milliseconds, rounded up. `promote_due` compares
+/// whole milliseconds, so a score rounded down would let a task out up to a millisecond
+/// before its time; its claim then finds the row not yet due, and the retry would wait for
+/// the sweeper.
+fn due_score(due: OffsetDateTime) -> i64 {
+    let nanos = due.unix_timestamp_nanos();
+    (nanos.div_euclid(1_000_000) + i128::from(nanos.rem_euclid(1_000_000) != 0)) as i64
+}
+
 #[async_trait]
 impl Queue for RedisQueue {
     fn backend(&self) -> &'static str {
@@ -334,12 +343,7 @@ impl Queue for RedisQueue {
         }
         let items: Vec<(i64, String)> = tasks
             .iter()
-            .map(|(t, due)| {
-                (
-                    (due.unix_timestamp_nanos() / 1_000_000) as i64,
-                    format!("{}:{}", t.kind, t.message_id),
-                )
-            })
+            .map(|(t, due)| (due_score(*due), format!("{}:{}", t.kind, t.message_id)))
             .collect();
         let mut conn = self.conn.clone();
         let _: i64 = conn

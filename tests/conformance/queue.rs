@@ -15,6 +15,7 @@ on_every_queue!(
     a_blocking_fetch_on_an_empty_queue_waits_its_time_and_returns_nothing,
     unacknowledged_tasks_are_reclaimed_only_after_their_idle_time,
     scheduled_tasks_wait_until_they_are_due,
+    a_scheduled_task_is_not_promoted_a_moment_early,
     dead_letters_are_counted,
 );
 
@@ -212,6 +213,30 @@ async fn scheduled_tasks_wait_until_they_are_due(queue: Arc<dyn Queue>) {
         (Some(later.message_id), MessageType::Email)
     );
     assert_eq!(queue.depths().await.unwrap().delayed, 0);
+}
+
+/// Due 0.999 ms past a millisecond boundary: a queue that compares whole milliseconds must
+/// round the due time up, or it lets the task out almost a millisecond early (and the claim
+/// then refuses a row that is not due yet). Promotion is tried back to back, without pauses,
+/// so a promotion in that last millisecond would be caught.
+async fn a_scheduled_task_is_not_promoted_a_moment_early(queue: Arc<dyn Queue>) {
+    let t = task(MessageType::Sms);
+    let ms = OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000 + 30;
+    let due = OffsetDateTime::from_unix_timestamp_nanos(ms * 1_000_000 + 999_000).unwrap();
+    queue.schedule(&[(t, due)]).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let moved = queue.promote_due(10).await.unwrap();
+        let after = OffsetDateTime::now_utc();
+        if moved > 0 {
+            assert!(after >= due, "promoted at {after} at the latest, due {due}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never promoted");
+    }
+    let got = queue.fetch("c", 10, Duration::ZERO).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].message_id, Some(t.message_id));
 }
 
 async fn dead_letters_are_counted(queue: Arc<dyn Queue>) {
