@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::{
     Claim, Inserted, Listed, MessageFilter, Outcome, Page, Settlement, StoreResult, Stranded,
-    SweepQuery, Window,
+    SweepQuery, Waiting, Window,
 };
 use crate::domain::{Message, MessageEvent, NewMessage};
 
@@ -58,8 +58,10 @@ pub trait MessageStore: Send + Sync + 'static {
     /// its own before a crash, so nobody is sending those messages.
     async fn expire_leases(&self) -> StoreResult<u64>;
 
-    /// Those among `ids` currently held by some worker (`sending`).
-    async fn in_flight(&self, ids: &[Uuid]) -> StoreResult<Vec<Uuid>>;
+    /// Those among `ids` a claim skipped that still wait for a delivery: held by some
+    /// worker (`sending`), or retries not yet due by the database's clock. Messages that
+    /// are finished, unknown or claimable are left out.
+    async fn unclaimed(&self, ids: &[Uuid]) -> StoreResult<Vec<(Uuid, Waiting)>>;
 
     /// Records the outcomes of several claims in one transaction, each for a message still
     /// held under its claim's token; returns the ids applied.

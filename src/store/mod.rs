@@ -213,6 +213,16 @@ impl Outcome {
     }
 }
 
+/// Why a message a task named was not claimed, when the task still has work to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waiting {
+    /// Some worker holds it (`sending`): if that worker dies, the task brings it back.
+    Held,
+    /// A retry not yet due by the database's clock: the task came early (a worker whose
+    /// clock runs ahead of the database's let it out) and must wait until then.
+    DueAt(time::OffsetDateTime),
+}
+
 /// A message the sweeper found stranded and is about to enqueue again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stranded {

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::query::{Bind, Dialect, Listing, Sql};
 use super::webhooks::{ClaimedLogRow, ReceiptTarget};
-use super::{Listed, SearchHit, StoreError, StoreResult, Stranded, WebhookDelivery};
+use super::{Listed, SearchHit, StoreError, StoreResult, Stranded, Waiting, WebhookDelivery};
 use crate::domain::{
     ApiKey, ChannelFamily, Conversation, ConversationStatistics, ConversationStatus, Direction,
     ErrorInfo, Message, MessageEvent, MessageStatus, MessageType,
@@ -73,6 +73,16 @@ pub(crate) fn decode_all<R, T>(
 /// A row's `id`.
 pub(crate) fn id<R: StoredRow>(row: &R) -> anyhow::Result<Uuid> {
     row.uuid("id")
+}
+
+/// An unclaimed message still waiting: `id`, and `due_at` when it is a retry not yet due
+/// (null when a worker holds it).
+pub(crate) fn waiting<R: StoredRow>(row: &R) -> anyhow::Result<(Uuid, Waiting)> {
+    let waiting = match row.opt_instant("due_at")? {
+        Some(at) => Waiting::DueAt(at),
+        None => Waiting::Held,
+    };
+    Ok((row.uuid("id")?, waiting))
 }
 
 /// A `select count(*)`.

@@ -8,12 +8,13 @@ mod lease;
 pub mod scheduler;
 mod settle;
 pub mod suppression;
+mod tasks;
 
 pub use backoff::retry_delay;
 pub use deliver::{Deliverer, POISON_CODE};
 pub use settle::OutcomeWriters;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,7 +28,8 @@ use uuid::Uuid;
 use crate::domain::MessageStatus;
 use crate::observability;
 use crate::queue::{Delivery, Task};
-use crate::store::{MessageFilter, Page, SweepQuery};
+use crate::store::{MessageFilter, Page, SweepQuery, Waiting};
+use tasks::{TaskPlan, plan_tasks};
 
 #[derive(Clone)]
 pub struct Worker {
@@ -346,12 +348,11 @@ impl Worker {
             .copied()
             .filter(|id| !claimed.contains(id))
             .collect();
-        // A message another worker is sending keeps its task pending here as insurance: if
-        // that worker dies, the task is reclaimed; if it finishes, its ack clears the task.
-        let held: HashSet<Uuid> = if unclaimed.is_empty() {
-            HashSet::new()
+        // Before sending, so that what the store says of the others is what the claim saw.
+        let waiting: HashMap<Uuid, Waiting> = if unclaimed.is_empty() {
+            HashMap::new()
         } else {
-            match d.store.in_flight(&unclaimed).await {
+            match d.store.unclaimed(&unclaimed).await {
                 Ok(v) => v.into_iter().collect(),
                 Err(e) => {
                     error!(error = %format!("{e:#}"), "could not check unclaimed messages");
@@ -365,16 +366,25 @@ impl Worker {
             observability::message_processed(m.kind, started.elapsed());
         }
 
-        let done: Vec<Delivery> = deliveries
-            .into_iter()
-            .filter(|x| match x.message_id {
-                None => true,
-                Some(id) if claimed.contains(&id) => applied.contains(&id),
-                Some(id) => !held.contains(&id),
-            })
-            .collect();
-        if let Err(e) = d.queue.ack(&done).await {
-            warn!(error = %format!("{e:#}"), count = done.len(), "could not acknowledge tasks; they will be re-examined");
+        let TaskPlan { mut ack, later } = plan_tasks(deliveries, &claimed, &applied, &waiting);
+        if !later.is_empty() {
+            let due: Vec<(Task, OffsetDateTime)> =
+                later.iter().map(|(_, task, at)| (*task, *at)).collect();
+            match d.queue.schedule(&due).await {
+                Ok(()) => {
+                    debug!(
+                        count = due.len(),
+                        "retries came before they were due; put off until then"
+                    );
+                    ack.extend(later.into_iter().map(|(delivery, _, _)| delivery));
+                }
+                Err(e) => {
+                    warn!(error = %format!("{e:#}"), count = due.len(), "could not put off early retries; their tasks come back after the visibility timeout");
+                }
+            }
+        }
+        if let Err(e) = d.queue.ack(&ack).await {
+            warn!(error = %format!("{e:#}"), count = ack.len(), "could not acknowledge tasks; they will be re-examined");
         }
     }
 }

@@ -7,7 +7,7 @@ use messaging_service::domain::{
     ErrorInfo, Message, MessageStatus, MessageType, NewMessage, OutboundContent,
 };
 use messaging_service::store::{
-    Inserted, MessageFilter, Outcome, Page, Settlement, Store, SweepQuery,
+    Inserted, MessageFilter, Outcome, Page, Settlement, Store, SweepQuery, Waiting,
 };
 use messaging_service::worker::OutcomeWriters;
 use serde_json::json;
@@ -365,11 +365,11 @@ async fn a_claim_is_exclusive_until_it_goes_stale(store: Arc<dyn Store>) {
             .iter()
             .all(|m| m.status == MessageStatus::Sending)
     );
-    let mut in_flight = store.in_flight(&ids).await.unwrap();
-    in_flight.sort();
-    let mut expected = ids.to_vec();
-    expected.sort();
-    assert_eq!(in_flight, expected);
+    let mut held = store.unclaimed(&ids).await.unwrap();
+    held.sort_by_key(|(id, _)| *id);
+    let mut expected: Vec<(Uuid, Waiting)> = ids.iter().map(|id| (*id, Waiting::Held)).collect();
+    expected.sort_by_key(|(id, _)| *id);
+    assert_eq!(held, expected);
 
     let again = store.claim(&ids, lease()).await.unwrap();
     assert!(again.messages.is_empty(), "a live claim is not taken twice");
@@ -420,7 +420,10 @@ async fn a_claim_is_exclusive_until_it_goes_stale(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert!(none.messages.is_empty());
-    assert_eq!(store.in_flight(&ids).await.unwrap(), vec![b.id]);
+    assert_eq!(
+        store.unclaimed(&ids).await.unwrap(),
+        vec![(b.id, Waiting::Held)]
+    );
 }
 
 async fn outcomes_follow_the_lifecycle_and_schedule_retries(store: Arc<dyn Store>) {
@@ -466,9 +469,20 @@ async fn outcomes_follow_the_lifecycle_and_schedule_retries(store: Arc<dyn Store
     assert!(c.failed_at.is_some());
     assert_eq!(c.retry_count, 0);
 
-    // A retry is not claimable before it is due, resting messages never are.
+    // A retry is not claimable before it is due, resting messages never are. The retry's
+    // task came early and still has work to do; the resting messages' tasks have none.
     let early = store.claim(&[a.id, b.id, c.id], lease()).await.unwrap();
     assert!(early.messages.is_empty());
+    let waiting = store.unclaimed(&[a.id, b.id, c.id]).await.unwrap();
+    if OffsetDateTime::now_utc() < due {
+        assert_eq!(waiting.len(), 1, "{waiting:?}");
+        let (id, Waiting::DueAt(at)) = waiting[0] else {
+            panic!("an early retry is not due yet: {waiting:?}");
+        };
+        assert_eq!((id, micros(at)), (b.id, micros(due)));
+    } else {
+        eprintln!("the retry fell due before the store was asked; not checking what it waits for");
+    }
     let due_claim = crate::wait::until(
         "the retry to fall due",
         Duration::from_secs(10),

@@ -21,7 +21,7 @@ use crate::store::query::{Listing, POSTGRES, by_id};
 use crate::store::rows::{self, EVENT_COLUMNS, Fetch, MESSAGE_COLUMNS};
 use crate::store::{
     Claim, Guarded, Inserted, Listed, MessageFilter, MessageStore, Settlement, StoreError,
-    StoreResult, Stranded, SweepQuery, Window,
+    StoreResult, Stranded, SweepQuery, Waiting, Window,
 };
 
 /// Column arrays for one multi-row insert through `unnest`. Each message names its
@@ -468,14 +468,19 @@ impl MessageStore for PgStore {
         .await
     }
 
-    async fn in_flight(&self, ids: &[Uuid]) -> StoreResult<Vec<Uuid>> {
+    async fn unclaimed(&self, ids: &[Uuid]) -> StoreResult<Vec<(Uuid, Waiting)>> {
         sqlx::query(
             // The status test is a CASE so that the primary key is used (see `claim`).
-            "select m.id from unnest($1::uuid[]) as wanted(id) join messages m on m.id = wanted.id
-             where case m.status when 'sending' then true else false end",
+            "select m.id, case when m.status = 'retry' then m.next_attempt_at end as due_at
+             from unnest($1::uuid[]) as wanted(id) join messages m on m.id = wanted.id
+             where case m.status
+                       when 'sending' then true
+                       when 'retry' then m.next_attempt_at > now()
+                       else false
+                   end",
         )
         .bind(ids)
-        .all(&self.pool, rows::id)
+        .all(&self.pool, rows::waiting)
         .await
     }
 

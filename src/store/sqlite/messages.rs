@@ -21,7 +21,7 @@ use crate::store::query::{Listing, SQLITE, by_id};
 use crate::store::rows::{self, EVENT_COLUMNS, Fetch, MESSAGE_COLUMNS, StoredRow};
 use crate::store::{
     Claim, Inserted, Listed, MessageFilter, MessageStore, Settlement, StoreError, StoreResult,
-    Stranded, SweepQuery, Window,
+    Stranded, SweepQuery, Waiting, Window,
 };
 
 /// Rows per multi-row insert: well under SQLite's limit of 32766 bound parameters.
@@ -377,12 +377,16 @@ impl MessageStore for SqliteStore {
         Ok(renewed)
     }
 
-    async fn in_flight(&self, ids: &[Uuid]) -> StoreResult<Vec<Uuid>> {
+    async fn unclaimed(&self, ids: &[Uuid]) -> StoreResult<Vec<(Uuid, Waiting)>> {
         sqlx::query(
-            "select id from messages where id in (select value from json_each(?1)) and status = 'sending'",
+            "select id, case when status = 'retry' then next_attempt_at end as due_at
+             from messages
+             where id in (select value from json_each(?1))
+               and (status = 'sending' or (status = 'retry' and next_attempt_at > ?2))",
         )
         .bind(id_list(ids))
-        .all(&self.reader, rows::id)
+        .bind(ts(OffsetDateTime::now_utc())?)
+        .all(&self.reader, rows::waiting)
         .await
     }
 
