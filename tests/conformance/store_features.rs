@@ -2,6 +2,7 @@
 //! and on SQLite.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use messaging_service::domain::{
     ErrorInfo, InboundContent, Message, MessageStatus, MessageType, NewApiKey, NewMessage,
@@ -173,10 +174,20 @@ async fn conversations_count_messages_and_unread_until_marked_read(store: Arc<dy
         }
     };
     assert_eq!(found("two").await, 1, "found before the delete");
+    let claim = store
+        .claim(&[sent[0].id], Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(claim.messages.len(), 1);
+    assert!(!store.message_events(sent[0].id).await.unwrap().is_empty());
     assert!(store.delete_conversation(id).await.unwrap());
     assert!(
         store.get_message(sent[0].id).await.unwrap().is_none(),
         "messages go too"
+    );
+    assert!(
+        store.message_events(sent[0].id).await.unwrap().is_empty(),
+        "and their history"
     );
     assert_eq!(found("two").await, 0, "and so does their text");
     assert!(!store.delete_conversation(id).await.unwrap());

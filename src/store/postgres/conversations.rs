@@ -132,9 +132,19 @@ impl ConversationStore for PgStore {
 
     #[tracing::instrument(skip_all, fields(conversation_id = %id))]
     async fn delete_conversation(&self, id: Uuid) -> StoreResult<bool> {
-        // Messages and their events go with it (`on delete cascade`); their search documents
-        // have no foreign key (see the `message_texts` migration), so they go here.
+        // Messages go with it (`on delete cascade`); their search documents and audit trails
+        // have no foreign key (see the `message_texts` and
+        // `message_events_without_foreign_key` migrations), so they go here. The messages
+        // first: that waits for any transaction changing one of them, whose trail rows are
+        // then committed and seen by the next statement.
         let mut tx = self.pool.begin().await.map_err(classify)?;
+        sqlx::query(
+            "with gone as (delete from messages where conversation_id = $1 returning id)
+             delete from message_events where message_id in (select id from gone)",
+        )
+        .bind(id)
+        .run(&mut *tx)
+        .await?;
         sqlx::query("delete from message_texts where conversation_id = $1")
             .bind(id)
             .run(&mut *tx)
