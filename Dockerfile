@@ -20,6 +20,7 @@ RUN mkdir -p src tools/fake-providers/src \
  && rm -rf src
 COPY src ./src
 COPY migrations ./migrations
+COPY build.rs ./
 # Make sure cargo sees the real sources as newer than the placeholder build.
 RUN touch src/main.rs src/lib.rs \
  && cargo build --release --locked --bin messaging-service \
