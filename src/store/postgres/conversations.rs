@@ -132,24 +132,30 @@ impl ConversationStore for PgStore {
 
     #[tracing::instrument(skip_all, fields(conversation_id = %id))]
     async fn delete_conversation(&self, id: Uuid) -> StoreResult<bool> {
-        // Messages go with it (`on delete cascade`); their search documents and audit trails
-        // have no foreign key (see the `message_texts` and
-        // `message_events_without_foreign_key` migrations), so they go here. The messages
-        // first: that waits for any transaction changing one of them, whose trail rows are
-        // then committed and seen by the next statement.
+        // Its messages, their audit trails and their search documents have no foreign keys
+        // (see the migrations `message_texts`, `message_events_without_foreign_key` and
+        // `messages_without_conversation_foreign_key`): they are deleted here, each by a
+        // statement of its own, so that each sees what the one before waited for.
+        // - The conversation first: that waits for a batch storing a message in it (the
+        //   batch holds the conversation's row), whose messages the next statement then sees.
+        //   A later batch finds no conversation and makes a new one.
+        // - Then the messages: that waits for a claim or an outcome changing one of them,
+        //   whose trail rows the next statement then sees.
         let mut tx = self.pool.begin().await.map_err(classify)?;
-        sqlx::query(
-            "with gone as (delete from messages where conversation_id = $1 returning id)
-             delete from message_events where message_id in (select id from gone)",
-        )
-        .bind(id)
-        .run(&mut *tx)
-        .await?;
-        sqlx::query("delete from message_texts where conversation_id = $1")
+        let deleted = sqlx::query("delete from conversations where id = $1")
             .bind(id)
             .run(&mut *tx)
             .await?;
-        let deleted = sqlx::query("delete from conversations where id = $1")
+        let messages: Vec<Uuid> =
+            sqlx::query("delete from messages where conversation_id = $1 returning id")
+                .bind(id)
+                .all(&mut *tx, rows::id)
+                .await?;
+        sqlx::query("delete from message_events where message_id = any($1)")
+            .bind(&messages)
+            .run(&mut *tx)
+            .await?;
+        sqlx::query("delete from message_texts where conversation_id = $1")
             .bind(id)
             .run(&mut *tx)
             .await?;
