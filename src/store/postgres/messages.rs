@@ -571,30 +571,50 @@ impl MessageStore for PgStore {
     }
 
     async fn sweep(&self, query: SweepQuery) -> StoreResult<Vec<Stranded>> {
-        sqlx::query(
-            "with stranded as (
-                 select id from messages
-                 where status in ('pending', 'retry', 'sending')
+        // One scan of the status index per unfinished status, each oldest first ($1 the age,
+        // $2 the visibility timeout, $3 the limit); the oldest `limit` of the three are
+        // marked. Rows a worker holds are skipped.
+        let oldest = |status: &str, also: &str| {
+            format!(
+                "select id, created_at from messages
+                 where status = '{status}'
                    and created_at < now() - make_interval(secs => $1)
                    and (enqueued_at is null or enqueued_at < now() - make_interval(secs => $1))
-                   and (status = 'pending'
-                        or (status = 'retry' and next_attempt_at < now() - make_interval(secs => $1))
-                        or (status = 'sending'
-                            and ($2 = 0
-                                 or coalesce(lease_until, claimed_at + make_interval(secs => $2))
-                                    < now() - make_interval(secs => $1))))
+                   {also}
                  order by created_at
                  limit $3
-                 for update skip locked
+                 for update skip locked"
+            )
+        };
+        let pending = oldest("pending", "");
+        let retrying = oldest(
+            "retry",
+            "and next_attempt_at < now() - make_interval(secs => $1)",
+        );
+        let abandoned = oldest(
+            "sending",
+            "and ($2 = 0 or coalesce(lease_until, claimed_at + make_interval(secs => $2))
+                            < now() - make_interval(secs => $1))",
+        );
+        let sql = format!(
+            "with pending as ({pending}), retrying as ({retrying}), abandoned as ({abandoned}),
+             stranded as (
+                 select id from (
+                     select * from pending union all select * from retrying
+                     union all select * from abandoned
+                 ) unfinished
+                 order by created_at
+                 limit $3
              )
              update messages m set enqueued_at = now()
              from stranded s where m.id = s.id
-             returning m.id, m.type",
-        )
-        .bind(query.age.as_secs_f64())
-        .bind(query.visibility_timeout.as_secs_f64())
-        .bind(query.limit)
-        .all(&self.pool, rows::stranded)
-        .await
+             returning m.id, m.type"
+        );
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(query.age.as_secs_f64())
+            .bind(query.visibility_timeout.as_secs_f64())
+            .bind(query.limit)
+            .all(&self.pool, rows::stranded)
+            .await
     }
 }
