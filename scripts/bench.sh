@@ -29,7 +29,8 @@
 #   embedded   the single process (`all`) on a scratch SQLite file: load at c=64 with the
 #              in-process worker running, then the end-to-end rate
 #   wrk        `serve` alone: the bench client at c=64 for 15 s, `wrk -t2 -c64 -d15s`
-#              (scripts/bench-wrk.lua: distinct SMS), the bench client again; same service,
+#              (scripts/bench-wrk.lua: distinct SMS; Debian's `wrk` package is installed if
+#              missing, as root or with sudo), the bench client again; same service,
 #              each with its own CPU time per request
 #
 # Options:
@@ -393,6 +394,18 @@ if [ "$pg_phases" = 1 ]; then
     settle_tables
   fi
   if has wrk; then
+    if ! command -v wrk >/dev/null; then
+      # Debian's package, as the browser and Prometheus checks install theirs.
+      sudo=""
+      [ "$(id -u)" = 0 ] || sudo=sudo
+      if command -v apt-get >/dev/null && { [ -z "$sudo" ] || command -v sudo >/dev/null; }; then
+        say "installing Debian's wrk package for the comparison"
+        $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends wrk >/dev/null 2>&1 ||
+          { $sudo apt-get update -q >/dev/null 2>&1 &&
+            $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends wrk >/dev/null 2>&1; } ||
+          say "could not install the wrk package (apt-get install wrk)"
+      fi
+    fi
     if command -v wrk >/dev/null; then
       # Ours, wrk, ours again: the table grows meanwhile, so neither has the emptier one.
       bench_load "bench -c64 -d15 (before wrk)" -c 64 --duration 15
@@ -403,7 +416,7 @@ if [ "$pg_phases" = 1 ]; then
       wrk_row "$run_dir/wrk.out" "$run_dir/wrk.cpu" >>"$results"
       bench_load "bench -c64 -d15 (after wrk)" -c 64 --duration 15
     else
-      say "wrk is not installed: skipping the comparison"
+      say "wrk is not installed and could not be (no apt-get, or not root and no sudo): skipping the comparison"
     fi
   fi
   if has accept; then
