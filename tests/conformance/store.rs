@@ -20,6 +20,7 @@ on_every_store!(
     an_idempotency_key_stores_one_message,
     lists_are_newest_first_filtered_paginated_and_counted,
     a_claim_is_exclusive_until_it_goes_stale,
+    claims_racing_for_the_same_messages_take_each_once,
     outcomes_follow_the_lifecycle_and_schedule_retries,
     outcomes_under_a_lost_claim_are_not_applied,
     outcomes_of_several_claims_apply_each_under_its_own_token,
@@ -503,6 +504,44 @@ async fn outcomes_follow_the_lifecycle_and_schedule_retries(store: Arc<dyn Store
     assert_eq!(b.status, MessageStatus::Sent);
     assert_eq!(b.retry_count, 1, "the count of retries stays");
     assert_eq!(b.error, None, "a success clears the error");
+}
+
+/// Sixteen claims at once over the same messages, each naming them in its own order (as
+/// duplicate tasks read by several workers would): every message is claimed exactly once,
+/// and no claim fails (two claims locking the same rows in opposite orders would deadlock).
+async fn claims_racing_for_the_same_messages_take_each_once(store: Arc<dyn Store>) {
+    let batch: Vec<NewMessage> = (0..1000).map(|_| sms()).collect();
+    store.insert_messages(&batch).await.unwrap();
+    let ids: Vec<Uuid> = batch.iter().map(|m| m.id).collect();
+    let claims = (0..16usize).map(|i| {
+        let store = store.clone();
+        let mut mine = ids.clone();
+        mine.rotate_left(i * 61 % ids.len());
+        if i % 2 == 1 {
+            mine.reverse();
+        }
+        tokio::spawn(async move { store.claim(&mine, lease()).await })
+    });
+    let mut taken: Vec<Uuid> = Vec::new();
+    for claim in futures_util::future::join_all(claims).await {
+        let claim = claim.expect("the claim task ran").expect("no claim fails");
+        taken.extend(claim.messages.iter().map(|m| m.id));
+    }
+    let claims_made = taken.len();
+    taken.sort();
+    taken.dedup();
+    assert_eq!(
+        (claims_made, taken.len()),
+        (ids.len(), ids.len()),
+        "(claims made, messages claimed): each message claimed once, none missed"
+    );
+    let history = store.message_events(ids[0]).await.unwrap();
+    let claimed: Vec<_> = history
+        .iter()
+        .filter(|e| e.to_status == Some(MessageStatus::Sending))
+        .collect();
+    assert_eq!(claimed.len(), 1, "one claim in the trail: {history:?}");
+    assert_eq!(claimed[0].from_status, Some(MessageStatus::Pending));
 }
 
 async fn deliveries_count_claims_since_the_last_outcome(store: Arc<dyn Store>) {

@@ -36,27 +36,38 @@ const FAN_OUT: &str = "to_endpoints as (
          where m.status_callback is not null
      )";
 
-/// The outbox insert: an event for each of `ids` whose status notifies the application,
-/// written only when an enabled endpoint subscribes to its type or the message has a
-/// status callback, and fanned out into its deliveries at once. Called inside the
-/// transaction that changed the messages.
+/// The outbox insert as CTEs (`fresh` and its deliveries) to follow a `with`: an event for
+/// each row of the CTE `changed (id, status, status_callback)` whose status notifies the
+/// application, written only when an enabled endpoint subscribes to its type or the message
+/// has a status callback, and fanned out into its deliveries at once. `map` is the
+/// parameter holding [`status_map`]. A statement that changes messages can add these to
+/// its own (see `record_settlements`), saving a statement and a second read of the rows.
+pub(super) fn outbox_of(changed: &str, map: &str) -> String {
+    format!(
+        "fresh as (
+             insert into events (id, type, message_id, status, dispatched, created_at)
+             select 'evt_' || replace(gen_random_uuid()::text, '-', ''), k.value, c.id, c.status, true, now()
+             from {changed} c join jsonb_each_text({map}::jsonb) k on k.key = c.status
+             where c.status_callback is not null
+                or exists (select 1 from webhook_endpoints e
+                           where e.enabled and (e.event_types is null or jsonb_exists(e.event_types, k.value)))
+             returning id, type, message_id, endpoint_id
+         ),
+         {FAN_OUT}"
+    )
+}
+
+/// The outbox insert ([`outbox_of`]) for the messages `ids` as they are now. Called inside
+/// the transaction that changed them.
 pub(super) async fn record_events(conn: &mut PgConnection, ids: &[uuid::Uuid]) -> StoreResult<()> {
     if ids.is_empty() {
         return Ok(());
     }
     let sql = format!(
-        "with fresh as (
-             insert into events (id, type, message_id, status, dispatched, created_at)
-             select 'evt_' || replace(gen_random_uuid()::text, '-', ''), k.value, m.id, m.status, true, now()
-             from messages m join jsonb_each_text($2::jsonb) k on k.key = m.status
-             where m.id = any($1)
-               and (m.status_callback is not null
-                    or exists (select 1 from webhook_endpoints e
-                               where e.enabled and (e.event_types is null or jsonb_exists(e.event_types, k.value))))
-             returning id, type, message_id, endpoint_id
-         ),
-         {FAN_OUT}
-         select count(*) from fresh"
+        "with changed as (select id, status, status_callback from messages where id = any($1)),
+         {}
+         select count(*) from fresh",
+        outbox_of("changed", "$2")
     );
     sqlx::query(AssertSqlSafe(sql))
         .bind(ids)

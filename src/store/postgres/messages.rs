@@ -403,26 +403,27 @@ impl MessageStore for PgStore {
     #[tracing::instrument(skip_all, fields(count = ids.len()))]
     async fn claim(&self, ids: &[Uuid], lease: Duration) -> StoreResult<Claim> {
         let token = Uuid::now_v7();
-        let sql = format!(
-            "with target as (
-                 -- Each id through the primary key. The status test is a CASE, which no
-                 -- index matches: the planner would otherwise take a status index whenever
-                 -- its statistics show few unfinished messages, and walk every entry of
-                 -- it, dead ones included, on each claim.
-                 select m.id, m.status as old_status,
-                        case when m.status = 'sending' then m.claimed_at end as previous_claimed_at
-                 from unnest($1::uuid[]) as wanted(id)
-                 join messages m on m.id = wanted.id
-                 where case m.status
+        // Whether `m` may be claimed now; the status test is a CASE (see below).
+        let claimable = "case m.status
                            when 'pending' then 'pending' = any($4)
                            when 'retry' then 'retry' = any($4)
                                 and (m.next_attempt_at is null or m.next_attempt_at <= now())
                            when 'sending' then 'sending' = any($4)
                                 and coalesce(m.lease_until, m.claimed_at + make_interval(secs => $3)) <= now()
                            else false
-                       end
+                       end";
+        let sql = format!(
+            "with target as (
+                 -- Each id through the primary key. The status test is a CASE, which no
+                 -- index matches: the planner would otherwise take a status index whenever
+                 -- its statistics show few unfinished messages, and walk every entry of
+                 -- it, dead ones included, on each claim.
+                 select m.id, m.status as old_status, m.claim_token as old_token,
+                        case when m.status = 'sending' then m.claimed_at end as previous_claimed_at
+                 from unnest($1::uuid[]) as wanted(id)
+                 join messages m on m.id = wanted.id
+                 where {claimable}
                  order by m.id
-                 for update of m
              ),
              claimed as (
                  update messages m
@@ -430,7 +431,13 @@ impl MessageStore for PgStore {
                      deliveries = m.deliveries + 1,
                      claim_token = $2, next_attempt_at = null, updated_at = now()
                  from target t
-                 where m.id = t.id
+                 -- Rows are locked here, in the order of `target` (by id): two claims
+                 -- cannot deadlock. A row another statement changed while this one waited
+                 -- for its lock is tested again as it is now; one that is no longer what
+                 -- `target` saw is left alone.
+                 where m.id = t.id and m.status = t.old_status
+                   and m.claim_token is not distinct from t.old_token
+                   and {claimable}
                  returning m.*, t.old_status, t.previous_claimed_at
              ),
              events as (
@@ -502,7 +509,8 @@ impl MessageStore for PgStore {
         let num_segments: Vec<Option<i32>> = planned.iter().map(|r| r.num_segments).collect();
         let attempted: Vec<bool> = planned.iter().map(|r| r.attempted).collect();
         let mut tx = self.pool.begin().await.map_err(classify)?;
-        let applied = sqlx::query(
+        // The trail and the outbox are written by the same statement, from what it updated.
+        let sql = format!(
             "with input as (
                  select * from unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[],
                                       $9::int4[], $10::bool[], $1::uuid[])
@@ -531,7 +539,8 @@ impl MessageStore for PgStore {
                  -- taken instead (see `claim`).
                  where m.id = i.id and m.claim_token = i.token
                    and case m.status when 'sending' then true else false end
-                 returning m.id, m.status, m.provider, m.provider_message_id, m.error_code, m.error_message, m.next_attempt_at
+                 returning m.id, m.status, m.provider, m.provider_message_id, m.error_code, m.error_message, m.next_attempt_at,
+                           m.status_callback
              ),
              events as (
                  insert into message_events (message_id, event, from_status, to_status, detail)
@@ -542,22 +551,25 @@ impl MessageStore for PgStore {
                      'error_message', error_message,
                      'next_attempt_at', next_attempt_at))
                  from updated
-             )
+             ),
+             {}
              select id from updated",
-        )
-        .bind(&tokens)
-        .bind(&ids)
-        .bind(&status)
-        .bind(&provider)
-        .bind(&provider_message_id)
-        .bind(&error_code)
-        .bind(&error_message)
-        .bind(&next_attempt_at)
-        .bind(&num_segments)
-        .bind(&attempted)
-        .all(&mut *tx, rows::id)
-        .await?;
-        super::events::record_events(&mut tx, &applied).await?;
+            super::events::outbox_of("updated", "$11")
+        );
+        let applied = sqlx::query(AssertSqlSafe(sql))
+            .bind(&tokens)
+            .bind(&ids)
+            .bind(&status)
+            .bind(&provider)
+            .bind(&provider_message_id)
+            .bind(&error_code)
+            .bind(&error_message)
+            .bind(&next_attempt_at)
+            .bind(&num_segments)
+            .bind(&attempted)
+            .bind(crate::store::outbox::status_map())
+            .all(&mut *tx, rows::id)
+            .await?;
         // Receipts that arrived before these provider ids were recorded apply now.
         let applied_ids: std::collections::HashSet<Uuid> = applied.iter().copied().collect();
         let recorded: Vec<&str> = planned
