@@ -174,3 +174,40 @@ async fn a_retry_whose_task_comes_early_is_sent_once_it_falls_due() {
     assert_eq!(app.provider.calls_for(message_id), 2);
     assert_eq!(sent["retry_count"], 1);
 }
+
+/// Duplicate tasks (the sweeper's beside the original, a reclaim beside a slow worker) are
+/// taken by several workers at once: their claims race for the same messages, and each
+/// message is still sent once, counted at the provider.
+#[tokio::test]
+async fn duplicate_tasks_taken_by_workers_at_once_send_each_message_once() {
+    let app = TestApp::builder()
+        .env("QUEUE_BATCH_SIZE", "10")
+        .spawn()
+        .await;
+    let mut ids: Vec<Uuid> = Vec::new();
+    for _ in 0..20 {
+        // Ten messages (their tasks are the next batch), three more copies of each task
+        // (the three batches after it), then four workers take the four batches at once.
+        let mut tasks = Vec::new();
+        for _ in 0..10 {
+            let sent = app.send(&sms_body()).await;
+            let id: Uuid = sent["id"].as_str().unwrap().parse().unwrap();
+            ids.push(id);
+            tasks.push(Task {
+                message_id: id,
+                kind: MessageType::Sms,
+            });
+        }
+        for _ in 0..3 {
+            app.components.queue.enqueue(&tasks).await.unwrap();
+        }
+        let round = futures_util::future::join_all((0..4).map(|_| app.worker.process_once())).await;
+        let handled: usize = round.into_iter().map(|r| r.unwrap()).sum();
+        assert_eq!(handled, 40, "four batches of ten tasks");
+    }
+    for id in &ids {
+        assert_eq!(app.provider.calls_for(*id), 1, "message {id} sent once");
+        let message = app.message(&id.to_string()).await;
+        assert_eq!(message["status"], "sent", "{message}");
+    }
+}
