@@ -752,13 +752,87 @@ async fn register_endpoint(base: &str, url: &str) -> Result<String, String> {
 
 /// CPU time this process has used (user + system), from /proc/self/stat.
 fn cpu_time() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    process_cpu("self")
+}
+
+/// CPU time a process (`self` or a pid) has used (user + system), from /proc/<pid>/stat.
+fn process_cpu(pid: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which may hold spaces) start at the state, field 3.
     let rest = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
     // The kernel reports in clock ticks: 100 per second on Linux.
     Some(Duration::from_millis(ticks * 10))
+}
+
+/// CPU time of the whole machine, from the first line of /proc/stat: busy (user, nice,
+/// system, irq, softirq, steal) and in all (busy, idle and I/O wait).
+fn machine_cpu() -> Option<(Duration, Duration)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    let at = |i: usize| ticks.get(i).copied().unwrap_or(0);
+    let busy = at(0) + at(1) + at(2) + at(5) + at(6) + at(7);
+    let all = busy + at(3) + at(4);
+    Some((
+        Duration::from_millis(busy * 10),
+        Duration::from_millis(all * 10),
+    ))
+}
+
+/// Where one request's CPU went during a load: the load client, the API process and the
+/// machine as a whole (the rest is the database, the queue and the kernel's work for them).
+struct CpuShares {
+    client: Option<Duration>,
+    api: Option<Duration>,
+    machine: Option<(Duration, Duration)>,
+}
+
+impl CpuShares {
+    fn start(serve_pid: Option<u32>) -> Self {
+        Self {
+            client: cpu_time(),
+            api: serve_pid.and_then(|p| process_cpu(&p.to_string())),
+            machine: machine_cpu(),
+        }
+    }
+
+    /// The note's figures since `start`, per request.
+    fn note(&self, serve_pid: Option<u32>, requests: u64) -> Option<String> {
+        if requests == 0 {
+            return None;
+        }
+        let per = |d: Duration| d.as_secs_f64() * 1e6 / requests as f64;
+        let since = |before: Option<Duration>, now: Option<Duration>| {
+            before.zip(now).map(|(a, b)| b.saturating_sub(a))
+        };
+        let client = since(self.client, cpu_time())?;
+        let mut note = format!("client CPU {:.1} µs/request", per(client));
+        let api = since(
+            self.api,
+            serve_pid.and_then(|p| process_cpu(&p.to_string())),
+        );
+        if let Some(api) = api {
+            note.push_str(&format!(", API {:.0} µs", per(api)));
+        }
+        if let Some(((busy0, all0), (busy1, all1))) = self.machine.zip(machine_cpu()) {
+            let (busy, all) = (busy1.saturating_sub(busy0), all1.saturating_sub(all0));
+            if !all.is_zero() {
+                note.push_str(&format!(
+                    ", machine {:.0} µs ({:.0}% of the CPUs busy)",
+                    per(busy),
+                    busy.as_secs_f64() * 100.0 / all.as_secs_f64()
+                ));
+            }
+        }
+        Some(note)
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -936,7 +1010,7 @@ async fn load(args: LoadArgs, threads: usize) -> Result<bool, String> {
     };
 
     let c = args.concurrency;
-    let cpu_before = cpu_time();
+    let cpu = CpuShares::start(args.row.serve_pid);
     let first = Instant::now();
     let deadline = if args.count.is_some() {
         first + Duration::from_secs(365 * 24 * 3600)
@@ -1015,7 +1089,8 @@ async fn load(args: LoadArgs, threads: usize) -> Result<bool, String> {
     }
     let send_end = Instant::now();
     let secs = send_end.duration_since(first).as_secs_f64();
-    let client_cpu = cpu_before.zip(cpu_time()).map(|(a, b)| b.saturating_sub(a));
+    let requests = tally.accepted + tally.errors();
+    let cpu_note = cpu.note(args.row.serve_pid, requests);
 
     let mut note = Vec::new();
     if let Some(r) = args.rate {
@@ -1040,13 +1115,7 @@ async fn load(args: LoadArgs, threads: usize) -> Result<bool, String> {
     } else {
         note.push(format!("{} accepted", tally.accepted));
     }
-    let requests = tally.accepted + tally.errors();
-    if let (Some(cpu), true) = (client_cpu, requests > 0) {
-        note.push(format!(
-            "client CPU {:.1} µs/request",
-            cpu.as_secs_f64() * 1e6 / requests as f64
-        ));
-    }
+    note.extend(cpu_note);
 
     let mut drain_per_s = None;
     let mut ok = tally.accepted > 0;
