@@ -818,9 +818,12 @@ impl CpuShares {
             self.api,
             serve_pid.and_then(|p| process_cpu(&p.to_string())),
         );
-        if let Some(api) = api {
-            note.push_str(&format!(", API {:.0} µs", per(api)));
-        }
+        let Some(api) = api else {
+            // No API process on this machine (a load against another deployment): this
+            // machine's CPU would not be the service's.
+            return Some(note);
+        };
+        note.push_str(&format!(", API {:.0} µs", per(api)));
         if let Some(((busy0, all0), (busy1, all1))) = self.machine.zip(machine_cpu()) {
             let (busy, all) = (busy1.saturating_sub(busy0), all1.saturating_sub(all0));
             if !all.is_zero() {
