@@ -53,6 +53,61 @@ async fn a_worker_killed_mid_flight_loses_nothing() {
     assert!(reclaimed, "the audit trail shows the reclaim");
 }
 
+/// A worker claims a message and dies, and its task is lost as well (acknowledged, as if
+/// the queue had dropped it), so no reclaim can find it. The sweeper leaves the claim alone
+/// while its lease holds, then takes it back, and the message is sent once.
+#[tokio::test]
+async fn an_abandoned_claim_whose_task_was_lost_is_swept_back_and_sent_once() {
+    let app = TestApp::builder()
+        .env("QUEUE_VISIBILITY_TIMEOUT", "2")
+        .env("QUEUE_SWEEP_AGE", "0")
+        .spawn()
+        .await;
+    let id = app.send(&sms_body()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let uuid = id.parse().unwrap();
+    let dead = app
+        .components
+        .queue
+        .fetch("doomed-worker", 10, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), 1);
+    let claim = app
+        .components
+        .store
+        .claim(&[uuid], Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(claim.messages.len(), 1);
+    app.components.queue.ack(&dead).await.unwrap();
+    assert_eq!(
+        app.worker.sweep_once().await.unwrap(),
+        0,
+        "a live claim is not swept"
+    );
+    assert_eq!(app.message(&id).await["status"], "sending");
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match app.worker.sweep_once().await.unwrap() {
+            0 => assert!(
+                Instant::now() < deadline,
+                "the abandoned claim was never swept back"
+            ),
+            swept => {
+                assert_eq!(swept, 1);
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.drain_until(&id, MessageStatus::Sent).await;
+    assert_eq!(app.provider.calls_for(uuid), 1);
+}
+
 #[tokio::test]
 async fn a_slow_live_worker_is_not_robbed_before_its_claim_expires() {
     let app = spawn_with_visibility("30").await;
