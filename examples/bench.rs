@@ -789,6 +789,7 @@ fn machine_cpu() -> Option<(Duration, Duration)> {
 /// Where one request's CPU went during a load: the load client, the API process and the
 /// machine as a whole (the rest is the database, the queue and the kernel's work for them).
 struct CpuShares {
+    serve_pid: Option<u32>,
     client: Option<Duration>,
     api: Option<Duration>,
     machine: Option<(Duration, Duration)>,
@@ -797,6 +798,7 @@ struct CpuShares {
 impl CpuShares {
     fn start(serve_pid: Option<u32>) -> Self {
         Self {
+            serve_pid,
             client: cpu_time(),
             api: serve_pid.and_then(|p| process_cpu(&p.to_string())),
             machine: machine_cpu(),
@@ -804,7 +806,7 @@ impl CpuShares {
     }
 
     /// The note's figures since `start`, per request.
-    fn note(&self, serve_pid: Option<u32>, requests: u64) -> Option<String> {
+    fn note(&self, requests: u64) -> Option<String> {
         if requests == 0 {
             return None;
         }
@@ -816,7 +818,7 @@ impl CpuShares {
         let mut note = format!("client CPU {:.1} µs/request", per(client));
         let api = since(
             self.api,
-            serve_pid.and_then(|p| process_cpu(&p.to_string())),
+            self.serve_pid.and_then(|p| process_cpu(&p.to_string())),
         );
         let Some(api) = api else {
             // No API process on this machine (a load against another deployment): this
@@ -1093,7 +1095,7 @@ async fn load(args: LoadArgs, threads: usize) -> Result<bool, String> {
     let send_end = Instant::now();
     let secs = send_end.duration_since(first).as_secs_f64();
     let requests = tally.accepted + tally.errors();
-    let cpu_note = cpu.note(args.row.serve_pid, requests);
+    let cpu_note = cpu.note(requests);
 
     let mut note = Vec::new();
     if let Some(r) = args.rate {
